@@ -1,0 +1,198 @@
+package tollgate
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AccountStatus says whether an account's tokens work.
+type AccountStatus string
+
+const (
+	AccountActive    AccountStatus = "active"
+	AccountSuspended AccountStatus = "suspended" // every token stops working
+)
+
+// PackageAccess is the state of an account's request for package access.
+// Only "granted" lets tokens carry the packages scope.
+type PackageAccess string
+
+const (
+	PackageAccessNone      PackageAccess = "none"
+	PackageAccessRequested PackageAccess = "requested"
+	PackageAccessGranted   PackageAccess = "granted"
+	PackageAccessDenied    PackageAccess = "denied"
+)
+
+// Valid reports whether p is one of the four states.
+func (p PackageAccess) Valid() bool {
+	switch p {
+	case PackageAccessNone, PackageAccessRequested, PackageAccessGranted, PackageAccessDenied:
+		return true
+	}
+	return false
+}
+
+// Account is a customer. Its name is unique and is what humans type.
+type Account struct {
+	ID            string
+	Name          string
+	Status        AccountStatus
+	PackageAccess PackageAccess
+	Subscription  Subscription
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Subscription is what an account is entitled to pull.
+//
+// Images holds glob patterns over repository names (see MatchPattern);
+// Packages holds package repository names (patterns allowed too, so "*"
+// entitles every configured repository).
+type Subscription struct {
+	Images   []string
+	Packages []string
+}
+
+// EntitledImage reports whether the subscription covers repository name.
+func (s Subscription) EntitledImage(name string) bool {
+	for _, p := range s.Images {
+		if MatchPattern(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// EntitledPackages reports whether the subscription covers package repo.
+func (s Subscription) EntitledPackages(repo string) bool {
+	for _, p := range s.Packages {
+		if MatchPattern(p, repo) {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks every pattern; errors name the field path
+// ("images[2]").
+func (s Subscription) Validate() error {
+	for i, p := range s.Images {
+		if err := ValidatePattern(p); err != nil {
+			return FieldError(indexField("images", i), "%s", err.(*Error).Message)
+		}
+	}
+	for i, p := range s.Packages {
+		if err := ValidatePattern(p); err != nil {
+			return FieldError(indexField("packages", i), "%s", err.(*Error).Message)
+		}
+	}
+	return nil
+}
+
+func indexField(name string, i int) string {
+	return name + "[" + strconv.Itoa(i) + "]"
+}
+
+// ValidateAccountName checks the rule for account names: 1 to 63
+// characters of a-z, 0-9 and '-', not starting or ending with '-'.
+func ValidateAccountName(name string) error {
+	if name == "" {
+		return FieldError("name", "must not be empty")
+	}
+	if len(name) > 63 {
+		return FieldError("name", "must be at most 63 characters")
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return FieldError("name", "may contain only a-z, 0-9 and '-'")
+		}
+	}
+	if name[0] == '-' || name[len(name)-1] == '-' {
+		return FieldError("name", "must not start or end with '-'")
+	}
+	return nil
+}
+
+// Pattern semantics, for image repository names such as "team-a/nginx":
+//
+//   - any run of characters except '/' (one path component or part of it)
+//     **   any run of characters, '/' included (any depth)
+//     ?    exactly one character other than '/'
+//     else the character itself; matching is case-sensitive and anchored
+//
+// So "nginx" matches only nginx; "python*" matches python, python3 and
+// python-slim but not python/tools; "team-a/*" matches team-a/app but not
+// team-a/app/db nor team-a itself; "team-a/**" matches everything below
+// team-a/; "**" matches every repository.
+const patternChars = "abcdefghijklmnopqrstuvwxyz0123456789._-/*?"
+
+// ValidatePattern checks that p is a well-formed pattern: 1 to 255
+// characters of lowercase letters, digits, '.', '_', '-', '/', '*' and '?',
+// no empty path component, no more than two '*' in a row.
+func ValidatePattern(p string) error {
+	if p == "" {
+		return Errorf(EINVALID, "pattern must not be empty")
+	}
+	if len(p) > 255 {
+		return Errorf(EINVALID, "pattern %q is longer than 255 characters", p)
+	}
+	for _, c := range p {
+		if !strings.ContainsRune(patternChars, c) {
+			return Errorf(EINVALID, "pattern %q may contain only a-z, 0-9, '.', '_', '-', '/', '*' and '?'", p)
+		}
+	}
+	if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+		return Errorf(EINVALID, "pattern %q has an empty path component", p)
+	}
+	if strings.Contains(p, "***") {
+		return Errorf(EINVALID, "pattern %q has more than two '*' in a row", p)
+	}
+	return nil
+}
+
+// MatchPattern reports whether name matches pattern p (semantics above).
+// An invalid pattern matches nothing.
+func MatchPattern(p, name string) bool {
+	if ValidatePattern(p) != nil {
+		return false
+	}
+	return match(p, name)
+}
+
+func match(p, s string) bool {
+	for len(p) > 0 {
+		switch {
+		case strings.HasPrefix(p, "**"):
+			rest := p[2:]
+			for i := 0; i <= len(s); i++ {
+				if match(rest, s[i:]) {
+					return true
+				}
+			}
+			return false
+		case p[0] == '*':
+			rest := p[1:]
+			for i := 0; i <= len(s); i++ {
+				if match(rest, s[i:]) {
+					return true
+				}
+				if i < len(s) && s[i] == '/' {
+					return false
+				}
+			}
+			return false
+		case p[0] == '?':
+			if s == "" || s[0] == '/' {
+				return false
+			}
+		default:
+			if s == "" || s[0] != p[0] {
+				return false
+			}
+		}
+		p, s = p[1:], s[1:]
+	}
+	return s == ""
+}

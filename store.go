@@ -1,0 +1,79 @@
+package tollgate
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the source of truth. Implementations (store/sqlite,
+// store/postgres) are plain persistence: every rule lives in Service, which
+// runs read-modify-write sequences inside Update.
+//
+// Errors: ENOTFOUND for a missing row, ECONFLICT for a unique violation,
+// EUNAVAILABLE when the database cannot be reached, EINTERNAL otherwise.
+type Store interface {
+	// Update runs fn in one read-write transaction and commits if fn
+	// returns nil; on error nothing fn wrote remains. Two Updates that both
+	// lock the same account (LockAccount) run one after the other.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+	// View runs fn with read access; it may see a consistent snapshot or
+	// plain autocommit reads, and it never writes.
+	View(ctx context.Context, fn func(tx Tx) error) error
+	// RecordUsage stores last-used data for many tokens at once, outside
+	// any lifecycle transaction. Unknown token ids are ignored.
+	RecordUsage(ctx context.Context, usage []TokenUsage) error
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Tx is what Service may do inside a transaction. Methods that take
+// forUpdate lock the row until the transaction ends where the database
+// supports row locks (SQLite serializes all writers instead).
+type Tx interface {
+	// InsertAccount stores a new account. ECONFLICT if the name is taken.
+	InsertAccount(ctx context.Context, a *Account) error
+	// AccountByID and AccountByName return ENOTFOUND if there is none.
+	AccountByID(ctx context.Context, id string, forUpdate bool) (*Account, error)
+	AccountByName(ctx context.Context, name string, forUpdate bool) (*Account, error)
+	// UpdateAccount writes every field of a (by ID) except CreatedAt.
+	UpdateAccount(ctx context.Context, a *Account) error
+	// ListAccounts returns all accounts ordered by name.
+	ListAccounts(ctx context.Context) ([]*Account, error)
+
+	// SetAccountKey replaces the account's API key hash.
+	SetAccountKey(ctx context.Context, accountID string, hash []byte) error
+	// AccountByKeyHash finds the account whose API key hashes to hash.
+	AccountByKeyHash(ctx context.Context, hash []byte) (*Account, error)
+
+	// InsertToken stores a new token with its lookup hash and sealed
+	// secret. ECONFLICT if the id or hash exists.
+	InsertToken(ctx context.Context, t *Token, hash, sealed []byte) error
+	// TokenByID and TokenByHash return ENOTFOUND if there is none; both
+	// fill AccountName.
+	TokenByID(ctx context.Context, id string) (*Token, error)
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	// UpdateToken writes the mutable fields of t (by ID): name,
+	// description, scope, expiry, updated and revoked times.
+	UpdateToken(ctx context.Context, t *Token) error
+	// ListTokens returns the account's tokens, oldest first.
+	ListTokens(ctx context.Context, accountID string) ([]*Token, error)
+	// CountActiveTokens counts the account's tokens that are not revoked.
+	CountActiveTokens(ctx context.Context, accountID string) (int, error)
+	// SealedSecret returns the sealed secret stored with the token.
+	SealedSecret(ctx context.Context, tokenID string) ([]byte, error)
+
+	// InsertAudit appends e and sets e.ID.
+	InsertAudit(ctx context.Context, e *AuditEvent) error
+	// ListAudit returns the account's events newest first (see AuditPage).
+	ListAudit(ctx context.Context, accountID string, page AuditPage) ([]*AuditEvent, error)
+}
+
+// TokenUsage is one token's most recent use.
+type TokenUsage struct {
+	TokenID string
+	At      time.Time
+	IP      string
+	UA      string
+	Pulls   int64 // requests since the last record, added to the total
+}

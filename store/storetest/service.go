@@ -1,0 +1,5 @@
+package storetest
+
+import "testing"
+
+func testService(t *testing.T, newStore NewStore) {}

@@ -1,0 +1,20 @@
+// Package storetest is the conformance suite every tollgate.Store must
+// pass. store/sqlite and store/postgres run it from their own tests.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/tollgate/tollgate"
+)
+
+// NewStore opens a fresh, empty, migrated store for one test and registers
+// its cleanup with t.Cleanup.
+type NewStore func(t *testing.T) tollgate.Store
+
+// Run runs the whole suite: the Tx primitives and the Service rules on
+// top of them.
+func Run(t *testing.T, newStore NewStore) {
+	t.Run("Tx", func(t *testing.T) { testTx(t, newStore) })
+	t.Run("Service", func(t *testing.T) { testService(t, newStore) })
+}

@@ -1,0 +1,5 @@
+package storetest
+
+import "testing"
+
+func testTx(t *testing.T, newStore NewStore) {}
