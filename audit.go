@@ -16,6 +16,7 @@ const (
 	ActionTokenEdited        = "token.edited"
 	ActionTokenExtended      = "token.extended"
 	ActionTokenRevoked       = "token.revoked"
+	ActionTokenRevealed      = "token.revealed"
 )
 
 // Change is one field's old and new value, rendered as text. Secrets are
