@@ -1,0 +1,85 @@
+// Package authz decides whether a registry token may fetch a thing now.
+// Decide is the one place where revocation, expiry, suspension, scope and
+// entitlement are judged; the proxy's image and package routes, the token
+// endpoint and the cache all call it.
+package authz
+
+import (
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+// Kind is what is being fetched.
+type Kind uint8
+
+const (
+	// Any asks only whether the token is usable at all (docker login).
+	Any Kind = iota
+	// Image is a repository of the upstream registry, by name.
+	Image
+	// Package is a package repository (apt or apk), by name.
+	Package
+)
+
+// Resource is the thing a request wants.
+type Resource struct {
+	Kind Kind
+	Name string // repository name for Image, repository name for Package
+}
+
+// Reason says why a decision denies; "" means allowed. The values double
+// as metric label values and log fields.
+type Reason string
+
+const (
+	OK          Reason = ""
+	Revoked     Reason = "revoked"
+	Expired     Reason = "expired"
+	Suspended   Reason = "suspended"
+	WrongScope  Reason = "wrong_scope"
+	NotEntitled Reason = "not_entitled"
+)
+
+// Allowed reports whether r is OK.
+func (r Reason) Allowed() bool { return r == OK }
+
+// Decide judges tok (of account acct) for res at now. The order is fixed:
+// revoked, suspended, expired, scope, entitlement; the first failing rule
+// is the reason. A nil token or account is never allowed.
+func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Resource) Reason {
+	if tok == nil || acct == nil || tok.AccountID != acct.ID {
+		return Revoked
+	}
+	switch tok.Status(acct, now) {
+	case tollgate.TokenRevoked:
+		return Revoked
+	case tollgate.TokenSuspended:
+		return Suspended
+	case tollgate.TokenExpired:
+		return Expired
+	}
+	switch res.Kind {
+	case Any:
+		return OK
+	case Image:
+		if !tok.Scope.Has(tollgate.ScopeImages) {
+			return WrongScope
+		}
+		if !acct.Subscription.EntitledImage(res.Name) {
+			return NotEntitled
+		}
+		return OK
+	case Package:
+		if !tok.Scope.Has(tollgate.ScopePackages) {
+			return WrongScope
+		}
+		// The scope bit stays on a token when access is later denied;
+		// access must be granted now.
+		if acct.PackageAccess != tollgate.PackageAccessGranted || !acct.Subscription.EntitledPackages(res.Name) {
+			return NotEntitled
+		}
+		return OK
+	}
+	return NotEntitled
+}

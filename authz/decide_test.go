@@ -1,0 +1,67 @@
+package authz
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	past, future := now.Add(-time.Minute), now.Add(time.Minute)
+	sub := tollgate.Subscription{Images: []string{"nginx", "team-a/*"}, Packages: []string{"os"}}
+	acct := func(mod func(a *tollgate.Account)) *tollgate.Account {
+		a := &tollgate.Account{ID: "acc_1", Status: tollgate.AccountActive, PackageAccess: tollgate.PackageAccessGranted, Subscription: sub}
+		if mod != nil {
+			mod(a)
+		}
+		return a
+	}
+	tok := func(mod func(t *tollgate.Token)) *tollgate.Token {
+		t := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages | tollgate.ScopePackages}
+		if mod != nil {
+			mod(t)
+		}
+		return t
+	}
+	img := func(n string) Resource { return Resource{Kind: Image, Name: n} }
+	pkg := func(n string) Resource { return Resource{Kind: Package, Name: n} }
+
+	tests := []struct {
+		name string
+		tok  *tollgate.Token
+		acct *tollgate.Account
+		res  Resource
+		want Reason
+	}{
+		{"allowed image", tok(nil), acct(nil), img("nginx"), OK},
+		{"allowed image by pattern", tok(nil), acct(nil), img("team-a/app"), OK},
+		{"allowed package", tok(nil), acct(nil), pkg("os"), OK},
+		{"login needs only a usable token", tok(func(t *tollgate.Token) { t.Scope = tollgate.ScopePackages }), acct(nil), Resource{}, OK},
+		{"not entitled image", tok(nil), acct(nil), img("redis"), NotEntitled},
+		{"not entitled package", tok(nil), acct(nil), pkg("extras"), NotEntitled},
+		{"packages-only token on image", tok(func(t *tollgate.Token) { t.Scope = tollgate.ScopePackages }), acct(nil), img("nginx"), WrongScope},
+		{"images-only token on package", tok(func(t *tollgate.Token) { t.Scope = tollgate.ScopeImages }), acct(nil), pkg("os"), WrongScope},
+		{"package access denied later", tok(nil), acct(func(a *tollgate.Account) { a.PackageAccess = tollgate.PackageAccessDenied }), pkg("os"), NotEntitled},
+		{"package access only requested", tok(nil), acct(func(a *tollgate.Account) { a.PackageAccess = tollgate.PackageAccessRequested }), pkg("os"), NotEntitled},
+		{"expired", tok(func(t *tollgate.Token) { t.ExpiresAt = &past }), acct(nil), img("nginx"), Expired},
+		{"not yet expired", tok(func(t *tollgate.Token) { t.ExpiresAt = &future }), acct(nil), img("nginx"), OK},
+		{"expired at this instant", tok(func(t *tollgate.Token) { t.ExpiresAt = &now }), acct(nil), img("nginx"), Expired},
+		{"revoked", tok(func(t *tollgate.Token) { t.RevokedAt = &past }), acct(nil), img("nginx"), Revoked},
+		{"revoked beats suspended and expired", tok(func(t *tollgate.Token) { t.RevokedAt = &past; t.ExpiresAt = &past }),
+			acct(func(a *tollgate.Account) { a.Status = tollgate.AccountSuspended }), img("nginx"), Revoked},
+		{"suspended", tok(nil), acct(func(a *tollgate.Account) { a.Status = tollgate.AccountSuspended }), img("nginx"), Suspended},
+		{"suspended login", tok(nil), acct(func(a *tollgate.Account) { a.Status = tollgate.AccountSuspended }), Resource{}, Suspended},
+		{"account mismatch", tok(nil), acct(func(a *tollgate.Account) { a.ID = "acc_2" }), img("nginx"), Revoked},
+		{"nil token", nil, acct(nil), img("nginx"), Revoked},
+		{"nil account", tok(nil), nil, img("nginx"), Revoked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Decide(tt.tok, tt.acct, now, tt.res); got != tt.want {
+				t.Fatalf("Decide = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
