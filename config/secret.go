@@ -1,0 +1,110 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// Secret is a setting that holds a secret inline (admin.key,
+// store.postgres.dsn). Printing, logging or marshalling it shows a
+// redaction, so a Config can be dumped safely; Reveal returns the value.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+func (s Secret) String() string                { return s.redact() }
+func (s Secret) GoString() string              { return s.redact() }
+func (s Secret) LogValue() slog.Value          { return slog.StringValue(s.redact()) }
+func (s Secret) MarshalText() ([]byte, error)  { return []byte(s.redact()), nil }
+func (s Secret) MarshalYAML() (any, error)     { return s.redact(), nil }
+func (s Secret) Format(f fmt.State, verb rune) { io.WriteString(f, s.redact()) }
+
+// redact shows whether the secret is set, and nothing else.
+func (s Secret) redact() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// Reveal returns the secret.
+func (s Secret) Reveal() string { return string(s) }
+
+// maxSecretFileSize bounds the secret and key files read.
+const maxSecretFileSize = 64 << 10
+
+// AdminKey returns the admin key, from admin.key or read from
+// admin.key_file (trailing whitespace ignored). Errors name the setting,
+// never the key.
+func (c *Config) AdminKey() (string, error) {
+	a := c.Admin
+	if a.Key == "" && a.KeyFile == "" && c.Keys.Dir != "" {
+		a.KeyFile = c.Keys.Resolved().adminKeyFile()
+	}
+	field := "admin.key"
+	var key string
+	switch {
+	case (a.Key == "") == (a.KeyFile == ""):
+		return "", &FieldError{Path: "admin", Problem: "set exactly one of key and key_file"}
+	case a.Key != "":
+		key = a.Key.Reveal()
+	default:
+		field = "admin.key_file"
+		var err error
+		if key, err = readSecretFile(field, a.KeyFile); err != nil {
+			return "", err
+		}
+	}
+	if problem := checkAdminKey(key); problem != "" {
+		return "", &FieldError{Path: field, Problem: problem}
+	}
+	return key, nil
+}
+
+// PostgresDSN returns the PostgreSQL connection string, from
+// store.postgres.dsn or read from store.postgres.dsn_file (trailing
+// whitespace ignored). Errors name the setting, never the DSN.
+func (c *Config) PostgresDSN() (string, error) {
+	p := c.Store.Postgres
+	switch {
+	case (p.DSN == "") == (p.DSNFile == ""):
+		return "", &FieldError{Path: "store.postgres", Problem: "set exactly one of dsn and dsn_file"}
+	case p.DSN != "":
+		return p.DSN.Reveal(), nil
+	}
+	return readSecretFile("store.postgres.dsn_file", p.DSNFile)
+}
+
+// readSecretFile returns the content of the file at path with trailing
+// whitespace trimmed. Errors start with field and quote no content.
+func readSecretFile(field, path string) (string, error) {
+	b, err := readSmallFile(field, path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), " \t\r\n")
+	if s == "" {
+		return "", &FieldError{Path: field, Problem: fmt.Sprintf("%s is empty", path)}
+	}
+	return s, nil
+}
+
+// readSmallFile reads at most maxSecretFileSize bytes of the file at path.
+func readSmallFile(field, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	if len(b) > maxSecretFileSize {
+		return nil, &FieldError{Path: field, Problem: fmt.Sprintf("%s is larger than %d bytes", path, maxSecretFileSize)}
+	}
+	return b, nil
+}
