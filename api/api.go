@@ -1,0 +1,217 @@
+// Package api owns tollgate's management JSON API: the HTTP server that
+// exposes tollgate.Service under /api/v1/ (accounts, subscriptions, tokens,
+// audit log), its Go client (what cmd/tollgate speaks), and the wire types
+// both share. The server only authenticates, authorizes and translates;
+// every lifecycle rule lives in tollgate.Service.
+package api
+
+import (
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+// Prefix is where the API is mounted.
+const Prefix = "/api/v1/"
+
+// Info describes the tollgate instance: what a client needs to print
+// ready-to-paste docker, kubectl, apt and apk commands.
+type Info struct {
+	PublicURL    string `json:"public_url"`
+	Service      string `json:"service"`       // the registry service name in Bearer challenges
+	RegistryHost string `json:"registry_host"` // host[:port] of PublicURL, as docker login wants it
+}
+
+// Subscription is what an account is entitled to pull. Both lists are
+// always arrays on the wire, never null.
+type Subscription struct {
+	Images   []string `json:"images"`
+	Packages []string `json:"packages"`
+}
+
+// Account is the wire form of tollgate.Account.
+type Account struct {
+	ID            string       `json:"id"`
+	Name          string       `json:"name"`
+	Status        string       `json:"status"`         // active, suspended
+	PackageAccess string       `json:"package_access"` // none, requested, granted, denied
+	Subscription  Subscription `json:"subscription"`
+	CreatedAt     time.Time    `json:"created_at"`
+	UpdatedAt     time.Time    `json:"updated_at"`
+}
+
+// Token is the wire form of a registry token. Secret is set only in the
+// answer to a creation (of the token or of its account) and to an explicit
+// reveal; it is the plaintext registry token, to be shown to its owner and
+// never logged.
+type Token struct {
+	ID          string     `json:"id"`
+	Account     string     `json:"account"` // the account's name
+	Name        string     `json:"name"`
+	Description string     `json:"description"`
+	Scope       []string   `json:"scope"`      // "images", "packages"
+	ExpiresAt   *time.Time `json:"expires_at"` // null: no expiry
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+	Status      string     `json:"status"` // active, expired, revoked, suspended
+	Secret      string     `json:"secret,omitempty"`
+}
+
+// TokenList is an account's tokens. Active counts the tokens that are not
+// revoked, which is what Limit bounds.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+	Active int     `json:"active"`
+	Limit  int     `json:"limit"`
+}
+
+// Change is one field's old and new value, as text.
+type Change struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// AuditEvent is one audit log entry.
+type AuditEvent struct {
+	ID      int64             `json:"id"`
+	Time    time.Time         `json:"time"`
+	Actor   string            `json:"actor"`
+	Action  string            `json:"action"`
+	Target  string            `json:"target"`
+	Changes map[string]Change `json:"changes"`
+}
+
+// AuditPage is a page of an account's audit log, newest first.
+// NextBefore, when set, is the before= value that fetches the next page.
+type AuditPage struct {
+	Events     []AuditEvent `json:"events"`
+	NextBefore *int64       `json:"next_before"`
+}
+
+// CreateAccountRequest is the body of POST /api/v1/accounts.
+type CreateAccountRequest struct {
+	Name string `json:"name"`
+}
+
+// CreateAccountResponse answers a sign-up: the account and its default
+// token, with the token's secret.
+type CreateAccountResponse struct {
+	Account Account `json:"account"`
+	Token   Token   `json:"token"`
+}
+
+// AccountKey answers POST /api/v1/accounts/{name}/keys. The key is shown
+// once; the server keeps only its hash.
+type AccountKey struct {
+	Key string `json:"key"`
+}
+
+// CreateTokenRequest is the body of POST /api/v1/accounts/{name}/tokens.
+// An empty Scope means images; an empty ExpiresAt means never. ExpiresAt
+// takes an RFC 3339 time, a date (YYYY-MM-DD, valid to the end of that day
+// UTC) or "never".
+type CreateTokenRequest struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Scope       []string `json:"scope,omitempty"`
+	ExpiresAt   string   `json:"expires_at,omitempty"`
+}
+
+// EditTokenRequest is the body of PATCH /api/v1/tokens/{id}. Nil fields
+// (and an empty Scope) are left as they are. ExpiresAt also takes "now",
+// which expires the token at once.
+type EditTokenRequest struct {
+	Name        *string  `json:"name,omitempty"`
+	Description *string  `json:"description,omitempty"`
+	Scope       []string `json:"scope,omitempty"`
+	ExpiresAt   *string  `json:"expires_at,omitempty"`
+}
+
+// ExtendTokenRequest is the body of POST /api/v1/tokens/{id}/extend:
+// a future RFC 3339 time or date, or "never".
+type ExtendTokenRequest struct {
+	ExpiresAt string `json:"expires_at"`
+}
+
+// ErrorBody is the envelope of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail carries a tollgate.Error across the wire. Message is the
+// client-safe text, prefixed with the field ("expires: must be in the
+// future") when Field is set.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func fromAccount(a *tollgate.Account) Account {
+	return Account{
+		ID:            a.ID,
+		Name:          a.Name,
+		Status:        string(a.Status),
+		PackageAccess: string(a.PackageAccess),
+		Subscription: Subscription{
+			Images:   nonNil(a.Subscription.Images),
+			Packages: nonNil(a.Subscription.Packages),
+		},
+		CreatedAt: a.CreatedAt.UTC(),
+		UpdatedAt: a.UpdatedAt.UTC(),
+	}
+}
+
+// fromToken converts t; its status is computed against its account at now.
+// The secret is added by the caller, only where it must be shown.
+func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
+	name := t.AccountName
+	if name == "" && a != nil {
+		name = a.Name
+	}
+	return Token{
+		ID:          t.ID,
+		Account:     name,
+		Name:        t.Name,
+		Description: t.Description,
+		Scope:       t.Scope.Names(),
+		ExpiresAt:   utcPtr(t.ExpiresAt),
+		CreatedAt:   t.CreatedAt.UTC(),
+		UpdatedAt:   t.UpdatedAt.UTC(),
+		LastUsedAt:  utcPtr(t.LastUsedAt),
+		RevokedAt:   utcPtr(t.RevokedAt),
+		Status:      string(t.Status(a, now)),
+	}
+}
+
+func fromAuditEvent(e *tollgate.AuditEvent) AuditEvent {
+	changes := make(map[string]Change, len(e.Changes))
+	for k, c := range e.Changes {
+		changes[k] = Change{From: c.From, To: c.To}
+	}
+	return AuditEvent{
+		ID:      e.ID,
+		Time:    e.Time.UTC(),
+		Actor:   e.Actor,
+		Action:  e.Action,
+		Target:  e.Target,
+		Changes: changes,
+	}
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func nonNil(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
+}
