@@ -37,7 +37,10 @@ var defaultHTTP = &http.Client{Timeout: 30 * time.Second}
 // Info returns what the server says about itself.
 func (c *Client) Info(ctx context.Context) (*Info, error) {
 	var out Info
-	return &out, c.do(ctx, "GET", "info", nil, nil, &out)
+	if err := c.do(ctx, "GET", "info", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // CreateAccount signs up an account; the answer holds its default token,
