@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/config"
+)
+
+// The demo account `tollgate dev` seeds.
+const (
+	demoAccount = "demo"
+	devActor    = "system:dev"
+)
+
+func newDevCmd(lookup env) *cobra.Command {
+	var data, listen string
+	cmd := &cobra.Command{
+		Use:   "dev [--data DIR] [--listen ADDR]",
+		Short: "Run tollgate on this machine with no outside services, seeded with a demo account",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			d := &devServer{Data: data, Listen: listen, Out: c.OutOrStdout()}
+			if err := d.Start(c.Context()); err != nil {
+				return err
+			}
+			err := d.Main.Wait(c.Context())
+			return errors.Join(err, d.Main.Close())
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "./tollgate-data", "data directory (SQLite database, keys, dev.env); reused on the next start")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "address to listen on")
+	return cmd
+}
+
+// devServer is `tollgate dev`: the embedded defaults in a data directory.
+type devServer struct {
+	Data   string
+	Listen string
+	Out    io.Writer
+	Main   *Main
+	Env    map[string]string // what was written to dev.env
+
+	logger *slog.Logger // tests capture the logs; nil means stderr
+}
+
+func (d *devServer) Start(ctx context.Context) error {
+	if err := os.MkdirAll(d.Data, 0o700); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	keysDir := filepath.Join(d.Data, "keys")
+	if err := config.EnsureKeys(keysDir); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", d.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	cfg := config.Default()
+	cfg.Listen = ln.Addr().String()
+	cfg.PublicURL = "http://" + publicHostPort(ln.Addr())
+	cfg.Store.SQLite.Path = filepath.Join(d.Data, "tollgate.db")
+	cfg.Keys.Dir = keysDir
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		return err
+	}
+	d.Main = &Main{Config: cfg, Listener: ln, Logger: d.logger}
+	if err := d.Main.Run(ctx); err != nil {
+		return err
+	}
+	secret, err := d.seed(ctx)
+	if err != nil {
+		d.Main.Close()
+		return err
+	}
+	d.Env = map[string]string{
+		"TOLLGATE_URL":          cfg.PublicURL,
+		"TOLLGATE_ADMIN_KEY":    d.Main.AdminKey,
+		"TOLLGATE_DEMO_ACCOUNT": demoAccount,
+		"TOLLGATE_DEMO_TOKEN":   secret.Reveal(),
+	}
+	envPath := filepath.Join(d.Data, "dev.env")
+	if err := writeEnvFile(envPath, d.Env); err != nil {
+		d.Main.Close()
+		return err
+	}
+	fmt.Fprintf(d.Out, `
+tollgate dev is running at %[1]s
+  data:        %[2]s (reused on the next start)
+  settings:    %[3]s  (load them with: set -a; . %[3]s; set +a)
+
+demo account %[4]q, default token:
+  %[5]s
+
+try the CLI:
+  set -a; . %[3]s; set +a
+  tollgate account list
+  tollgate token list --account %[4]s
+  tollgate token create --account %[4]s --name ci --expires 2030-01-01
+
+`, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal())
+	return nil
+}
+
+// seed creates the demo account on first start and returns the secret of
+// a usable demo token (the default one while it is not revoked).
+func (d *devServer) seed(ctx context.Context) (tollgate.Secret, error) {
+	svc := d.Main.Service
+	_, _, secret, err := svc.CreateAccount(ctx, devActor, demoAccount)
+	switch tollgate.ErrorCode(err) {
+	case "":
+		_, err = svc.SetSubscription(ctx, devActor, demoAccount, tollgate.Subscription{Images: []string{"demo/**"}})
+		return secret, err
+	case tollgate.ECONFLICT:
+	default:
+		return "", err
+	}
+	toks, _, err := svc.ListTokens(ctx, demoAccount, tollgate.TokenActive)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range toks {
+		if t.Name == tollgate.DefaultTokenName {
+			return svc.RevealToken(ctx, devActor, t.ID)
+		}
+	}
+	if len(toks) > 0 {
+		return svc.RevealToken(ctx, devActor, toks[0].ID)
+	}
+	_, secret, err = svc.CreateToken(ctx, devActor, tollgate.TokenCreate{Account: demoAccount, Name: "dev"})
+	return secret, err
+}
+
+// publicHostPort turns a listen address into one clients can dial:
+// an unspecified host (0.0.0.0, ::) becomes 127.0.0.1.
+func publicHostPort(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// writeEnvFile writes KEY=value lines, sorted, readable only by the owner.
+func writeEnvFile(path string, env map[string]string) error {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + env[k] + "\n")
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

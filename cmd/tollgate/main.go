@@ -1,0 +1,67 @@
+// Command tollgate is the one binary of tollgate: the server (`serve`,
+// `dev`), its maintenance (`migrate`, `keys`) and the operator's CLI
+// (`account`, `token`, `audit`), a client of the management API.
+//
+// This is the only package that wires the others together.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// env looks up an environment variable; tests pass their own.
+type env func(string) (string, bool)
+
+func (e env) get(k string) string {
+	v, _ := e(k)
+	return v
+}
+
+// run executes one command line and returns the exit status. Errors go to
+// stderr as one line: the message, naming the field where there is one.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup env) int {
+	root := newRootCmd(lookup)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "tollgate: "+errorText(err))
+		return 1
+	}
+	return 0
+}
+
+func newRootCmd(lookup env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tollgate",
+		Short:         "Authentication proxy for container registries and apt/apk repositories",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cl := &clientFlags{env: lookup}
+	root.AddCommand(
+		newServeCmd(lookup),
+		newDevCmd(lookup),
+		newMigrateCmd(lookup),
+		newKeysCmd(),
+		newAccountCmd(cl),
+		newTokenCmd(cl),
+		newAuditCmd(cl),
+	)
+	return root
+}
