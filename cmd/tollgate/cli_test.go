@@ -24,8 +24,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // cli runs tollgate command lines against one server.
 type cli struct {
@@ -120,7 +124,7 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	// Accounts.
 	var created struct {
 		Account struct{ Name, Status string } `json:"account"`
-		Token   map[string]any               `json:"token"`
+		Token   map[string]any                `json:"token"`
 	}
 	c.json(&created, "account", "create", "acme")
 	if created.Account.Name != "acme" || created.Token["name"] != "default" || created.Token["secret"] == nil {
@@ -138,9 +142,9 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	}
 	c.ok("account", "entitle", "acme", "--images", "nginx,python*,team-a/*", "--packages", "os")
 	var acct struct {
-		Subscription struct{ Images, Packages []string } `json:"subscription"`
-		PackageAccess string                             `json:"package_access"`
-		Status        string                             `json:"status"`
+		Subscription  struct{ Images, Packages []string } `json:"subscription"`
+		PackageAccess string                              `json:"package_access"`
+		Status        string                              `json:"status"`
 	}
 	c.json(&acct, "account", "show", "acme")
 	if !slices.Equal(acct.Subscription.Images, []string{"nginx", "python*", "team-a/*"}) || !slices.Equal(acct.Subscription.Packages, []string{"os"}) {

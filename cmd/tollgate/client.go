@@ -210,18 +210,24 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(create, list, entitle, keyCmd,
-		simple("show", "Show an account", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) { return cl.GetAccount(c.Context(), n) }),
+		simple("show", "Show an account", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
+			return cl.GetAccount(c.Context(), n)
+		}),
 		simple("suspend", "Suspend an account: all its tokens stop working", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
 			return cl.SuspendAccount(c.Context(), n)
 		}),
-		simple("resume", "Resume a suspended account", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) { return cl.ResumeAccount(c.Context(), n) }),
+		simple("resume", "Resume a suspended account", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
+			return cl.ResumeAccount(c.Context(), n)
+		}),
 		simple("request-packages", "Request package access for an account", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
 			return cl.RequestPackages(c.Context(), n)
 		}),
 		simple("grant-packages", "Grant package access (the default token gains the packages scope)", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
 			return cl.GrantPackages(c.Context(), n)
 		}),
-		simple("deny-packages", "Deny package access", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) { return cl.DenyPackages(c.Context(), n) }),
+		simple("deny-packages", "Deny package access", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
+			return cl.DenyPackages(c.Context(), n)
+		}),
 	)
 	return cmd
 }
