@@ -15,6 +15,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -52,6 +53,10 @@ type Config struct {
 	Tokens TokensConfig `yaml:"tokens"`
 	// Log configures the process's structured log.
 	Log LogConfig `yaml:"log"`
+	// Upstream is the registry image pulls are proxied to.
+	Upstream UpstreamConfig `yaml:"upstream"`
+	// Anonymous allows pulls without a token (off by default).
+	Anonymous AnonymousConfig `yaml:"anonymous"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -236,6 +241,12 @@ func (c *Config) Validate() error {
 	n.Admin.validate(&p)
 	n.Tokens.validate(&p)
 	n.Log.validate(&p)
+	n.Upstream.validate(&p)
+	for i, pat := range n.Anonymous.Repositories {
+		if err := tollgate.ValidatePattern(pat); err != nil {
+			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))
+		}
+	}
 	return errors.Join(p...)
 }
 
