@@ -1,0 +1,114 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migration is one numbered file of migrations/: NNNN_name.sql.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	seen := map[int]string{}
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 || !strings.HasSuffix(name, ".sql") {
+			return nil, fmt.Errorf("migration %q is not named NNNN_name.sql", name)
+		}
+		if prev, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migrations %q and %q share version %d", prev, name, v)
+		}
+		seen[v] = name
+		body, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// migrateLockKey is the pg_advisory_xact_lock key that serializes
+// migrations of replicas starting at once ("tollgate" in ASCII).
+const migrateLockKey int64 = 0x746f6c6c67617465
+
+// Migrate applies, in order and in one transaction, every embedded
+// migration not yet recorded in schema_migrations. The transaction first
+// takes an advisory lock, so replicas starting together migrate one after
+// the other and the later ones find nothing to do. A database whose
+// recorded version is newer than this binary knows is refused.
+func (db *DB) Migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return tollgate.Internal(err)
+	}
+	if err := db.check(); err != nil {
+		return err
+	}
+	ptx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return dbError(err, "", "")
+	}
+	defer ptx.Rollback(context.WithoutCancel(ctx))
+
+	if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
+		return dbError(err, "", "")
+	}
+	if _, err := ptx.Exec(ctx, `
+		CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer     NOT NULL PRIMARY KEY,
+			name       text        NOT NULL,
+			applied_at timestamptz NOT NULL
+		)`); err != nil {
+		return dbError(err, "", "")
+	}
+	var current int
+	if err := ptx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return dbError(err, "", "")
+	}
+	if latest := ms[len(ms)-1].version; current > latest {
+		return tollgate.Internal(fmt.Errorf("postgres: database schema version %d is newer than this binary's %d", current, latest))
+	}
+	for _, m := range ms {
+		if m.version <= current {
+			continue
+		}
+		// Without arguments pgx sends the file as one simple query, so a
+		// migration may hold many statements.
+		if _, err := ptx.Exec(ctx, m.sql); err != nil {
+			return tollgate.Internal(fmt.Errorf("postgres: migration %s: %w", m.name, err))
+		}
+		if _, err := ptx.Exec(ctx,
+			`INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+			m.version, m.name, time.Now().UTC()); err != nil {
+			return dbError(err, "", "")
+		}
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return dbError(err, "", "")
+	}
+	return nil
+}

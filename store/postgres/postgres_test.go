@@ -1,0 +1,249 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
+	"github.com/tollgate/tollgate/store/postgres"
+	"github.com/tollgate/tollgate/store/storetest"
+)
+
+func open(t *testing.T, dsn string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// newStore opens a store in a schema of its own, dropped when t ends.
+func newStore(t *testing.T) tollgate.Store { return open(t, testenv.PostgresDSN(t)) }
+
+func TestConformance(t *testing.T) { storetest.Run(t, newStore) }
+
+func newAccount(name string) *tollgate.Account {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return &tollgate.Account{ID: tollgate.NewID("acct_"), Name: name, Status: tollgate.AccountActive,
+		PackageAccess: tollgate.PackageAccessNone, CreatedAt: now, UpdatedAt: now}
+}
+
+// TestTablesLiveInSearchPathSchema: nothing is created in public, so
+// installations (and tests) in other schemas of one database stay apart.
+func TestTablesLiveInSearchPathSchema(t *testing.T) {
+	ctx := t.Context()
+	dsn := testenv.PostgresDSN(t)
+	open(t, dsn)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var schema string
+	var tables []string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(schema, "tg_test_") {
+		t.Fatalf("current_schema = %q, want the test's schema", schema)
+	}
+	rows, err := conn.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if want := "accounts audit schema_migrations tokens"; strings.Join(tables, " ") != want {
+		t.Fatalf("tables in %s = %q, want %s", schema, tables, want)
+	}
+}
+
+// TestConcurrentMigrate: replicas starting together all succeed, and the
+// migrations run once (pg_advisory_xact_lock).
+func TestConcurrentMigrate(t *testing.T) {
+	ctx := t.Context()
+	dsn := testenv.PostgresDSN(t)
+	const replicas = 6
+	var wg sync.WaitGroup
+	errs := make([]error, replicas)
+	dbs := make([]*postgres.DB, replicas)
+	for i := range replicas {
+		wg.Go(func() { dbs[i], errs[i] = postgres.Open(ctx, dsn) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: Open: %v", i, err)
+			continue
+		}
+		if err := dbs[i].Migrate(ctx); err != nil {
+			t.Errorf("replica %d: second Migrate: %v", i, err)
+		}
+		dbs[i].Close()
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n, version int
+	if err := conn.QueryRow(ctx, `SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &version); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir("migrations")
+	if n != len(entries) || version != len(entries) {
+		t.Fatalf("schema_migrations: %d rows up to version %d; want %d", n, version, len(entries))
+	}
+}
+
+func TestUnreachableIsUnavailable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	tests := []struct {
+		name string
+		dsn  string
+	}{
+		{"ConnectionRefused", "postgres://postgres:hunter2@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"},
+		{"MissingDatabase", "postgres://postgres:hunter2@127.0.0.1:5432/tollgate_no_such_db?sslmode=disable&connect_timeout=2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "MissingDatabase" {
+				testenv.PostgresDSN(t) // needs a server that answers
+			}
+			db, err := postgres.Open(ctx, tc.dsn)
+			if err == nil {
+				db.Close()
+				t.Fatal("Open succeeded")
+			}
+			if tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE {
+				t.Fatalf("Open: %v (code %s); want EUNAVAILABLE", err, tollgate.ErrorCode(err))
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error shows the password: %v", err)
+			}
+		})
+	}
+	t.Run("DeadlineWhileConnecting", func(t *testing.T) {
+		// A blackholed address would hang; an expired context is the same
+		// from pgx's side.
+		dctx, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+		defer cancel()
+		_, err := postgres.Open(dctx, "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+		if tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE {
+			t.Fatalf("Open: %v (code %s); want EUNAVAILABLE", err, tollgate.ErrorCode(err))
+		}
+	})
+}
+
+func TestInvalidDSN(t *testing.T) {
+	_, err := postgres.Open(t.Context(), "postgres://postgres:hunter2@127.0.0.1:5432/test?sslmode=bogus")
+	if tollgate.ErrorCode(err) != tollgate.EINVALID {
+		t.Fatalf("Open: %v; want EINVALID", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error shows the password: %v", err)
+	}
+}
+
+func TestClosedIsUnavailable(t *testing.T) {
+	ctx := t.Context()
+	db := newStore(t).(*postgres.DB)
+	db.Close()
+	for name, err := range map[string]error{
+		"Ping":        db.Ping(ctx),
+		"View":        db.View(ctx, func(tx tollgate.Tx) error { _, err := tx.ListAccounts(ctx); return err }),
+		"Update":      db.Update(ctx, func(tollgate.Tx) error { return nil }),
+		"RecordUsage": db.RecordUsage(ctx, []tollgate.TokenUsage{{TokenID: "tok_x", At: time.Now(), Pulls: 1}}),
+		"Migrate":     db.Migrate(ctx),
+	} {
+		if tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE {
+			t.Errorf("%s after Close: %v; want EUNAVAILABLE", name, err)
+		}
+	}
+}
+
+// TestServerGoneIsUnavailable: connections killed under the pool (a
+// failover, a restart) give EUNAVAILABLE, not EINTERNAL.
+func TestServerGoneIsUnavailable(t *testing.T) {
+	ctx := t.Context()
+	dsn := testenv.PostgresDSN(t)
+	db := open(t, dsn+"&application_name=tollgate_victim&pool_max_conns=1")
+	if err := db.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	err = db.Update(ctx, func(tx tollgate.Tx) error {
+		var pid int
+		if err := admin.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = 'tollgate_victim'`).Scan(&pid); err != nil {
+			return fmt.Errorf("find victim: %w", err)
+		}
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+			return fmt.Errorf("terminate: %w", err)
+		}
+		_, err := tx.ListAccounts(ctx)
+		return err
+	})
+	if tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE {
+		t.Fatalf("query on a terminated connection: %v (code %s); want EUNAVAILABLE", err, tollgate.ErrorCode(err))
+	}
+	// The pool recovers with a new connection.
+	if err := db.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the connection was terminated: %v", err)
+	}
+}
+
+// TestForUpdateBlocksSecondLocker shows the row lock directly: while one
+// Update holds the account, another's AccountByID(forUpdate) waits.
+func TestForUpdateBlocksSecondLocker(t *testing.T) {
+	ctx := t.Context()
+	db := newStore(t)
+	a := newAccount("acme")
+	if err := db.Update(ctx, func(tx tollgate.Tx) error { return tx.InsertAccount(ctx, a) }); err != nil {
+		t.Fatal(err)
+	}
+	locked, unlock := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(unlock) })
+	t.Cleanup(release) // before the store closes, which waits for the holder
+	go db.Update(ctx, func(tx tollgate.Tx) error {
+		if _, err := tx.AccountByID(ctx, a.ID, true); err != nil {
+			return err
+		}
+		close(locked)
+		<-unlock
+		return nil
+	})
+	<-locked
+	second := make(chan error, 1)
+	go func() {
+		second <- db.Update(ctx, func(tx tollgate.Tx) error { _, err := tx.AccountByName(ctx, "acme", true); return err })
+	}()
+	select {
+	case err := <-second:
+		t.Fatalf("second locker did not wait: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Plain reads do not wait.
+	if err := db.View(ctx, func(tx tollgate.Tx) error { _, err := tx.AccountByID(ctx, a.ID, true); return err }); err != nil {
+		t.Fatalf("View during the lock: %v", err)
+	}
+	release()
+	if err := <-second; err != nil {
+		t.Fatalf("second locker: %v", err)
+	}
+}
