@@ -13,14 +13,19 @@ import (
 // EUNAVAILABLE when the database cannot be reached, EINTERNAL otherwise.
 type Store interface {
 	// Update runs fn in one read-write transaction and commits if fn
-	// returns nil; on error nothing fn wrote remains. Two Updates that both
-	// lock the same account (LockAccount) run one after the other.
+	// returns nil; on error, panic or a cancelled context nothing fn wrote
+	// remains. Two Updates that both lock the same account (AccountByID or
+	// AccountByName with forUpdate) run one after the other. A failed
+	// statement (a conflict, say) undoes only itself, so fn may go on.
+	// Never call Update or View from inside fn.
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	// View runs fn with read access; it may see a consistent snapshot or
-	// plain autocommit reads, and it never writes.
+	// plain autocommit reads. Write methods inside View fail with
+	// EINTERNAL and forUpdate is ignored.
 	View(ctx context.Context, fn func(tx Tx) error) error
 	// RecordUsage stores last-used data for many tokens at once, outside
-	// any lifecycle transaction. Unknown token ids are ignored.
+	// any lifecycle transaction. Unknown token ids are ignored; repeated
+	// ids are merged; pulls add up; last-used data never moves backwards.
 	RecordUsage(ctx context.Context, usage []TokenUsage) error
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
@@ -36,12 +41,14 @@ type Tx interface {
 	// AccountByID and AccountByName return ENOTFOUND if there is none.
 	AccountByID(ctx context.Context, id string, forUpdate bool) (*Account, error)
 	AccountByName(ctx context.Context, name string, forUpdate bool) (*Account, error)
-	// UpdateAccount writes every field of a (by ID) except CreatedAt.
+	// UpdateAccount writes every field of a (by ID) except CreatedAt;
+	// ENOTFOUND for an unknown id. Empty subscription lists read back nil.
 	UpdateAccount(ctx context.Context, a *Account) error
 	// ListAccounts returns all accounts ordered by name.
 	ListAccounts(ctx context.Context) ([]*Account, error)
 
-	// SetAccountKey replaces the account's API key hash.
+	// SetAccountKey replaces the account's API key hash (nil clears it);
+	// ENOTFOUND for an unknown account, ECONFLICT if another has the hash.
 	SetAccountKey(ctx context.Context, accountID string, hash []byte) error
 	// AccountByKeyHash finds the account whose API key hashes to hash.
 	AccountByKeyHash(ctx context.Context, hash []byte) (*Account, error)
@@ -60,12 +67,14 @@ type Tx interface {
 	ListTokens(ctx context.Context, accountID string) ([]*Token, error)
 	// CountActiveTokens counts the account's tokens that are not revoked.
 	CountActiveTokens(ctx context.Context, accountID string) (int, error)
-	// SealedSecret returns the sealed secret stored with the token.
+	// SealedSecret returns the sealed secret stored with the token (nil
+	// if it was stored without one).
 	SealedSecret(ctx context.Context, tokenID string) ([]byte, error)
 
 	// InsertAudit appends e and sets e.ID.
 	InsertAudit(ctx context.Context, e *AuditEvent) error
-	// ListAudit returns the account's events newest first (see AuditPage).
+	// ListAudit returns the account's events newest first (see AuditPage;
+	// Limit <= 0 returns them all).
 	ListAudit(ctx context.Context, accountID string, page AuditPage) ([]*AuditEvent, error)
 }
 
