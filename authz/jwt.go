@@ -1,0 +1,444 @@
+package authz
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/tollgate/tollgate"
+)
+
+// Bearer tokens are ES256 JWTs in the shape of the distribution token spec
+// (https://distribution.github.io/distribution/spec/auth/jwt): iss, sub,
+// aud (one string), exp, nbf, iat, jti and an access list. The header names
+// the signing key by its RFC 7638 thumbprint, so keys can rotate: a
+// Verifier lists the old and the new key until the old one's tokens expire.
+
+const (
+	// maxTokenLen bounds what Verify will look at. 64 scopes with the
+	// longest names encode to about 30 KiB.
+	maxTokenLen = 64 << 10
+	// defaultVerifyCacheSize bounds the verified-token cache.
+	defaultVerifyCacheSize = 10000
+	// minRemaining is how long a JWT must at least live.
+	minRemaining = time.Second
+)
+
+// Access is one entry of a token's access claim: actions granted on a
+// named resource. Its JSON is that of distribution's
+// registry/auth/token.ResourceActions without the deprecated class.
+type Access struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// Claims are the verified claims of a bearer token.
+type Claims struct {
+	Subject   string
+	Audience  string
+	ID        string
+	IssuedAt  time.Time // UTC; zero if the token has no iat
+	NotBefore time.Time // zero if the token has no nbf
+	ExpiresAt time.Time
+	Access    []Access
+}
+
+// Allows reports whether c grants action on the resource typ/name. Matching
+// is exact: tollgate never issues wildcard actions, so "*" in a token is
+// not read as one.
+func (c *Claims) Allows(typ, name, action string) bool {
+	if c == nil {
+		return false
+	}
+	for _, a := range c.Access {
+		if a.Type == typ && a.Name == name && contains(a.Actions, action) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Claims) clone() *Claims {
+	out := *c
+	out.Access = make([]Access, len(c.Access))
+	for i, a := range c.Access {
+		a.Actions = append([]string(nil), a.Actions...)
+		out.Access[i] = a
+	}
+	return &out
+}
+
+// Signer issues bearer tokens with one ES256 key. It is safe for
+// concurrent use.
+type Signer struct {
+	key      *ecdsa.PrivateKey
+	kid      string
+	issuer   string
+	lifetime time.Duration
+	now      func() time.Time
+}
+
+// NewSigner returns a Signer issuing tokens from issuer that live for
+// lifetime (at least a second). key must be a P-256 key. now is the clock;
+// nil means time.Now.
+func NewSigner(key *ecdsa.PrivateKey, issuer string, lifetime time.Duration, now func() time.Time) (*Signer, error) {
+	if key == nil {
+		return nil, errors.New("authz: signer: no key")
+	}
+	kid, err := Thumbprint(&key.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("authz: signer: %w", err)
+	}
+	if issuer == "" {
+		return nil, errors.New("authz: signer: empty issuer")
+	}
+	if lifetime < time.Second {
+		return nil, fmt.Errorf("authz: signer: lifetime %v is under a second", lifetime)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Signer{key: key, kid: kid, issuer: issuer, lifetime: lifetime, now: now}, nil
+}
+
+// Kid returns the key id put in the header of every token: the RFC 7638
+// JWK thumbprint of the public key.
+func (s *Signer) Kid() string { return s.kid }
+
+// issueClaims is the payload as written. jwt.RegisteredClaims would write
+// aud as an array; the spec and older clients expect a single string.
+type issueClaims struct {
+	Issuer    string           `json:"iss"`
+	Subject   string           `json:"sub"`
+	Audience  string           `json:"aud"`
+	ExpiresAt *jwt.NumericDate `json:"exp"`
+	NotBefore *jwt.NumericDate `json:"nbf"`
+	IssuedAt  *jwt.NumericDate `json:"iat"`
+	ID        string           `json:"jti"`
+	Access    []Access         `json:"access"`
+}
+
+func (c *issueClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
+func (c *issueClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
+func (c *issueClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore, nil }
+func (c *issueClaims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *issueClaims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *issueClaims) GetAudience() (jwt.ClaimStrings, error) {
+	return jwt.ClaimStrings{c.Audience}, nil
+}
+
+// Issue signs a token for subject (the registry token's id) and audience
+// (the service) granting access. The token lives for the signer's lifetime,
+// cut short at notAfter when that is given (the registry token's expiry).
+// Times are whole seconds; issuedAt and expiresIn are what the token says,
+// for the token response's issued_at and expires_in.
+//
+// A notAfter within a second from now is refused with EUNAUTHORIZED: the
+// registry token is as good as expired. An empty subject or audience is
+// EINVALID.
+func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time.Time) (token string, issuedAt time.Time, expiresIn time.Duration, err error) {
+	if subject == "" || audience == "" {
+		return "", time.Time{}, 0, tollgate.Errorf(tollgate.EINVALID, "token needs a subject and an audience")
+	}
+	now := s.now()
+	exp := now.Add(s.lifetime)
+	if notAfter != nil {
+		if !notAfter.After(now.Add(minRemaining)) {
+			return "", time.Time{}, 0, &tollgate.Error{Code: tollgate.EUNAUTHORIZED, Message: "token expired"}
+		}
+		if notAfter.Before(exp) {
+			exp = *notAfter
+		}
+	}
+	iat, expAt := jwt.NewNumericDate(now), jwt.NewNumericDate(exp)
+	claims := &issueClaims{
+		Issuer:    s.issuer,
+		Subject:   subject,
+		Audience:  audience,
+		ExpiresAt: expAt,
+		NotBefore: iat,
+		IssuedAt:  iat,
+		ID:        newJTI(),
+		Access:    wireAccess(access),
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	t.Header["kid"] = s.kid
+	raw, err := t.SignedString(s.key)
+	if err != nil {
+		return "", time.Time{}, 0, tollgate.Internal(fmt.Errorf("sign token: %w", err))
+	}
+	return raw, iat.UTC(), expAt.Sub(iat.Time), nil
+}
+
+// wireAccess makes sure access and every actions list encode as arrays,
+// never null.
+func wireAccess(access []Access) []Access {
+	out := make([]Access, len(access))
+	for i, a := range access {
+		if a.Actions == nil {
+			a.Actions = []string{}
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func newJTI() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// Verifier checks bearer tokens: ES256 only, signed by one of its keys
+// (chosen by kid), from its issuer, for its audience, within exp/nbf/iat
+// allowing leeway for clock skew. Verified tokens are remembered until they
+// expire, so the many requests of one pull verify the signature once. It is
+// safe for concurrent use.
+type Verifier struct {
+	keys     map[string]*ecdsa.PublicKey
+	issuer   string
+	audience string
+	leeway   time.Duration
+	now      func() time.Time
+	parser   *jwt.Parser
+
+	mu       sync.RWMutex
+	cache    map[[sha256.Size]byte]*Claims
+	cacheMax int // 0 disables the cache
+}
+
+// NewVerifier returns a Verifier accepting tokens signed by any of keys.
+// Keys that are nil or not P-256 are skipped: tokens they signed are
+// refused. now is the clock; nil means time.Now.
+func NewVerifier(keys []*ecdsa.PublicKey, issuer, audience string, leeway time.Duration, now func() time.Time) *Verifier {
+	if now == nil {
+		now = time.Now
+	}
+	if leeway < 0 {
+		leeway = 0
+	}
+	v := &Verifier{
+		keys:     make(map[string]*ecdsa.PublicKey, len(keys)),
+		issuer:   issuer,
+		audience: audience,
+		leeway:   leeway,
+		now:      now,
+		cache:    make(map[[sha256.Size]byte]*Claims),
+		cacheMax: defaultVerifyCacheSize,
+	}
+	for _, k := range keys {
+		if kid, err := Thumbprint(k); err == nil {
+			v.keys[kid] = k
+		}
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(), // one encoding per token: no malleable trailing bits
+	)
+	return v
+}
+
+// verifyClaims is the payload as read; aud may be a string or an array.
+type verifyClaims struct {
+	jwt.RegisteredClaims
+	Access []Access `json:"access"`
+}
+
+var (
+	errNoKid      = errors.New("token header has no kid")
+	errUnknownKid = errors.New("token signed by an unknown key")
+	errCrit       = errors.New("token header has crit")
+	errEmpty      = errors.New("empty token")
+	errTooLong    = errors.New("token too long")
+	errNoSubject  = errors.New("token has no subject")
+)
+
+// Verify checks raw and returns its claims, which the caller may keep and
+// modify. Every failure is an EUNAUTHORIZED *tollgate.Error whose message is
+// "invalid token" and whose Err says why, for logs; an expired token's
+// error matches jwt.ErrTokenExpired.
+func (v *Verifier) Verify(raw string) (*Claims, error) {
+	if raw == "" {
+		return nil, invalidToken(errEmpty)
+	}
+	if len(raw) > maxTokenLen {
+		return nil, invalidToken(errTooLong)
+	}
+	key := sha256.Sum256([]byte(raw))
+	now := v.now()
+	if c, ok := v.cached(key); ok {
+		if err := v.checkTimes(c, now); err != nil {
+			v.mu.Lock()
+			delete(v.cache, key)
+			v.mu.Unlock()
+			return nil, invalidToken(err)
+		}
+		return c.clone(), nil
+	}
+
+	var wc verifyClaims
+	if _, err := v.parser.ParseWithClaims(raw, &wc, v.keyFor); err != nil {
+		return nil, invalidToken(err)
+	}
+	if wc.Issuer != v.issuer {
+		return nil, invalidToken(fmt.Errorf("%w: issuer %q", jwt.ErrTokenInvalidIssuer, clip(wc.Issuer, maxErrorEchoLen)))
+	}
+	if len(wc.Audience) != 1 || wc.Audience[0] != v.audience {
+		return nil, invalidToken(jwt.ErrTokenInvalidAudience)
+	}
+	if wc.Subject == "" {
+		return nil, invalidToken(errNoSubject)
+	}
+	c := &Claims{
+		Subject:   wc.Subject,
+		Audience:  wc.Audience[0],
+		ID:        wc.ID,
+		ExpiresAt: wc.ExpiresAt.UTC(),
+		Access:    wc.Access,
+	}
+	if wc.IssuedAt != nil {
+		c.IssuedAt = wc.IssuedAt.UTC()
+	}
+	if wc.NotBefore != nil {
+		c.NotBefore = wc.NotBefore.UTC()
+	}
+	v.remember(key, c, now)
+	return c.clone(), nil
+}
+
+// keyFor picks the verification key by kid. The parser has already refused
+// every alg but ES256; checking again keeps this safe on its own.
+func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	if t.Method == nil || t.Method.Alg() != jwt.SigningMethodES256.Alg() {
+		return nil, jwt.ErrTokenSignatureInvalid
+	}
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCrit
+	}
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" {
+		return nil, errNoKid
+	}
+	k, ok := v.keys[kid]
+	if !ok {
+		return nil, errUnknownKid
+	}
+	return k, nil
+}
+
+// checkTimes applies the parser's time rules to remembered claims.
+func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
+	if !now.Before(c.ExpiresAt.Add(v.leeway)) {
+		return jwt.ErrTokenExpired
+	}
+	if !c.NotBefore.IsZero() && now.Add(v.leeway).Before(c.NotBefore) {
+		return jwt.ErrTokenNotValidYet
+	}
+	return nil
+}
+
+func (v *Verifier) cached(key [sha256.Size]byte) (*Claims, bool) {
+	if v.cacheMax == 0 {
+		return nil, false
+	}
+	v.mu.RLock()
+	c, ok := v.cache[key]
+	v.mu.RUnlock()
+	return c, ok
+}
+
+// remember caches c. When the cache is full, expired entries go first;
+// if that frees too little, arbitrary entries go until it is 7/8 full, so
+// a full cache is swept once per many inserts, not on each.
+func (v *Verifier) remember(key [sha256.Size]byte, c *Claims, now time.Time) {
+	if v.cacheMax == 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.cache) >= v.cacheMax {
+		for k, e := range v.cache {
+			if v.checkTimes(e, now) != nil {
+				delete(v.cache, k)
+			}
+		}
+		for k := range v.cache {
+			if len(v.cache) < v.cacheMax-v.cacheMax/8 {
+				break
+			}
+			delete(v.cache, k)
+		}
+	}
+	v.cache[key] = c
+}
+
+func invalidToken(err error) *tollgate.Error {
+	return &tollgate.Error{Code: tollgate.EUNAUTHORIZED, Message: "invalid token", Err: err}
+}
+
+// Thumbprint returns the RFC 7638 JWK SHA-256 thumbprint of a P-256 public
+// key, base64url without padding: the kid of the key's tokens.
+func Thumbprint(pub *ecdsa.PublicKey) (string, error) {
+	x, y, err := coordinates(pub)
+	if err != nil {
+		return "", err
+	}
+	// Members in lexicographic order, no whitespace; base64url needs no
+	// JSON escaping.
+	canon := `{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`
+	sum := sha256.Sum256([]byte(canon))
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}
+
+// coordinates returns the base64url x and y of a P-256 key, 32 bytes each.
+func coordinates(pub *ecdsa.PublicKey) (x, y string, err error) {
+	if pub == nil || pub.Curve != elliptic.P256() {
+		return "", "", errors.New("not a P-256 public key")
+	}
+	b, err := pub.Bytes() // 0x04 || X || Y
+	if err != nil {
+		return "", "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b[1:33]), base64.RawURLEncoding.EncodeToString(b[33:65]), nil
+}
+
+type jwk struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+}
+
+// JWKS returns the JSON Web Key Set of keys, for /.well-known/jwks.json.
+// Every key must be P-256.
+func JWKS(keys []*ecdsa.PublicKey) ([]byte, error) {
+	set := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: make([]jwk, 0, len(keys))}
+	for i, k := range keys {
+		x, y, err := coordinates(k)
+		if err != nil {
+			return nil, fmt.Errorf("authz: jwks: key %d: %w", i, err)
+		}
+		kid, _ := Thumbprint(k)
+		set.Keys = append(set.Keys, jwk{Kty: "EC", Crv: "P-256", X: x, Y: y, Kid: kid, Use: "sig", Alg: "ES256"})
+	}
+	return json.Marshal(set)
+}
