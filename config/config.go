@@ -57,6 +57,11 @@ type Config struct {
 	Upstream UpstreamConfig `yaml:"upstream"`
 	// Anonymous allows pulls without a token (off by default).
 	Anonymous AnonymousConfig `yaml:"anonymous"`
+	// Redis is the cache and invalidation bus shared by replicas
+	// (optional; see redis.go).
+	Redis RedisConfig `yaml:"redis"`
+	// Cache tunes the token cache in front of the store.
+	Cache CacheConfig `yaml:"cache"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -157,7 +162,9 @@ func defaults() *Config {
 			JWTLifetime: Duration(15 * time.Minute),
 			JWTLeeway:   Duration(60 * time.Second),
 		},
-		Log: LogConfig{Format: LogJSON, Level: LevelInfo},
+		Log:   LogConfig{Format: LogJSON, Level: LevelInfo},
+		Redis: defaultRedis(),
+		Cache: defaultCache(),
 	}
 }
 
@@ -242,6 +249,8 @@ func (c *Config) Validate() error {
 	n.Tokens.validate(&p)
 	n.Log.validate(&p)
 	n.Upstream.validate(&p)
+	n.Redis.validate(&p)
+	n.Cache.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))
