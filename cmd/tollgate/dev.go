@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/internal/upstream"
 )
 
 // The demo account `tollgate dev` seeds.
@@ -63,8 +64,23 @@ func (d *devServer) Start(ctx context.Context) error {
 	if err := config.EnsureKeys(keysDir); err != nil {
 		return err
 	}
+	logger := d.logger
+	if logger == nil {
+		logger = config.Default().Log.NewLogger(os.Stderr)
+	}
+	// The embedded upstream registry, seeded on first start.
+	reg, err := upstream.Start(ctx, upstream.Options{Dir: filepath.Join(d.Data, "registry"), Logger: logger})
+	if err != nil {
+		return fmt.Errorf("embedded registry: %w", err)
+	}
+	demo, err := upstream.SeedDemo(ctx, reg)
+	if err != nil {
+		reg.Close()
+		return fmt.Errorf("embedded registry: seeding the demo images: %w", err)
+	}
 	ln, err := net.Listen("tcp", d.Listen)
 	if err != nil {
+		reg.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
 	cfg := config.Default()
@@ -72,12 +88,14 @@ func (d *devServer) Start(ctx context.Context) error {
 	cfg.PublicURL = "http://" + publicHostPort(ln.Addr())
 	cfg.Store.SQLite.Path = filepath.Join(d.Data, "tollgate.db")
 	cfg.Keys.Dir = keysDir
+	cfg.Upstream.URL = reg.URL
 	cfg.Normalize()
 	if err := cfg.Validate(); err != nil {
 		ln.Close()
+		reg.Close()
 		return err
 	}
-	d.Main = &Main{Config: cfg, Listener: ln, Logger: d.logger}
+	d.Main = &Main{Config: cfg, Listener: ln, Logger: logger, OnClose: []func() error{reg.Close}}
 	if err := d.Main.Run(ctx); err != nil {
 		return err
 	}
@@ -91,6 +109,8 @@ func (d *devServer) Start(ctx context.Context) error {
 		"TOLLGATE_ADMIN_KEY":    d.Main.AdminKey,
 		"TOLLGATE_DEMO_ACCOUNT": demoAccount,
 		"TOLLGATE_DEMO_TOKEN":   secret.Reveal(),
+		"TOLLGATE_DEMO_IMAGE":   cfg.Service + "/" + demo.Hello.Repo + ":" + demo.Hello.Tag,
+		"TOLLGATE_DENIED_IMAGE": cfg.Service + "/" + demo.Secret.Repo + ":" + demo.Secret.Tag,
 	}
 	envPath := filepath.Join(d.Data, "dev.env")
 	if err := writeEnvFile(envPath, d.Env); err != nil {
@@ -105,13 +125,18 @@ tollgate dev is running at %[1]s
 demo account %[4]q, default token:
   %[5]s
 
+pull the demo image (%[6]s is not entitled: that pull is denied):
+  echo '%[5]s' | docker login %[7]s -u tollgate --password-stdin
+  podman pull --tls-verify=false --creds tollgate:%[5]s %[8]s
+  crane pull --insecure %[8]s demo.tar     # after: crane auth login %[7]s -u tollgate -p ...
+
 try the CLI:
   set -a; . %[3]s; set +a
   tollgate account list
   tollgate token list --account %[4]s
   tollgate token create --account %[4]s --name ci --expires 2030-01-01
 
-`, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal())
+`, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal(), d.Env["TOLLGATE_DENIED_IMAGE"], cfg.Service, d.Env["TOLLGATE_DEMO_IMAGE"])
 	return nil
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,13 +12,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/api"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/store/postgres"
 	"github.com/tollgate/tollgate/store/sqlite"
 )
@@ -28,6 +33,8 @@ type Main struct {
 	Logger *slog.Logger
 	// Listener, if set, is used instead of listening on Config.Listen.
 	Listener net.Listener
+	// OnClose runs after the server and store are closed (dev's registry).
+	OnClose []func() error
 
 	Store    tollgate.Store
 	Service  *tollgate.Service
@@ -73,9 +80,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		RegistryService: m.Config.Service,
 		Logger:          m.Logger,
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/", apiServer.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	registry, err := m.registry(keys, tk)
+	if err != nil {
+		return err
+	}
+	mux := dispatch(apiServer.Handler(), registry)
 
 	ln := m.Listener
 	if ln == nil {
@@ -136,7 +145,78 @@ func (m *Main) Close() error {
 		errs = append(errs, m.Store.Close())
 		m.Store = nil
 	}
+	for _, f := range m.OnClose {
+		errs = append(errs, f())
+	}
+	m.OnClose = nil
 	return errors.Join(errs...)
+}
+
+// registry builds the image front door: token endpoint, JWTs, and the
+// reverse proxy to the upstream (when one is configured).
+func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) {
+	c := m.Config
+	signer, err := authz.NewSigner(keys.Signing, c.PublicURL, c.Tokens.JWTLifetime.Duration(), time.Now)
+	if err != nil {
+		return nil, fmt.Errorf("keys.jwt_signing_key_file: %w", err)
+	}
+	jwks, err := authz.JWKS(keys.Verification)
+	if err != nil {
+		return nil, err
+	}
+	g := &proxy.Registry{
+		Lookup:    proxy.StoreLookup{Store: m.Store},
+		Keys:      tk,
+		Signer:    signer,
+		Verifier:  authz.NewVerifier(keys.Verification, c.PublicURL, c.Service, c.Tokens.JWTLeeway.Duration(), time.Now),
+		JWKS:      jwks,
+		PublicURL: c.PublicURL,
+		Service:   c.Service,
+		Anonymous: c.Anonymous.Repositories,
+		Logger:    m.Logger,
+	}
+	if c.Upstream.URL != "" {
+		opts := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, Logger: m.Logger}
+		if opts.Password, err = c.UpstreamPassword(); err != nil {
+			return nil, err
+		}
+		if c.Upstream.CAFile != "" {
+			pem, err := os.ReadFile(c.Upstream.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("upstream.ca_file: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("upstream.ca_file: no PEM certificate in %s", c.Upstream.CAFile)
+			}
+			opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		for _, mp := range c.Upstream.ParsedMappings() {
+			opts.Mappings = append(opts.Mappings, proxy.Mapping{Public: mp[0], Upstream: mp[1]})
+		}
+		if g.Upstream, err = proxy.NewUpstream(opts); err != nil {
+			return nil, err
+		}
+	}
+	return g.Handler(), nil
+}
+
+// dispatch routes by path prefix without http.ServeMux, which would
+// redirect unclean registry paths instead of refusing them.
+func dispatch(apiHandler, registry http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, "/api/"):
+			apiHandler.ServeHTTP(w, r)
+		case p == "/healthz":
+			io.WriteString(w, "ok\n")
+		default:
+			registry.ServeHTTP(w, r)
+		}
+	})
 }
 
 func openStore(ctx context.Context, c *config.Config) (tollgate.Store, error) {
