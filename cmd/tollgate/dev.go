@@ -26,13 +26,13 @@ const (
 )
 
 func newDevCmd(lookup env) *cobra.Command {
-	var data, listen string
+	var data, listen, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "dev [--data DIR] [--listen ADDR]",
 		Short: "Run tollgate on this machine with no outside services, seeded with a demo account",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			d := &devServer{Data: data, Listen: listen, Out: c.OutOrStdout()}
+			d := &devServer{Data: data, Listen: listen, TLSCert: tlsCert, TLSKey: tlsKey, Out: c.OutOrStdout()}
 			if err := d.Start(c.Context()); err != nil {
 				return err
 			}
@@ -42,16 +42,20 @@ func newDevCmd(lookup env) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&data, "data", "./tollgate-data", "data directory (SQLite database, keys, dev.env); reused on the next start")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "address to listen on")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key); containerd and crane want TLS")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	return cmd
 }
 
 // devServer is `tollgate dev`: the embedded defaults in a data directory.
 type devServer struct {
-	Data   string
-	Listen string
-	Out    io.Writer
-	Main   *Main
-	Env    map[string]string // what was written to dev.env
+	Data    string
+	Listen  string
+	TLSCert string
+	TLSKey  string
+	Out     io.Writer
+	Main    *Main
+	Env     map[string]string // what was written to dev.env
 
 	logger *slog.Logger // tests capture the logs; nil means stderr
 }
@@ -86,6 +90,10 @@ func (d *devServer) Start(ctx context.Context) error {
 	cfg := config.Default()
 	cfg.Listen = ln.Addr().String()
 	cfg.PublicURL = "http://" + publicHostPort(ln.Addr())
+	if d.TLSCert != "" || d.TLSKey != "" {
+		cfg.TLS = config.TLSConfig{CertFile: d.TLSCert, KeyFile: d.TLSKey}
+		cfg.PublicURL = "https://" + publicHostPort(ln.Addr())
+	}
 	cfg.Store.SQLite.Path = filepath.Join(d.Data, "tollgate.db")
 	cfg.Keys.Dir = keysDir
 	cfg.Upstream.URL = reg.URL
