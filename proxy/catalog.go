@@ -10,8 +10,9 @@ import (
 	"strings"
 )
 
-// maxCatalogPages bounds how far the upstream catalog is walked.
-const maxCatalogPages = 1000
+// maxCatalogPages bounds how far the upstream catalog is walked (100
+// names a page: distribution's largest).
+const maxCatalogPages = 10000
 
 // serveCatalog lists the repositories the caller may pull: the upstream
 // catalog, mapped to public names, filtered, then paged with n and last.
@@ -57,7 +58,7 @@ func (g *Registry) serveCatalog(w http.ResponseWriter, r *http.Request, may func
 // catalog walks the upstream's whole catalog.
 func (u *Upstream) catalog(r *http.Request) ([]string, error) {
 	var all []string
-	next := strings.TrimSuffix(u.base.Path, "/") + "/v2/_catalog?n=1000"
+	next := strings.TrimSuffix(u.base.Path, "/") + "/v2/_catalog?n=100"
 	for page := 0; next != "" && page < maxCatalogPages; page++ {
 		ref, err := url.Parse(next)
 		if err != nil {

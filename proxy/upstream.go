@@ -189,12 +189,13 @@ func (u *Upstream) modifyResponse(resp *http.Response) error {
 		// the operator's) problem, not the client's.
 		u.logger.Error("upstream refused tollgate's credentials", "status", resp.StatusCode, "path", t.path)
 		return errUpstreamAuth
-	case resp.StatusCode == http.StatusNotFound && t.rt.kind != routeBlob:
+	case resp.StatusCode == http.StatusNotFound:
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		if bytes.Contains(body, []byte(codeNameUnknown)) {
-			// A missing repository must look like one the caller is
-			// not entitled to.
+		// A missing repository must look like one the caller is not
+		// entitled to. distribution answers MANIFEST_UNKNOWN for a tag
+		// of a missing repository, so ask its tag list to tell them apart.
+		if bytes.Contains(body, []byte(codeNameUnknown)) || (t.rt.kind != routeTags && !u.repoExists(resp.Request.Context(), t.rt.name)) {
 			return errNameUnknown
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
@@ -211,6 +212,24 @@ func (u *Upstream) modifyResponse(resp *http.Response) error {
 	resp.Header.Del("WWW-Authenticate")
 	resp.Header.Set("Docker-Distribution-Api-Version", "registry/2.0")
 	return nil
+}
+
+// repoExists asks the upstream whether a repository exists; when it
+// cannot tell, it says yes (the upstream's own 404 then stands).
+func (u *Upstream) repoExists(ctx context.Context, name string) bool {
+	p := strings.TrimSuffix(u.base.Path, "/") + "/v2/" + u.ToUpstream(name) + "/tags/list?n=1"
+	ref, _ := url.Parse(p)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base.ResolveReference(ref).String(), nil)
+	if err != nil {
+		return true
+	}
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return true
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return !(resp.StatusCode == http.StatusNotFound && bytes.Contains(body, []byte(codeNameUnknown)))
 }
 
 // rewriteLocation maps a redirect to the upstream itself onto tollgate's

@@ -225,6 +225,9 @@ func newConfig(dir string) (*configuration.Configuration, error) {
 		storage["filesystem"] = configuration.Parameters{"rootdirectory": abs}
 	}
 	cfg.Storage = storage
+	// NewApp does not apply the file defaults: without this the catalog
+	// refuses every page size.
+	cfg.Catalog.MaxEntries = 1000
 	return cfg, nil
 }
 

@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/upstream"
+	"github.com/tollgate/tollgate/store/sqlite"
+	"github.com/tollgate/tollgate/store/storetest"
+)
+
+// clock is the settable clock shared by the service, signer, verifier and
+// proxy of one test environment.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// env is tollgate's image front door in front of a real in-process
+// distribution registry, with a real SQLite store.
+type env struct {
+	t        *testing.T
+	svc      *tollgate.Service
+	up       *upstream.Registry
+	reg      *Registry
+	srv      *httptest.Server
+	host     string // tollgate's host:port
+	clock    *clock
+	key      *ecdsa.PrivateKey
+	hello    upstream.Image // demo/hello:latest (multi-arch)
+	other    upstream.Image // demo/other:v1
+	private  upstream.Image // private/secret:latest (never entitled)
+	upCreds  upstream.BasicAuth
+	acctName string
+}
+
+type envOption func(*env, *Registry)
+
+func withAnonymous(patterns ...string) envOption {
+	return func(_ *env, g *Registry) { g.Anonymous = patterns }
+}
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, acctName: "acme"}
+
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys := storetest.NewKeys(t)
+	e.svc = tollgate.NewService(st, keys)
+	e.svc.Now = e.clock.Now
+
+	e.upCreds = upstream.BasicAuth{User: "tollgate-upstream", Password: "upstream-secret-pw"}
+	if e.up, err = upstream.Start(ctx, upstream.Options{BasicAuth: &e.upCreds}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.up.Close() })
+	if e.hello, err = upstream.Seed(ctx, e.up, "demo/hello:latest", upstream.SeedOptions{Platforms: []string{"linux/amd64", "linux/arm64"}, LayerSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	if e.other, err = upstream.Seed(ctx, e.up, "demo/other:v1", upstream.SeedOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e.private, err = upstream.Seed(ctx, e.up, "private/secret:latest", upstream.SeedOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	e.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	e.srv = httptest.NewUnstartedServer(nil)
+	e.host = e.srv.Listener.Addr().String()
+	public := "http://" + e.host
+	signer, err := authz.NewSigner(e.key, public, 15*time.Minute, e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := authz.JWKS([]*ecdsa.PublicKey{&e.key.PublicKey})
+	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg = &Registry{
+		Lookup:    StoreLookup{Store: st},
+		Keys:      keys,
+		Signer:    signer,
+		Verifier:  authz.NewVerifier([]*ecdsa.PublicKey{&e.key.PublicKey}, public, e.host, time.Minute, e.clock.Now),
+		JWKS:      jwks,
+		PublicURL: public,
+		Service:   e.host,
+		Upstream:  up,
+		Now:       e.clock.Now,
+	}
+	for _, o := range opts {
+		o(e, e.reg)
+	}
+	e.srv.Config.Handler = e.reg.Handler()
+	e.srv.Start()
+	t.Cleanup(e.srv.Close)
+
+	if _, _, _, err := e.svc.CreateAccount(ctx, "operator", e.acctName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SetSubscription(ctx, "operator", e.acctName, tollgate.Subscription{Images: []string{"demo/*"}, Packages: []string{"os"}}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// token creates a registry token for the test account.
+func (e *env) token(in tollgate.TokenCreate) (*tollgate.Token, string) {
+	e.t.Helper()
+	if in.Account == "" {
+		in.Account = e.acctName
+	}
+	if in.Name == "" {
+		in.Name = "t"
+	}
+	tok, secret, err := e.svc.CreateToken(context.Background(), "operator", in)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok, secret.Reveal()
+}
+
+func (e *env) ref(repoTag string) string { return e.host + "/" + repoTag }
+
+// do sends a request to tollgate.
+func (e *env) do(method, path string, hdr map[string]string) *http.Response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// bearer fetches a JWT for the scopes with the registry token secret.
+func (e *env) bearer(secret string, scopes ...string) string {
+	e.t.Helper()
+	q := url.Values{"service": {e.host}, "scope": scopes}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/token?"+q.Encode(), nil)
+	req.SetBasicAuth("tollgate", secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr tokenResponse
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &tr) != nil || tr.Token == "" {
+		e.t.Fatalf("token request: %d %s", resp.StatusCode, body)
+	}
+	return tr.Token
+}
+
+// wantChallenge checks a 401 with the full Bearer challenge.
+func wantChallenge(t *testing.T, resp *http.Response, scope, errCode string) {
+	t.Helper()
+	if resp.StatusCode != http.StatusUnauthorized {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status = %d (%s), want 401", resp.StatusCode, body)
+	}
+	ch := resp.Header.Get("WWW-Authenticate")
+	for _, want := range []string{`Bearer realm="http://`, `/token"`, `service="`} {
+		if !strings.Contains(ch, want) {
+			t.Fatalf("challenge %q lacks %q", ch, want)
+		}
+	}
+	if scope != "" && !strings.Contains(ch, `scope="`+scope+`"`) {
+		t.Fatalf("challenge %q lacks scope %q", ch, scope)
+	}
+	if errCode != "" && !strings.Contains(ch, `error="`+errCode+`"`) {
+		t.Fatalf("challenge %q lacks error %q", ch, errCode)
+	}
+	var body struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code != "UNAUTHORIZED" {
+		t.Fatalf("401 body is not an UNAUTHORIZED envelope: %+v, %v", body, err)
+	}
+}
