@@ -1,0 +1,540 @@
+// Package tokencache owns the read-through cache in front of the store
+// that answers, on every request, "which token is this, and what is its
+// account now": by secret lookup hash (the token endpoint, Basic auth) and
+// by token id (the sub of a bearer JWT, re-checked on every request).
+//
+// Layers, looked at in order:
+//
+//   - L1, in process: bounded maps with a short freshness (l1_ttl).
+//   - L2, Redis (optional; none in `tollgate dev`), shared by replicas,
+//     with a TTL (redis_ttl) and kept right by invalidation.
+//   - The store, the source of truth. Concurrent misses of one key make
+//     one query (singleflight).
+//
+// Layout: the secret hash → token id mapping never changes (a token keeps
+// its secret for life), so it is cached long and never invalidated. Token
+// data (by token id) and account data with the subscription (by account
+// id) are what writes change, and what invalidation drops. Unknown hashes
+// are remembered in L1 only (negative_ttl, at most negative_size of them),
+// so that a flood of bad tokens reaches the store once per hash and cannot
+// grow memory, in-process or in Redis. Keys are hashes and ids, never
+// secrets; values never hold a secret (Token has none).
+//
+// Invalidation: Service.Changed is wired to Invalidate, which drops the
+// local entries, bumps the generation and deletes the entries in Redis,
+// then publishes on a channel every replica's Run listens to. A replica
+// that loses its subscription flushes its L1 when it gets it back. See
+// setIfGen and Cache.epoch for the race with readers.
+//
+// Faults: Redis down costs one log line, counts in Stats, and requests go
+// on from L1 and the store; Redis is retried and used again when it is
+// back. Store down: an entry confirmed within max_stale is still served;
+// anything else fails with EUNAVAILABLE (503), never EUNAUTHORIZED (401)
+// and never a pass.
+//
+// Usage: RecordUse aggregates last-used data in memory; Run writes it in
+// batches through Store.RecordUsage, once per usage_interval.
+package tokencache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tollgate/tollgate"
+)
+
+// Defaults of Options, the same as config's.
+const (
+	DefaultKeyPrefix     = "tollgate:"
+	DefaultL1Size        = 100_000
+	DefaultL1TTL         = 30 * time.Second
+	DefaultRedisTTL      = 5 * time.Minute
+	DefaultNegativeTTL   = 10 * time.Second
+	DefaultNegativeSize  = 10_000
+	DefaultMaxStale      = 10 * time.Minute
+	DefaultUsageInterval = 30 * time.Second
+	DefaultLoadTimeout   = 5 * time.Second
+)
+
+// Recovery pacing: after a failure, Redis gets one probe per redisRetry
+// from the request path; a failed store is not waited for, for storeRetry,
+// by requests that have a usable stale entry.
+const (
+	redisRetry = time.Second
+	storeRetry = time.Second
+)
+
+// Options configure a Cache. Zero fields take the defaults.
+type Options struct {
+	// Store is the source of truth. Required.
+	Store tollgate.Store
+	// Redis is the shared layer and invalidation bus; nil runs in process
+	// only, as in `tollgate dev` (one replica).
+	Redis redis.UniversalClient
+	// KeyPrefix starts every Redis key and channel; FormatVersion follows
+	// it. It must not contain '{' or '}' (Cluster hash tags).
+	KeyPrefix string
+	// Logger gets the few lines the cache logs (Redis or store lost and
+	// back). Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock that judges freshness and staleness.
+	Now func() time.Time
+
+	L1Size        int           // entries per in-process map (hashes, tokens, accounts)
+	L1TTL         time.Duration // how long an L1 entry is used without asking further
+	RedisTTL      time.Duration // TTL of token and account entries in Redis
+	NegativeTTL   time.Duration // how long an unknown hash stays known unknown
+	NegativeSize  int           // how many unknown hashes are remembered
+	MaxStale      time.Duration // how long an entry may be served while the store is down
+	UsageInterval time.Duration // how often usage is written to the store
+	// LoadTimeout bounds one load from Redis and the store; it runs
+	// detached from the request that started it, since other requests may
+	// wait for it too.
+	LoadTimeout time.Duration
+}
+
+// hashKey is a secret's lookup hash (HMAC-SHA256).
+type hashKey [32]byte
+
+// Cache answers token lookups from memory, Redis and the store. It is
+// safe for concurrent use. Its methods start no goroutine; Run does the
+// background work.
+type Cache struct {
+	store tollgate.Store
+	rdb   redis.UniversalClient
+	log   *slog.Logger
+	now   func() time.Time
+	keys  keyspace
+
+	l1TTL, redisTTL, negTTL, maxStale time.Duration
+	usageInterval, loadTimeout        time.Duration
+
+	hashes   *l1[hashKey, string] // lookup hash → token id
+	negative *l1[hashKey, struct{}]
+	tokens   *l1[string, *tollgate.Token]
+	accounts *l1[string, *tollgate.Account]
+
+	tokenEntity   entity[*tollgate.Token]
+	accountEntity entity[*tollgate.Account]
+
+	// epoch changes on every invalidation this replica applies (its own or
+	// heard) and on every flush. A load notes it before reading Redis or
+	// the store and puts its result into L1 only if it has not changed, so
+	// a value read before an invalidation never lands in L1 after it: the
+	// check and the insert happen under the shard lock, and invalidation
+	// bumps the epoch before deleting under that lock. One counter for the
+	// whole cache (rather than one per key) is simple and costs only a few
+	// refused inserts around the rare writes.
+	epoch atomic.Uint64
+
+	sf singleflight.Group
+
+	redisDown  atomic.Bool
+	redisProbe atomic.Int64 // wall clock, ns: next probe while down
+	subscribed atomic.Bool
+	running    atomic.Bool
+
+	storeDown      atomic.Bool
+	storeDownUntil atomic.Int64 // wall clock, ns
+
+	pendingMu sync.Mutex
+	pending   []tollgate.Invalidation // not yet delivered to Redis
+
+	usage usageBuffer
+	stats counters
+
+	// testHookStoreRead, if set, runs after a load read the store and
+	// before it caches what it read.
+	testHookStoreRead func(tag, id string)
+}
+
+// New returns a Cache. It does not connect to anything.
+func New(o Options) (*Cache, error) {
+	if o.Store == nil {
+		return nil, errors.New("tokencache: a store is required")
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = DefaultKeyPrefix
+	}
+	if strings.ContainsAny(o.KeyPrefix, "{}") {
+		return nil, errors.New("tokencache: the key prefix must not contain '{' or '}'")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	setDefault(&o.L1Size, DefaultL1Size)
+	setDefault(&o.NegativeSize, DefaultNegativeSize)
+	setDefault(&o.L1TTL, DefaultL1TTL)
+	setDefault(&o.RedisTTL, DefaultRedisTTL)
+	setDefault(&o.NegativeTTL, DefaultNegativeTTL)
+	setDefault(&o.MaxStale, DefaultMaxStale)
+	setDefault(&o.UsageInterval, DefaultUsageInterval)
+	setDefault(&o.LoadTimeout, DefaultLoadTimeout)
+	if o.L1Size < 0 || o.NegativeSize < 0 || o.L1TTL < 0 || o.RedisTTL < 0 || o.NegativeTTL < 0 ||
+		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 {
+		return nil, errors.New("tokencache: sizes and durations must not be negative")
+	}
+	if o.MaxStale < o.L1TTL {
+		o.MaxStale = o.L1TTL
+	}
+	c := &Cache{
+		store:         o.Store,
+		rdb:           o.Redis,
+		log:           o.Logger,
+		now:           o.Now,
+		keys:          newKeyspace(o.KeyPrefix),
+		l1TTL:         o.L1TTL,
+		redisTTL:      o.RedisTTL,
+		negTTL:        o.NegativeTTL,
+		maxStale:      o.MaxStale,
+		usageInterval: o.UsageInterval,
+		loadTimeout:   o.LoadTimeout,
+		hashes:        newL1[hashKey, string](o.L1Size, hashOfHash),
+		negative:      newL1[hashKey, struct{}](o.NegativeSize, hashOfHash),
+		tokens:        newL1[string, *tollgate.Token](o.L1Size, hashString),
+		accounts:      newL1[string, *tollgate.Account](o.L1Size, hashString),
+	}
+	c.usage.init(max(o.L1Size, minUsageEntries))
+	c.tokenEntity = entity[*tollgate.Token]{
+		c: c, tag: "t", l1: c.tokens, encode: encodeToken, decode: decodeToken,
+		fromStore: func(ctx context.Context, tx tollgate.Tx, id string) (*tollgate.Token, error) {
+			t, err := tx.TokenByID(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			return withoutUsage(t), nil
+		},
+	}
+	c.accountEntity = entity[*tollgate.Account]{
+		c: c, tag: "a", l1: c.accounts, encode: encodeAccount, decode: decodeAccount,
+		fromStore: func(ctx context.Context, tx tollgate.Tx, id string) (*tollgate.Account, error) {
+			return tx.AccountByID(ctx, id, false)
+		},
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// withoutUsage clears the fields RecordUsage changes on every pull: they
+// are not cached (no invalidation follows them), and the user agent is
+// the largest field of a token.
+func withoutUsage(t *tollgate.Token) *tollgate.Token {
+	t.LastUsedAt, t.LastUsedIP, t.LastUsedUA, t.Pulls = nil, "", "", 0
+	return t
+}
+
+// errUnknown is the answer for a token that does not exist.
+func errUnknown() error { return tollgate.Errorf(tollgate.EUNAUTHORIZED, "invalid credentials") }
+
+// Token returns the token whose secret has the lookup hash hash, and its
+// account with its subscription, whatever their state: judging them is
+// authz.Decide's job. The values are shared with the cache and with other
+// callers: read them, never modify them. The usage fields of the token
+// (LastUsed*, Pulls) are zero.
+//
+// Errors: EUNAUTHORIZED if no token has this hash; EUNAVAILABLE if the
+// store cannot be reached and nothing usable is cached.
+func (c *Cache) Token(ctx context.Context, hash []byte) (*tollgate.Token, *tollgate.Account, error) {
+	if len(hash) != len(hashKey{}) {
+		// Not a lookup hash, so no token has it.
+		return nil, nil, errUnknown()
+	}
+	id, err := c.resolve(ctx, hashKey(hash))
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.tokenAndAccount(ctx, id)
+}
+
+// TokenByID is Token by token id, for the subject of a bearer JWT.
+func (c *Cache) TokenByID(ctx context.Context, id string) (*tollgate.Token, *tollgate.Account, error) {
+	if id == "" || len(id) > 64 || strings.ContainsAny(id, "{}") {
+		return nil, nil, errUnknown()
+	}
+	return c.tokenAndAccount(ctx, id)
+}
+
+func (c *Cache) tokenAndAccount(ctx context.Context, id string) (*tollgate.Token, *tollgate.Account, error) {
+	t, err := c.tokenEntity.get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := c.accountEntity.get(ctx, t.AccountID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, a, nil
+}
+
+// resolve maps a lookup hash to its token id.
+func (c *Cache) resolve(ctx context.Context, h hashKey) (string, error) {
+	now := c.now().UnixNano()
+	if v, at, ok := c.hashes.get(h); ok {
+		c.stats.l1.hit.Add(1)
+		if time.Duration(now-at) > c.l1TTL {
+			// Keep a mapping in use from being evicted as old.
+			c.hashes.touch(h, now)
+		}
+		return v, nil
+	}
+	c.stats.l1.miss.Add(1)
+	if _, at, ok := c.negative.get(h); ok && time.Duration(now-at) < c.negTTL {
+		c.stats.negative.hit.Add(1)
+		return "", errUnknown()
+	}
+	c.stats.negative.miss.Add(1)
+	v, err := c.load(ctx, "h:"+string(h[:]), func(ctx context.Context) (any, error) {
+		return c.loadHash(ctx, h)
+	})
+	if err != nil {
+		if tollgate.ErrorCode(err) != tollgate.EUNAUTHORIZED {
+			c.stats.unavailable.Add(1)
+		}
+		return "", err
+	}
+	return v.(string), nil
+}
+
+func (c *Cache) loadHash(ctx context.Context, h hashKey) (string, error) {
+	key := c.keys.hash(h)
+	if c.redisUsable() {
+		data, err := c.rdb.Get(ctx, key).Bytes()
+		switch {
+		case err == nil:
+			c.redisOK()
+			var w wireHash
+			if json.Unmarshal(data, &w) == nil && w.V == FormatVersion && w.TokenID != "" {
+				c.stats.l2.hit.Add(1)
+				c.hashes.put(h, w.TokenID, c.now().UnixNano())
+				return w.TokenID, nil
+			}
+			c.stats.l2.miss.Add(1) // undecodable: overwritten below
+		case errors.Is(err, redis.Nil):
+			c.redisOK()
+			c.stats.l2.miss.Add(1)
+		default:
+			c.stats.l2.error.Add(1)
+			c.redisFailed(err)
+		}
+	}
+	var t *tollgate.Token
+	err := c.store.View(ctx, func(tx tollgate.Tx) (err error) {
+		t, err = tx.TokenByHash(ctx, h[:])
+		return err
+	})
+	if err != nil {
+		return "", c.storeError(err, func() { c.negative.put(h, struct{}{}, c.now().UnixNano()) })
+	}
+	c.storeOK()
+	// The mapping never changes, so no generation guards it.
+	if c.redisUsable() {
+		data, _ := json.Marshal(wireHash{V: FormatVersion, TokenID: t.ID})
+		if err := c.rdb.Set(ctx, key, data, hashTTL).Err(); err != nil {
+			c.redisFailed(err)
+		} else {
+			c.redisOK()
+		}
+	}
+	c.hashes.put(h, t.ID, c.now().UnixNano())
+	return t.ID, nil
+}
+
+// storeError counts a failed store read and turns it into the caller's
+// error: EUNAUTHORIZED for a row that is not there (after notFound ran),
+// EUNAVAILABLE for anything else.
+func (c *Cache) storeError(err error, notFound func()) error {
+	if tollgate.ErrorCode(err) == tollgate.ENOTFOUND {
+		c.storeUp()
+		c.stats.store.miss.Add(1)
+		if notFound != nil {
+			notFound()
+		}
+		return errUnknown()
+	}
+	c.stats.store.error.Add(1)
+	c.storeDownUntil.Store(time.Now().Add(storeRetry).UnixNano())
+	if c.storeDown.CompareAndSwap(false, true) {
+		c.log.Warn("tokencache: store unavailable, serving cached tokens up to max_stale", "err", err)
+	}
+	if tollgate.ErrorCode(err) == tollgate.EUNAVAILABLE {
+		return err
+	}
+	return tollgate.Unavailable("store", err)
+}
+
+// storeOK counts a store read that found its row.
+func (c *Cache) storeOK() {
+	c.stats.store.hit.Add(1)
+	c.storeUp()
+}
+
+// storeUp records that the store answered.
+func (c *Cache) storeUp() {
+	if c.storeDown.Load() && c.storeDown.CompareAndSwap(true, false) {
+		c.log.Info("tokencache: store available again")
+	}
+}
+
+// storeRecentlyFailed reports whether the store failed within storeRetry.
+func (c *Cache) storeRecentlyFailed() bool {
+	return c.storeDown.Load() && time.Now().UnixNano() < c.storeDownUntil.Load()
+}
+
+var errStoreDown = tollgate.Unavailable("store", errors.New("store failed recently; serving stale entry"))
+
+// load runs fn once for all concurrent callers with the same key. fn runs
+// detached from ctx (with its own timeout): one caller giving up must not
+// fail the others. A caller whose ctx ends stops waiting.
+func (c *Cache) load(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (any, error) {
+	ch := c.sf.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
+		defer cancel()
+		return fn(lctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, tollgate.Unavailable("token cache", ctx.Err())
+	}
+}
+
+// entity is one kind of invalidated entry: tokens by id, accounts by id.
+type entity[V any] struct {
+	c         *Cache
+	tag       string // in Redis keys and singleflight keys
+	l1        *l1[string, V]
+	encode    func(V) ([]byte, error)
+	decode    func(data []byte, id string) (V, bool)
+	fromStore func(ctx context.Context, tx tollgate.Tx, id string) (V, error)
+}
+
+// get returns the entity: from L1 while fresh, else loaded; if loading
+// fails for any reason but "not found", an L1 entry confirmed within
+// max_stale is served.
+func (e *entity[V]) get(ctx context.Context, id string) (V, error) {
+	c := e.c
+	now := c.now().UnixNano()
+	v, at, ok := e.l1.get(id)
+	age := time.Duration(now - at)
+	if ok && age < c.l1TTL {
+		c.stats.l1.hit.Add(1)
+		return v, nil
+	}
+	c.stats.l1.miss.Add(1)
+	stale := ok && age < c.maxStale
+	lv, err := c.load(ctx, e.tag+":"+id, func(ctx context.Context) (any, error) {
+		return e.load(ctx, id, stale)
+	})
+	if err == nil {
+		return lv.(V), nil
+	}
+	var zero V
+	if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
+		e.l1.del(id)
+		return zero, err
+	}
+	// Checked again: the entry may have aged past max_stale while loading.
+	if stale && time.Duration(c.now().UnixNano()-at) < c.maxStale {
+		c.stats.stale.Add(1)
+		return v, nil
+	}
+	c.stats.unavailable.Add(1)
+	return zero, err
+}
+
+// load reads the entity from Redis, else from the store, and caches it.
+// If an invalidation came while it read (the entity's generation in Redis
+// or this replica's epoch moved), what it read is not cached and it reads
+// once more, so that a caller who started before a write and is answered
+// after it most likely sees it too. The second read is not cached either
+// if it races again; it is returned all the same.
+func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, error) {
+	c := e.c
+	var zero V
+	dataKey, genKey := c.keys.entity(e.tag, id)
+	for attempt := 0; ; attempt++ {
+		epoch := c.epoch.Load()
+		unchanged := func() bool { return c.epoch.Load() == epoch }
+		gen, haveGen := "", false
+		if c.redisUsable() {
+			data, g, err := c.l2Get(ctx, dataKey, genKey)
+			if err != nil {
+				c.stats.l2.error.Add(1)
+				c.redisFailed(err)
+			} else {
+				c.redisOK()
+				if data != nil {
+					if v, ok := e.decode(data, id); ok {
+						c.stats.l2.hit.Add(1)
+						// Refused: an invalidation came while we read,
+						// maybe of this entry; read again once.
+						if e.l1.putIf(id, v, c.now().UnixNano(), unchanged) || attempt > 0 {
+							return v, nil
+						}
+						continue
+					}
+				}
+				c.stats.l2.miss.Add(1)
+				gen, haveGen = g, true
+			}
+		}
+		if haveStale && c.storeRecentlyFailed() {
+			// Serve the stale entry now rather than wait for a store that
+			// just failed.
+			return zero, errStoreDown
+		}
+		var v V
+		err := c.store.View(ctx, func(tx tollgate.Tx) (err error) {
+			v, err = e.fromStore(ctx, tx, id)
+			return err
+		})
+		if err != nil {
+			return zero, c.storeError(err, nil)
+		}
+		c.storeOK()
+		if c.testHookStoreRead != nil {
+			c.testHookStoreRead(e.tag, id)
+		}
+		current := true
+		if haveGen {
+			data, err := e.encode(v)
+			if err != nil {
+				return zero, tollgate.Internal(err)
+			}
+			set, err := c.l2SetIfGen(ctx, dataKey, genKey, gen, data)
+			switch {
+			case err != nil:
+				c.redisFailed(err)
+			case !set:
+				current = false
+			default:
+				c.redisOK()
+			}
+		}
+		if current {
+			current = e.l1.putIf(id, v, c.now().UnixNano(), unchanged)
+		}
+		if current || attempt > 0 {
+			return v, nil
+		}
+	}
+}

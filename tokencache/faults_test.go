@@ -1,0 +1,201 @@
+package tokencache
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+// TestRedisDown kills Redis under a running cache: lookups go on from L1
+// and the store, the outage is logged once and counted, and the cache uses
+// Redis again once it is back, without a restart.
+func TestRedisDown(t *testing.T) {
+	srv := startRedis(t)
+	rdb := redisClient(t, srv.addr)
+	f := newFixture(t, sqliteStore(t))
+	clk := newClock()
+	var logs logBuffer
+	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, Logger: logs.logger()})
+	run(t, c)
+	waitFor(t, 5*time.Second, "subscription", func() bool { return c.Stats().Subscribed })
+
+	mustToken(t, c, f.hash())
+	other, otherHash := f.newToken(t)
+
+	srv.Stop()
+	waitFor(t, 5*time.Second, "the subscription to fail", func() bool { return !c.Stats().Subscribed })
+	clk.Add(DefaultL1TTL) // every L1 entry now needs confirming
+	ctx := context.Background()
+	for i := range 300 {
+		if _, _, err := c.Token(ctx, f.hash()); err != nil {
+			t.Fatalf("lookup %d with Redis down: %v", i, err)
+		}
+		if tok, _, err := c.Token(ctx, otherHash); err != nil || tok.ID != other.ID {
+			t.Fatalf("lookup %d of a token never seen, Redis down: %v", i, err)
+		}
+		if i%100 == 0 {
+			clk.Add(DefaultL1TTL)
+			time.Sleep(redisRetry / 2) // let probes happen
+		}
+	}
+	s := c.Stats()
+	if s.RedisErrors == 0 || s.RedisUp || s.Subscribed {
+		t.Errorf("stats with Redis down: %+v", s)
+	}
+	if n := logs.count("tokencache: redis unavailable"); n != 1 {
+		t.Errorf("%d log lines about Redis being down, want 1:\n%s", n, logs.String())
+	}
+
+	srv.Start()
+	restarted := time.Now()
+	waitFor(t, 10*time.Second, "the cache to use Redis again", func() bool {
+		s := c.Stats()
+		return s.Subscribed && s.RedisUp
+	})
+	t.Logf("Redis in use again %v after its restart", time.Since(restarted).Round(time.Millisecond))
+	if n := logs.count("tokencache: redis available again"); n != 1 {
+		t.Errorf("%d log lines about Redis being back, want 1:\n%s", n, logs.String())
+	}
+	// Entries go to Redis again: a second replica finds them there.
+	clk.Add(DefaultL1TTL)
+	mustToken(t, c, f.hash())
+	c2 := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now})
+	if _, _, err := c2.TokenByID(ctx, f.tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s := c2.Stats(); s.L2.Hit != 2 || s.Store.Hit != 0 {
+		t.Errorf("after recovery, a second replica: %+v", s)
+	}
+}
+
+// TestStoreDown cuts the cache off PostgreSQL: tokens seen within
+// max_stale keep working, anything else is EUNAVAILABLE (never
+// EUNAUTHORIZED), and everything works again when the store is back.
+func TestStoreDown(t *testing.T) {
+	dsn, proxy := proxiedPostgres(t)
+	f := newFixture(t, postgresStore(t, dsn))
+	clk := newClock()
+	var logs logBuffer
+	c := newCache(t, Options{Store: f.store, Now: clk.Now, Logger: logs.logger()})
+	ctx := context.Background()
+
+	mustToken(t, c, f.hash())
+	other, otherHash := f.newToken(t)
+	c.RecordUse(f.tok.ID, "192.0.2.7", "containerd/2.0", clk.Now())
+
+	proxy.Stop()
+
+	t.Run("fresh entries are served from L1", func(t *testing.T) {
+		mustToken(t, c, f.hash())
+	})
+	t.Run("entries past l1_ttl are served stale", func(t *testing.T) {
+		clk.Add(time.Minute)
+		for range 20 {
+			tok, _ := mustToken(t, c, f.hash())
+			if tok.ID != f.tok.ID {
+				t.Fatal("wrong token")
+			}
+			if _, _, err := c.TokenByID(ctx, f.tok.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := c.Stats(); s.Stale == 0 || s.Store.Error == 0 {
+			t.Errorf("stats %+v", s)
+		}
+	})
+	t.Run("tokens never seen are unavailable", func(t *testing.T) {
+		_, _, err := c.Token(ctx, otherHash)
+		wantCode(t, err, tollgate.EUNAVAILABLE)
+		_, _, err = c.TokenByID(ctx, other.ID)
+		wantCode(t, err, tollgate.EUNAVAILABLE)
+		_, _, err = c.Token(ctx, randomBytes(32))
+		wantCode(t, err, tollgate.EUNAVAILABLE)
+	})
+	t.Run("writes fail clearly", func(t *testing.T) {
+		_, err := f.svc.RevokeToken(ctx, "test", other.ID)
+		wantCode(t, err, tollgate.EUNAVAILABLE)
+	})
+	t.Run("usage is kept while the store is down", func(t *testing.T) {
+		if err := c.Flush(ctx); err == nil {
+			t.Fatal("Flush succeeded with the store down")
+		}
+	})
+	t.Run("beyond max_stale nothing is served", func(t *testing.T) {
+		clk.Add(DefaultMaxStale)
+		_, _, err := c.Token(ctx, f.hash())
+		wantCode(t, err, tollgate.EUNAVAILABLE)
+		_, _, err = c.TokenByID(ctx, f.tok.ID)
+		wantCode(t, err, tollgate.EUNAVAILABLE)
+	})
+	if n := logs.count("tokencache: store unavailable"); n != 1 {
+		t.Errorf("%d log lines about the store, want 1:\n%s", n, logs.String())
+	}
+
+	proxy.Start()
+	waitFor(t, 10*time.Second, "the store to answer again", func() bool {
+		_, _, err := c.Token(ctx, otherHash)
+		return err == nil
+	})
+	mustToken(t, c, f.hash())
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := f.svc.Token(ctx, f.tok.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Pulls != 1 || tok.LastUsedIP != "192.0.2.7" {
+		t.Errorf("usage recorded during the outage lost: %+v", tok)
+	}
+}
+
+// TestBothDown: with Redis and the store gone, L1 alone answers, by the
+// same rules.
+func TestBothDown(t *testing.T) {
+	srv := startRedis(t)
+	rdb := redisClient(t, srv.addr)
+	dsn, proxy := proxiedPostgres(t)
+	f := newFixture(t, postgresStore(t, dsn))
+	clk := newClock()
+	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now})
+	run(t, c)
+	ctx := context.Background()
+	waitFor(t, 5*time.Second, "subscription", func() bool { return c.Stats().Subscribed })
+	mustToken(t, c, f.hash())
+	other, otherHash := f.newToken(t)
+
+	proxy.Stop()
+	// Redis still holds the entries: they keep being confirmed there.
+	clk.Add(time.Minute)
+	mustToken(t, c, f.hash())
+	if s := c.Stats(); s.L2.Hit < 2 || s.Stale != 0 {
+		t.Errorf("store down, Redis up: %+v", s)
+	}
+
+	srv.Stop()
+	clk.Add(time.Minute)
+	for range 10 {
+		mustToken(t, c, f.hash())
+	}
+	if s := c.Stats(); s.Stale == 0 {
+		t.Errorf("both down: %+v", s)
+	}
+	_, _, err := c.Token(ctx, otherHash)
+	wantCode(t, err, tollgate.EUNAVAILABLE)
+	_, _, err = c.TokenByID(ctx, other.ID)
+	wantCode(t, err, tollgate.EUNAVAILABLE)
+
+	clk.Add(DefaultMaxStale)
+	_, _, err = c.Token(ctx, f.hash())
+	wantCode(t, err, tollgate.EUNAVAILABLE)
+
+	srv.Start()
+	proxy.Start()
+	waitFor(t, 10*time.Second, "recovery", func() bool {
+		_, _, err1 := c.Token(ctx, f.hash())
+		_, _, err2 := c.Token(ctx, otherHash)
+		return err1 == nil && err2 == nil && c.Stats().Subscribed
+	})
+}

@@ -1,0 +1,243 @@
+package tokencache
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate"
+)
+
+// FormatVersion is the version of everything this package writes to
+// Redis: key layout, value encoding and invalidation messages. It is part
+// of every key and of the channel name ("<prefix>v1:..."), so replicas of
+// two versions sharing a Redis never read each other's entries.
+//
+// Bump it whenever any of them changes. Replicas of the old and the new
+// version then also stop hearing each other's invalidations; for the
+// rolling upgrade that follows, the new version must keep deleting the
+// previous version's keys and publishing on its channel (or the upgrade
+// must accept revocations taking up to l1_ttl on old replicas).
+const FormatVersion = 1
+
+// Redis layout, under base = <prefix>v<FormatVersion>:
+//
+//	base{t:<token id>}     token (JSON), TTL redis_ttl
+//	base{t:<token id>}:g   the token's generation (INCR on invalidation)
+//	base{a:<account id>}   account with its subscription (JSON), TTL redis_ttl
+//	base{a:<account id>}:g the account's generation
+//	baseh:<hex lookup hash> token id (JSON), TTL hashTTL
+//	baseinvalidate         the invalidation channel
+//
+// The braces are Cluster hash tags: an entry and its generation live in
+// one slot, so the conditional set below is one atomic script on one node.
+type keyspace struct{ base string }
+
+func newKeyspace(prefix string) keyspace {
+	return keyspace{base: prefix + "v" + strconv.Itoa(FormatVersion) + ":"}
+}
+
+func (k keyspace) entity(tag, id string) (data, gen string) {
+	data = k.base + "{" + tag + ":" + id + "}"
+	return data, data + ":g"
+}
+
+func (k keyspace) hash(h hashKey) string { return k.base + "h:" + hex.EncodeToString(h[:]) }
+
+func (k keyspace) channel() string { return k.base + "invalidate" }
+
+// hashTTL is how long a secret hash → token id mapping lives in Redis. The
+// mapping never changes (a token keeps its secret for life), so it is kept
+// long; it expires only so that Redis does not keep mappings of tokens no
+// one uses.
+const hashTTL = 24 * time.Hour
+
+// genTTL is how long a generation outlives its last invalidation. It must
+// exceed the longest load (loadTimeout), or a load that read a generation
+// which then expired could set an outdated value; an hour is ample.
+const genTTL = time.Hour
+
+// setIfGen sets KEYS[1] to ARGV[2] with a TTL of ARGV[3] ms only if the
+// generation KEYS[2] still has the value ARGV[1] ("" for none) that the
+// loader read before it queried the store.
+//
+// This closes the race between a reader and a revocation: a reader reads
+// the generation, then the old row from the store; the writer commits,
+// INCRs the generation, DELs the entry and publishes; the reader's set
+// then comes after the INCR and is refused (or came before the DEL and is
+// deleted). Deleting alone cannot close it, since the reader's set may
+// come after the delete. A per-key generation refuses only sets of the
+// key that changed.
+var setIfGen = redis.NewScript(`
+local g = redis.call('GET', KEYS[2]) or ''
+if g ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`)
+
+// Values are JSON with the format version inside as well, and with field
+// names of their own: a domain type that gains or renames a field cannot
+// silently change what an older replica decodes.
+
+type wireToken struct {
+	V           int        `json:"v"`
+	ID          string     `json:"id"`
+	AccountID   string     `json:"account_id"`
+	AccountName string     `json:"account_name"`
+	Name        string     `json:"name"`
+	Description string     `json:"description,omitempty"`
+	Scope       uint8      `json:"scope"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+}
+
+type wireAccount struct {
+	V             int       `json:"v"`
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	Status        string    `json:"status"`
+	PackageAccess string    `json:"package_access"`
+	Images        []string  `json:"images,omitempty"`
+	Packages      []string  `json:"packages,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+type wireHash struct {
+	V       int    `json:"v"`
+	TokenID string `json:"token_id"`
+}
+
+type wireInvalidation struct {
+	V         int      `json:"v"`
+	AccountID string   `json:"account_id,omitempty"`
+	TokenIDs  []string `json:"token_ids,omitempty"`
+}
+
+func encodeToken(t *tollgate.Token) ([]byte, error) {
+	return json.Marshal(wireToken{
+		V: FormatVersion, ID: t.ID, AccountID: t.AccountID, AccountName: t.AccountName,
+		Name: t.Name, Description: t.Description, Scope: uint8(t.Scope),
+		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, RevokedAt: t.RevokedAt,
+	})
+}
+
+// decodeToken returns the token in data if it is of this format version
+// and is the token asked for.
+func decodeToken(data []byte, id string) (*tollgate.Token, bool) {
+	var w wireToken
+	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.AccountID == "" {
+		return nil, false
+	}
+	return &tollgate.Token{
+		ID: w.ID, AccountID: w.AccountID, AccountName: w.AccountName, Name: w.Name,
+		Description: w.Description, Scope: tollgate.Scope(w.Scope), ExpiresAt: utcPtr(w.ExpiresAt),
+		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),
+	}, true
+}
+
+func encodeAccount(a *tollgate.Account) ([]byte, error) {
+	return json.Marshal(wireAccount{
+		V: FormatVersion, ID: a.ID, Name: a.Name, Status: string(a.Status), PackageAccess: string(a.PackageAccess),
+		Images: a.Subscription.Images, Packages: a.Subscription.Packages,
+		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
+	})
+}
+
+func decodeAccount(data []byte, id string) (*tollgate.Account, bool) {
+	var w wireAccount
+	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.Status == "" {
+		return nil, false
+	}
+	return &tollgate.Account{
+		ID: w.ID, Name: w.Name, Status: tollgate.AccountStatus(w.Status),
+		PackageAccess: tollgate.PackageAccess(w.PackageAccess),
+		Subscription:  tollgate.Subscription{Images: w.Images, Packages: w.Packages},
+		CreatedAt:     w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(),
+	}, true
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// redisFailed counts a failed Redis command and stops sending commands on
+// the request path for redisRetry. The first failure after success logs
+// one line; requests go on from L1 and the store meanwhile.
+func (c *Cache) redisFailed(err error) {
+	c.stats.redisErrors.Add(1)
+	c.redisProbe.Store(time.Now().Add(redisRetry).UnixNano())
+	if c.redisDown.CompareAndSwap(false, true) {
+		c.log.Warn("tokencache: redis unavailable, serving from memory and the store until it is back", "err", err)
+	}
+}
+
+// redisOK records a Redis command that succeeded.
+func (c *Cache) redisOK() {
+	if c.redisDown.Load() && c.redisDown.CompareAndSwap(true, false) {
+		c.log.Info("tokencache: redis available again")
+	}
+}
+
+// redisUsable reports whether to send a command now: always while Redis
+// works, and for one probe per redisRetry while it does not.
+func (c *Cache) redisUsable() bool {
+	if c.rdb == nil {
+		return false
+	}
+	if !c.redisDown.Load() {
+		return true
+	}
+	next := c.redisProbe.Load()
+	now := time.Now().UnixNano()
+	return now >= next && c.redisProbe.CompareAndSwap(next, now+int64(redisRetry))
+}
+
+// isTimeout reports whether err is a read deadline passing, which on a
+// subscription only means that nothing was published.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// l2Get reads an entity and its generation in one round trip (they share
+// a slot). It returns the value (nil if absent) and the generation ("" if
+// absent).
+func (c *Cache) l2Get(ctx context.Context, data, gen string) ([]byte, string, error) {
+	vals, err := c.rdb.MGet(ctx, data, gen).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	var v []byte
+	var g string
+	if len(vals) == 2 {
+		if s, ok := vals[0].(string); ok {
+			v = []byte(s)
+		}
+		if s, ok := vals[1].(string); ok {
+			g = s
+		}
+	}
+	return v, g, nil
+}
+
+// l2SetIfGen sets data to v unless its generation moved from gen. It
+// reports false when the entry was invalidated meanwhile.
+func (c *Cache) l2SetIfGen(ctx context.Context, data, gen, genValue string, v []byte) (bool, error) {
+	n, err := setIfGen.Run(ctx, c.rdb, []string{data, gen}, genValue, v, c.redisTTL.Milliseconds()).Int()
+	return n == 1, err
+}

@@ -1,0 +1,93 @@
+package tokencache
+
+import "sync/atomic"
+
+// LayerStats counts lookups at one layer. A Token call looks up three
+// keys (hash, token, account) and a TokenByID call two; each counts.
+type LayerStats struct {
+	Hit   uint64 // answered here (for Store: the row was found)
+	Miss  uint64 // not here (for Store: no such row; for Negative: not known unknown)
+	Error uint64 // the layer failed (Redis or store unreachable)
+}
+
+// Stats is a snapshot of the cache's counters (monotonic, since New) and
+// gauges, for metrics.
+type Stats struct {
+	L1       LayerStats // in process; Miss includes entries past l1_ttl
+	L2       LayerStats // Redis
+	Store    LayerStats // queries actually sent (concurrent misses share one)
+	Negative LayerStats // in-process memory of unknown hashes
+
+	// Stale counts answers served from an L1 entry past l1_ttl because
+	// Redis and the store could not confirm it.
+	Stale uint64
+	// Unavailable counts EUNAVAILABLE answers.
+	Unavailable uint64
+
+	// RedisErrors counts failed Redis commands and subscription attempts.
+	RedisErrors uint64
+	// RedisUp is false while Redis is taken for down (and when there is
+	// no Redis); Subscribed is true while invalidations are heard.
+	RedisUp, Subscribed bool
+
+	// Invalidations counts Invalidate calls; InvalidationsReceived the
+	// messages heard on the channel (this replica's own included);
+	// InvalidationsPending those waiting to reach Redis;
+	// InvalidationsDropped those dropped from a full retry queue.
+	Invalidations, InvalidationsReceived, InvalidationsDropped uint64
+	InvalidationsPending                                       int
+	// Flushes counts full L1 flushes (on every (re)subscription).
+	Flushes uint64
+
+	// UsageFlushes counts batches written to the store, UsageTokens the
+	// token rows they updated, UsageFlushErrors failed writes (kept for
+	// the next), UsageDropped uses lost to a full buffer.
+	UsageFlushes, UsageTokens, UsageFlushErrors, UsageDropped uint64
+
+	// Entries in each in-process map.
+	L1Tokens, L1Accounts, L1Hashes, NegativeEntries int
+}
+
+type layerCounters struct{ hit, miss, error atomic.Uint64 }
+
+func (l *layerCounters) snapshot() LayerStats {
+	return LayerStats{Hit: l.hit.Load(), Miss: l.miss.Load(), Error: l.error.Load()}
+}
+
+type counters struct {
+	l1, l2, store, negative layerCounters
+
+	stale, unavailable, redisErrors                            atomic.Uint64
+	invalidations, invalidationsReceived, invalidationsDropped atomic.Uint64
+	flushes                                                    atomic.Uint64
+	usageFlushes, usageTokens, usageFlushErrors, usageDropped  atomic.Uint64
+}
+
+// Stats returns the current counters.
+func (c *Cache) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		L1:                    s.l1.snapshot(),
+		L2:                    s.l2.snapshot(),
+		Store:                 s.store.snapshot(),
+		Negative:              s.negative.snapshot(),
+		Stale:                 s.stale.Load(),
+		Unavailable:           s.unavailable.Load(),
+		RedisErrors:           s.redisErrors.Load(),
+		RedisUp:               c.rdb != nil && !c.redisDown.Load(),
+		Subscribed:            c.subscribed.Load(),
+		Invalidations:         s.invalidations.Load(),
+		InvalidationsReceived: s.invalidationsReceived.Load(),
+		InvalidationsDropped:  s.invalidationsDropped.Load(),
+		InvalidationsPending:  c.pendingCount(),
+		Flushes:               s.flushes.Load(),
+		UsageFlushes:          s.usageFlushes.Load(),
+		UsageTokens:           s.usageTokens.Load(),
+		UsageFlushErrors:      s.usageFlushErrors.Load(),
+		UsageDropped:          s.usageDropped.Load(),
+		L1Tokens:              c.tokens.len(),
+		L1Accounts:            c.accounts.len(),
+		L1Hashes:              c.hashes.len(),
+		NegativeEntries:       c.negative.len(),
+	}
+}
