@@ -242,7 +242,9 @@ func withoutUsage(t *tollgate.Token) *tollgate.Token {
 }
 
 // errUnknown is the answer for a token that does not exist.
-func errUnknown() error { return tollgate.Errorf(tollgate.EUNAUTHORIZED, "invalid credentials") }
+func errUnknown() error {
+	return &tollgate.Error{Code: tollgate.EUNAUTHORIZED, Message: "invalid credentials"}
+}
 
 // Token returns the token whose secret has the lookup hash hash, and its
 // account with its subscription, whatever their state: judging them is
@@ -301,6 +303,12 @@ func (c *Cache) resolve(ctx context.Context, h hashKey) (string, error) {
 		return "", errUnknown()
 	}
 	c.stats.negative.miss.Add(1)
+	return c.resolveMiss(ctx, h)
+}
+
+// resolveMiss is resolve's slow path, apart so that h does not escape
+// (and cost an allocation) on the fast one.
+func (c *Cache) resolveMiss(ctx context.Context, h hashKey) (string, error) {
 	v, err := c.load(ctx, "h:"+string(h[:]), func(ctx context.Context) (any, error) {
 		return c.loadHash(ctx, h)
 	})
