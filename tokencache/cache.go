@@ -34,6 +34,15 @@
 //
 // Usage: RecordUse aggregates last-used data in memory; Run writes it in
 // batches through Store.RecordUsage, once per usage_interval.
+//
+// Wiring (cmd/tollgate), with the client from config.Config.RedisOptions
+// (nil when no Redis is configured):
+//
+//	cache, err := tokencache.New(tokencache.Options{Store: store, Redis: rdb, KeyPrefix: cfg.Redis.KeyPrefix, ...})
+//	svc.Changed = cache.Invalidate
+//	go cache.Run(ctx)          // subscriber, usage writer, retries
+//	...                        // serve with cache as proxy.Lookup and proxy.UsageRecorder
+//	cache.Close(shutdownCtx)   // after Run returned: last usage write
 package tokencache
 
 import (

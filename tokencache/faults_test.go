@@ -2,6 +2,8 @@ package tokencache
 
 import (
 	"context"
+	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +60,7 @@ func TestRedisDown(t *testing.T) {
 	if n := logs.count("tokencache: redis available again"); n != 1 {
 		t.Errorf("%d log lines about Redis being back, want 1:\n%s", n, logs.String())
 	}
+	assertNoSecret(t, logs.String(), f)
 	// Entries go to Redis again: a second replica finds them there.
 	clk.Add(DefaultL1TTL)
 	mustToken(t, c, f.hash())
@@ -132,6 +135,7 @@ func TestStoreDown(t *testing.T) {
 	if n := logs.count("tokencache: store unavailable"); n != 1 {
 		t.Errorf("%d log lines about the store, want 1:\n%s", n, logs.String())
 	}
+	assertNoSecret(t, logs.String(), f)
 
 	proxy.Start()
 	waitFor(t, 10*time.Second, "the store to answer again", func() bool {
@@ -198,4 +202,15 @@ func TestBothDown(t *testing.T) {
 		_, _, err2 := c.Token(ctx, otherHash)
 		return err1 == nil && err2 == nil && c.Stats().Subscribed
 	})
+}
+
+// assertNoSecret fails if the fixture's secret, or its lookup hash, is in
+// s.
+func assertNoSecret(t *testing.T, s string, f *fixture) {
+	t.Helper()
+	secret := f.secret.Reveal()
+	if strings.Contains(s, secret) || strings.Contains(s, secret[len(tollgate.TokenPrefix):]) ||
+		strings.Contains(s, hex.EncodeToString(f.hash())) {
+		t.Error("a secret or its hash is in the logs")
+	}
 }
