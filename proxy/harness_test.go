@@ -40,7 +40,7 @@ func (c *clock) Add(d time.Duration) {
 // env is tollgate's image front door in front of a real in-process
 // distribution registry, with a real SQLite store.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	svc      *tollgate.Service
 	up       *upstream.Registry
 	reg      *Registry
@@ -61,7 +61,7 @@ func withAnonymous(patterns ...string) envOption {
 	return func(_ *env, g *Registry) { g.Anonymous = patterns }
 }
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, acctName: "acme"}
@@ -186,7 +186,7 @@ func (e *env) bearer(secret string, scopes ...string) string {
 }
 
 // wantChallenge checks a 401 with the full Bearer challenge.
-func wantChallenge(t *testing.T, resp *http.Response, scope, errCode string) {
+func wantChallenge(t testing.TB, resp *http.Response, scope, errCode string) {
 	t.Helper()
 	if resp.StatusCode != http.StatusUnauthorized {
 		body, _ := io.ReadAll(resp.Body)

@@ -38,8 +38,10 @@ type route struct {
 }
 
 var (
-	v2Router        = v2.Router()
-	anchoredName    = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
+	v2Router = v2.Router()
+	// A repository name is path components only (no domain part, so no
+	// upper case and no ':'), as the OCI distribution spec defines it.
+	anchoredName    = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 	anchoredDigest  = regexp.MustCompile(`^` + reference.DigestRegexp.String() + `$`)
 	referrersPathRe = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]+)$`)
 	errBadPath      = errors.New("invalid path")
