@@ -52,6 +52,8 @@ type Registry struct {
 	Anonymous []string
 
 	Upstream *Upstream
+	// Packages serves /apt/ and /apk/ (nil: those paths are not found).
+	Packages http.Handler
 	Usage    UsageRecorder // optional
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -78,6 +80,8 @@ func (g *Registry) Handler() http.Handler {
 			g.serveToken(w, r)
 		case p == "/v2" || strings.HasPrefix(p, "/v2/"):
 			g.serveV2(w, r)
+		case g.Packages != nil && (strings.HasPrefix(p, "/apt/") || strings.HasPrefix(p, "/apk/")):
+			g.Packages.ServeHTTP(w, r)
 		case p == "/.well-known/jwks.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "public, max-age=300")
