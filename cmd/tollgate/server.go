@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate"
@@ -24,6 +25,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/store/postgres"
 	"github.com/tollgate/tollgate/store/sqlite"
+	"github.com/tollgate/tollgate/tokencache"
 )
 
 // Main is the whole server: a test runs it on port 0 and talks to URL.
@@ -42,8 +44,14 @@ type Main struct {
 	// URL is the base URL the server listens on (not the public URL).
 	URL string
 
-	server *http.Server
-	done   chan error
+	// Cache answers token lookups for the proxy (tokencache).
+	Cache *tokencache.Cache
+
+	redis     redis.UniversalClient
+	stopCache context.CancelFunc
+	cacheDone chan error
+	server    *http.Server
+	done      chan error
 }
 
 // Run opens the store (applying migrations), loads the keys, builds the
@@ -72,6 +80,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Service = tollgate.NewService(m.Store, tk)
+	if err := m.startCache(); err != nil {
+		return err
+	}
 
 	apiServer := &api.Server{
 		Service:         m.Service,
@@ -141,6 +152,18 @@ func (m *Main) Close() error {
 		cancel()
 		m.server = nil
 	}
+	if m.stopCache != nil {
+		m.stopCache()
+		<-m.cacheDone
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, m.Cache.Close(ctx)) // the last usage write
+		cancel()
+		m.stopCache = nil
+	}
+	if m.redis != nil {
+		errs = append(errs, m.redis.Close())
+		m.redis = nil
+	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
 		m.Store = nil
@@ -150,6 +173,50 @@ func (m *Main) Close() error {
 	}
 	m.OnClose = nil
 	return errors.Join(errs...)
+}
+
+// startCache puts the token cache (and Redis, when configured) in front
+// of the store and starts its background work: invalidation subscriber,
+// batched usage writes.
+func (m *Main) startCache() error {
+	c := m.Config
+	opts, err := c.RedisOptions()
+	if err != nil {
+		return err
+	}
+	if opts != nil {
+		redis.SetLogger(redisLogger{m.Logger})
+		m.redis = redis.NewUniversalClient(opts)
+	}
+	m.Cache, err = tokencache.New(tokencache.Options{
+		Store:         m.Store,
+		Redis:         m.redis,
+		KeyPrefix:     c.Redis.KeyPrefix,
+		Logger:        m.Logger,
+		L1Size:        c.Cache.L1Size,
+		L1TTL:         c.Cache.L1TTL.Duration(),
+		RedisTTL:      c.Cache.RedisTTL.Duration(),
+		NegativeTTL:   c.Cache.NegativeTTL.Duration(),
+		NegativeSize:  c.Cache.NegativeSize,
+		MaxStale:      c.Cache.MaxStale.Duration(),
+		UsageInterval: c.Cache.UsageInterval.Duration(),
+	})
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	m.Service.Changed = m.Cache.Invalidate
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopCache, m.cacheDone = cancel, make(chan error, 1)
+	go func() { m.cacheDone <- m.Cache.Run(ctx) }()
+	return nil
+}
+
+// redisLogger sends go-redis's own messages (dial retries) to the log at
+// debug level: the cache already logs Redis going away and coming back.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Debug("redis: " + fmt.Sprintf(format, v...))
 }
 
 // registry builds the image front door: token endpoint, JWTs, and the
@@ -165,7 +232,8 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		return nil, err
 	}
 	g := &proxy.Registry{
-		Lookup:    proxy.StoreLookup{Store: m.Store},
+		Lookup:    m.Cache,
+		Usage:     m.Cache,
 		Keys:      tk,
 		Signer:    signer,
 		Verifier:  authz.NewVerifier(keys.Verification, c.PublicURL, c.Service, c.Tokens.JWTLeeway.Duration(), time.Now),
