@@ -1,0 +1,674 @@
+#!/usr/bin/env bash
+# Real client programs against `tollgate dev`: the docker CLI (no daemon:
+# it logs in client-side), podman, skopeo, crane and containerd (ctr) pull
+# through tollgate with a registry token, and each one is refused with a
+# wrong, revoked or expired token and on a non-entitled image. A pull
+# secret in the format `kubectl create secret docker-registry` writes is
+# used as an auth file.
+#
+# Two throwaway `tollgate dev` instances, each with its own data directory
+# and a port the kernel picks:
+#   plain  http://127.0.0.1:PORT   docker, podman, skopeo (and crane --insecure)
+#   tls    https://127.0.0.1:PORT  crane, containerd, podman/skopeo with the CA
+# The TLS one uses a throwaway CA made with openssl.
+#
+# Prints a PASS/FAIL/SKIP line per check and "N passed, M failed" at the
+# end; exits 1 if a check failed. Tokens never reach the output: commands
+# and logs are printed masked.
+#
+# A missing client is skipped, or a failure when TOLLGATE_TEST_REQUIRE_SERVICES=1
+# (CI); with none installed and outside CI the whole script prints a skip.
+# The docker CLI is the exception: CI does not install docker (the package
+# brings a daemon), so without it the docker checks are always skipped.
+#
+# Environment:
+#   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
+#   E2E_ONLY="crane containerd"   run only these sections
+#                       (docker podman skopeo crane containerd)
+#   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+CRANE_VERSION=v0.22.1
+require=0
+[ "${TOLLGATE_TEST_REQUIRE_SERVICES:-}" = 1 ] && require=1
+ci=0
+[ "${CI:-}" = true ] && ci=1
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+if [ $require = 0 ] && [ $ci = 0 ] && ! have docker && ! have podman && ! have skopeo && ! have containerd; then
+  echo "e2e-clients: skipped: none of docker, podman, skopeo, containerd is installed (.ci/run installs them)"
+  exit 0
+fi
+
+started=$SECONDS
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-e2e.XXXXXX")
+chmod 700 "$tmp"
+pids=()
+
+cleanup() {
+  local pid i
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null
+  done
+  for pid in "${pids[@]}"; do
+    for i in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  # containerd unpacks through short-lived mounts; never leave one behind
+  # (rm -rf would walk into it).
+  if [ -r /proc/mounts ]; then
+    awk -v p="$tmp/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+    done
+  fi
+  if [ "${E2E_KEEP:-}" = 1 ]; then
+    echo "e2e-clients: kept $tmp (it holds tokens: delete it)"
+  else
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- output
+
+npass=0 nfail=0 nskip=0 ncheck=0
+secrets=() # literal strings that must never be printed
+
+mask() {
+  local s x
+  s=$(cat)
+  for x in "${secrets[@]}"; do
+    [ -n "$x" ] && s=${s//"$x"/***}
+  done
+  printf '%s\n' "$s" | sed -E \
+    -e 's/tg_[A-Za-z0-9]+/tg_***/g' \
+    -e 's/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/<jwt>/g' \
+    -e 's/("(auth|password|identitytoken)" *: *")[^"]*/\1***/g' \
+    -e 's/(password=)[^& ]*/\1***/g' \
+    -e 's/(Authorization: *(Basic|Bearer) )[^ "]*/\1***/g'
+}
+
+pass() { npass=$((npass + 1)); echo "PASS $1"; }
+skip() { nskip=$((nskip + 1)); echo "SKIP $1"; }
+# fail DESC [LOG [CMD...]]: shows the masked command and the end of its output.
+fail() {
+  nfail=$((nfail + 1))
+  echo "FAIL $1"
+  if [ $# -ge 3 ]; then
+    printf '  $ %s\n' "$(printf '%q ' "${@:3}" | mask)"
+  fi
+  if [ $# -ge 2 ] && [ -s "$2" ]; then
+    tail -n 15 "$2" | mask | sed 's/^/  | /'
+  fi
+}
+# missing DESC: a client that is not there: skipped, or a failure when required.
+missing() {
+  if [ $require = 1 ]; then fail "$1 (TOLLGATE_TEST_REQUIRE_SERVICES=1)"; else skip "$1"; fi
+}
+
+section_name="" section_start=0
+section() {
+  section_end
+  section_name=$1 section_start=$SECONDS
+  echo "== $1"
+}
+section_end() {
+  [ -n "$section_name" ] && echo "   ($section_name: $((SECONDS - section_start))s)"
+  section_name=""
+}
+want() { # want SECTION: is it selected by E2E_ONLY?
+  [ -z "${E2E_ONLY:-}" ] && return 0
+  case " $E2E_ONLY " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+
+# ok DESC CMD...: CMD must succeed. Its output is in $out afterwards.
+out=""
+ok() {
+  local desc=$1
+  shift
+  ncheck=$((ncheck + 1))
+  out="$tmp/logs/$ncheck.log"
+  if "$@" >"$out" 2>&1 </dev/null; then
+    pass "$desc"
+    return 0
+  fi
+  fail "$desc" "$out" "$@"
+  return 1
+}
+# refused DESC REGEX CMD...: CMD must fail, and its output must match the
+# extended REGEX (case-insensitive), so that it failed for the right reason
+# (an authorization answer, not a TLS or connection problem).
+refused() {
+  local desc=$1 re=$2
+  shift 2
+  ncheck=$((ncheck + 1))
+  out="$tmp/logs/$ncheck.log"
+  if "$@" >"$out" 2>&1 </dev/null; then
+    fail "$desc (it succeeded; it must be refused)" "$out" "$@"
+    return 1
+  fi
+  if grep -Eqi -- "$re" "$out"; then
+    pass "$desc"
+    return 0
+  fi
+  fail "$desc (it failed, but the output does not match /$re/)" "$out" "$@"
+  return 1
+}
+# check DESC CMD...: a plain assertion on files already there (no output kept).
+check() {
+  local desc=$1
+  shift
+  if "$@" >/dev/null 2>&1 </dev/null; then pass "$desc"; else fail "$desc" "" "$@"; fi
+}
+
+mkdir -p "$tmp/logs" "$tmp/bin"
+
+# ---------------------------------------------------------------- tollgate
+
+section "setup"
+if [ -n "${TOLLGATE_BIN:-}" ]; then
+  tollgate=$TOLLGATE_BIN
+else
+  tollgate=$tmp/bin/tollgate
+  t0=$SECONDS
+  if ! go build -o "$tollgate" ./cmd/tollgate >"$tmp/logs/build.log" 2>&1; then
+    fail "go build ./cmd/tollgate" "$tmp/logs/build.log"
+    echo "$npass passed, $nfail failed"
+    exit 1
+  fi
+  echo "   built tollgate in $((SECONDS - t0))s"
+fi
+
+# crane, pinned, from the Go module proxy (or the module cache).
+crane=""
+if want crane; then
+  t0=$SECONDS
+  if (cd "$tmp" && GOBIN=$tmp/bin GOFLAGS= go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION") >"$tmp/logs/crane-build.log" 2>&1; then
+    crane=$tmp/bin/crane
+    echo "   built crane $CRANE_VERSION in $((SECONDS - t0))s"
+  fi
+fi
+
+# The throwaway CA and server certificate for the TLS instance.
+tls=0
+if have openssl; then
+  mkdir -p "$tmp/tls"
+  if (
+    cd "$tmp/tls" &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=tollgate e2e throwaway CA" -keyout ca.key -out ca.crt \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=localhost" -keyout server.key -out server.csr &&
+      printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+        'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile server.ext -out server.crt
+  ) >"$tmp/logs/openssl.log" 2>&1; then
+    tls=1
+    # Go programs (crane, the tollgate CLI) take one bundle: system CAs + ours.
+    cat /etc/ssl/certs/ca-certificates.crt "$tmp/tls/ca.crt" >"$tmp/tls/bundle.pem" 2>/dev/null ||
+      cp "$tmp/tls/ca.crt" "$tmp/tls/bundle.pem"
+  else
+    fail "openssl: making the throwaway CA" "$tmp/logs/openssl.log"
+  fi
+else
+  missing "openssl is not installed: no TLS instance (crane, containerd and the TLS checks need it)"
+fi
+
+# start_tollgate NAME [tls]: runs `tollgate dev` on 127.0.0.1:0 and sets
+# NAME_url, NAME_host, NAME_token, NAME_image, NAME_denied, NAME_admin.
+start_tollgate() {
+  local name=$1 mode=${2:-} data=$tmp/$1 args=()
+  args=(dev --data "$data" --listen 127.0.0.1:0)
+  [ "$mode" = tls ] && args+=(--tls-cert "$tmp/tls/server.crt" --tls-key "$tmp/tls/server.key")
+  # stdout carries the demo token: it goes to a file, never to the terminal.
+  "$tollgate" "${args[@]}" >"$tmp/logs/$name.out" 2>"$tmp/logs/$name.err" &
+  pids+=($!)
+  local i
+  for i in $(seq 1 150); do
+    [ -s "$data/dev.env" ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ ! -s "$data/dev.env" ]; then
+    fail "tollgate dev ($name) did not start" "$tmp/logs/$name.err"
+    return 1
+  fi
+  local TOLLGATE_URL="" TOLLGATE_ADMIN_KEY="" TOLLGATE_DEMO_TOKEN="" TOLLGATE_DEMO_IMAGE="" TOLLGATE_DENIED_IMAGE=""
+  # shellcheck disable=SC1091
+  . "$data/dev.env"
+  secrets+=("$TOLLGATE_ADMIN_KEY" "$TOLLGATE_DEMO_TOKEN")
+  local curlca=()
+  [ "$mode" = tls ] && curlca=(--cacert "$tmp/tls/ca.crt")
+  for i in $(seq 1 100); do
+    curl -fsS "${curlca[@]}" -o /dev/null "$TOLLGATE_URL/healthz" 2>/dev/null && break
+    sleep 0.1
+  done
+  if ! curl -fsS "${curlca[@]}" -o /dev/null "$TOLLGATE_URL/healthz" 2>"$tmp/logs/$name.health"; then
+    fail "tollgate dev ($name): $TOLLGATE_URL/healthz" "$tmp/logs/$name.health"
+    return 1
+  fi
+  printf -v "${name}_url" %s "$TOLLGATE_URL"
+  printf -v "${name}_host" %s "${TOLLGATE_URL#*://}"
+  printf -v "${name}_admin" %s "$TOLLGATE_ADMIN_KEY"
+  printf -v "${name}_token" %s "$TOLLGATE_DEMO_TOKEN"
+  printf -v "${name}_image" %s "$TOLLGATE_DEMO_IMAGE"
+  printf -v "${name}_denied" %s "$TOLLGATE_DENIED_IMAGE"
+  echo "   tollgate dev ($name) at $TOLLGATE_URL"
+}
+
+# tg NAME ARGS...: the tollgate CLI against instance NAME.
+tg() {
+  local name=$1
+  shift
+  local url=${name}_url admin=${name}_admin
+  TOLLGATE_URL=${!url} TOLLGATE_ADMIN_KEY=${!admin} SSL_CERT_FILE=$tmp/tls/bundle.pem "$tollgate" "$@"
+}
+
+# new_token NAME VAR [revoke|expire]: a fresh token of the demo account;
+# sets VAR (the secret) and VAR_id.
+new_token() {
+  local name=$1 var=$2 then=${3:-} json id secret
+  json=$(tg "$name" token create --account demo --name "e2e-$var-$RANDOM" -o json 2>"$tmp/logs/token.err") || {
+    fail "tollgate token create ($name)" "$tmp/logs/token.err"
+    return 1
+  }
+  id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
+  secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
+  if [ -z "$id" ] || [ -z "$secret" ]; then
+    fail "tollgate token create ($name): no id/secret in the JSON answer"
+    return 1
+  fi
+  secrets+=("$secret")
+  printf -v "$var" %s "$secret"
+  printf -v "${var}_id" %s "$id"
+  case $then in
+  revoke) tg "$name" token revoke "$id" >/dev/null 2>"$tmp/logs/token.err" || fail "tollgate token revoke ($name)" "$tmp/logs/token.err" ;;
+  expire) tg "$name" token edit "$id" --expires now >/dev/null 2>"$tmp/logs/token.err" || fail "tollgate token edit --expires now ($name)" "$tmp/logs/token.err" ;;
+  esac
+}
+revoke() { # revoke NAME ID
+  tg "$1" token revoke "$2" >/dev/null 2>"$tmp/logs/token.err" || fail "tollgate token revoke ($1)" "$tmp/logs/token.err"
+}
+
+# A token that was never issued: right prefix, right length, garbage.
+wrong_token=tg_$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)
+
+# dockerconfigjson FILE HOST TOKEN: the pull secret `kubectl create secret
+# docker-registry --docker-server=HOST --docker-username=tollgate
+# --docker-password=TOKEN` writes as .dockerconfigjson.
+dockerconfigjson() {
+  local auth
+  auth=$(printf '%s' "tollgate:$3" | base64 | tr -d '\n')
+  printf '{"auths":{"%s":{"username":"tollgate","password":"%s","auth":"%s"}}}\n' "$2" "$3" "$auth" >"$1"
+}
+
+plain_ok=0 tls_ok=0
+start_tollgate plain && plain_ok=1
+[ $tls = 1 ] && start_tollgate tls tls && tls_ok=1
+
+if [ $plain_ok = 1 ]; then
+  new_token plain p_revoked revoke
+  new_token plain p_expired expire
+  dockerconfigjson "$tmp/plain.dockerconfigjson" "$plain_host" "$plain_token"
+  # kubectl's own default --docker-server is a URL; clients normalize it.
+  dockerconfigjson "$tmp/plain-url.dockerconfigjson" "https://$plain_host" "$plain_token"
+fi
+if [ $tls_ok = 1 ]; then
+  new_token tls t_revoked revoke
+  dockerconfigjson "$tmp/tls.dockerconfigjson" "$tls_host" "$tls_token"
+fi
+
+# Clients read credentials from $HOME, $XDG_RUNTIME_DIR, $DOCKER_CONFIG: point
+# them all at empty throwaway places, so only what a check passes is used.
+export HOME=$tmp/home XDG_RUNTIME_DIR=$tmp/xdg DOCKER_CONFIG=$tmp/docker-default
+unset XDG_CONFIG_HOME REGISTRY_AUTH_FILE
+mkdir -p "$HOME" "$XDG_RUNTIME_DIR" "$DOCKER_CONFIG"
+# podman stats $DOCKER_CONFIG/config.json as its default auth file when set.
+echo '{"auths":{}}' >"$DOCKER_CONFIG/config.json"
+chmod 700 "$XDG_RUNTIME_DIR"
+
+# Patterns of a refusal by tollgate, as each client words it.
+# (Precise on purpose: a TLS or connection error must not pass for a refusal.)
+denied_re='unauthori[sz]ed|requested access to the resource is denied|pull access denied|insufficient_scope|authentication required|invalid username/password'
+
+# ---------------------------------------------------------------- docker
+
+docker_login() { # docker_login CONFIGDIR HOST TOKEN
+  printf '%s' "$3" | DOCKER_CONFIG=$1 docker login "$2" -u tollgate --password-stdin
+}
+docker_inspect() { # docker_inspect CONFIGDIR REF
+  DOCKER_CONFIG=$1 DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --insecure "$2"
+}
+no_creds_stored() { # no_creds_stored CONFIGDIR HOST
+  [ ! -e "$1/config.json" ] || ! grep -qF "\"$2\"" "$1/config.json"
+}
+
+if want docker; then
+  section "docker (CLI only, no daemon; plain http)"
+  if ! have docker; then
+    skip "docker: the docker CLI is not installed (CI does not install it: docker.io brings a daemon)"
+  elif [ $plain_ok = 0 ]; then
+    fail "docker: no tollgate instance"
+  else
+    d=$tmp/docker
+    echo "   $(docker version --format 'docker CLI {{.Client.Version}}' 2>/dev/null)"
+    ok "docker login with the demo token" docker_login "$d/good" "$plain_host" "$plain_token"
+    check "docker login stored the credentials in \$DOCKER_CONFIG/config.json" grep -qF "\"$plain_host\"" "$d/good/config.json"
+    if docker_inspect "$d/good" "$plain_image" >"$tmp/logs/docker-probe.log" 2>&1 ||
+      ! grep -qi 'daemon' "$tmp/logs/docker-probe.log"; then
+      ok "docker manifest inspect of the demo image (multi-arch index)" docker_inspect "$d/good" "$plain_image" &&
+        check "docker manifest inspect shows amd64 and arm64" grep -q '"arm64"' "$out"
+      refused "docker manifest inspect of the non-entitled image is refused" "$denied_re" docker_inspect "$d/good" "$plain_denied"
+      mkdir -p "$d/secret" && cp "$tmp/plain.dockerconfigjson" "$d/secret/config.json"
+      ok "docker manifest inspect with a kubectl .dockerconfigjson as config.json" docker_inspect "$d/secret" "$plain_image"
+      mkdir -p "$d/wrongcfg" && dockerconfigjson "$d/wrongcfg/config.json" "$plain_host" "$wrong_token"
+      refused "docker manifest inspect with a wrong token in config.json is refused" "$denied_re" docker_inspect "$d/wrongcfg" "$plain_image"
+    else
+      skip "docker manifest inspect: it needs a daemon here ($(mask <"$tmp/logs/docker-probe.log" | tail -n 1))"
+    fi
+    refused "docker login with a wrong token fails" "$denied_re" docker_login "$d/wrong" "$plain_host" "$wrong_token"
+    check "a failed docker login stores nothing" no_creds_stored "$d/wrong" "$plain_host"
+    refused "docker login with a revoked token fails" "$denied_re" docker_login "$d/revoked" "$plain_host" "$p_revoked"
+    refused "docker login with an expired token fails" "$denied_re" docker_login "$d/expired" "$plain_host" "$p_expired"
+    if new_token plain d_later; then
+      ok "docker login with a token revoked later" docker_login "$d/later" "$plain_host" "$d_later" &&
+        ok "docker manifest inspect before the revocation" docker_inspect "$d/later" "$plain_image"
+      revoke plain "$d_later_id"
+      refused "docker manifest inspect with stored credentials after the revocation is refused" "$denied_re" docker_inspect "$d/later" "$plain_image"
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- podman
+
+if want podman; then
+  section "podman (vfs storage, throwaway root; plain http, then TLS with the CA)"
+  if ! have podman; then
+    missing "podman: not installed (apt-get install podman)"
+  elif [ $plain_ok = 0 ]; then
+    fail "podman: no tollgate instance"
+  else
+    pd=$tmp/podman
+    mkdir -p "$pd"
+    echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$pd/policy.json"
+    printf 'unqualified-search-registries = []\n' >"$pd/registries.conf"
+    printf '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n' "$pd/run" "$pd/root" >"$pd/storage.conf"
+    printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' >"$pd/containers.conf"
+    export CONTAINERS_REGISTRIES_CONF=$pd/registries.conf CONTAINERS_STORAGE_CONF=$pd/storage.conf CONTAINERS_CONF=$pd/containers.conf
+    P=(podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" --storage-driver vfs
+      --cgroup-manager cgroupfs --events-backend file)
+    echo "   $(podman --version 2>/dev/null)"
+    podman_login() { # podman_login AUTHFILE HOST TOKEN [flags]
+      printf '%s' "$3" | "${P[@]}" login --tls-verify=false --authfile "$1" -u tollgate --password-stdin "${@:4}" "$2"
+    }
+    podman_pull() { # podman_pull REF [flags]
+      "${P[@]}" pull --tls-verify=false --signature-policy "$pd/policy.json" "${@:2}" "$1"
+    }
+    arch_is() { # arch_is REF ARCH
+      [ "$("${P[@]}" image inspect --format '{{.Architecture}}' "$1")" = "$2" ]
+    }
+    ok "podman login with the demo token" podman_login "$pd/auth.json" "$plain_host" "$plain_token"
+    ok "podman pull of the demo image with the stored login" podman_pull "$plain_image" --authfile "$pd/auth.json" &&
+      check "podman has the image in its store (linux/amd64)" arch_is "$plain_image" amd64
+    ok "podman pull --arch arm64 (the index's other manifest)" podman_pull "$plain_image" --authfile "$pd/auth.json" --arch arm64 &&
+      check "the pulled image is linux/arm64" arch_is "$plain_image" arm64
+    ok "podman pull --creds" podman_pull "$plain_image" --creds "tollgate:$plain_token"
+    ok "podman pull --authfile kubectl .dockerconfigjson" podman_pull "$plain_image" --authfile "$tmp/plain.dockerconfigjson"
+    refused "podman pull of the non-entitled image is refused" "$denied_re" podman_pull "$plain_denied" --authfile "$pd/auth.json"
+    refused "podman pull with a wrong token is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$wrong_token"
+    refused "podman pull without credentials is refused" "$denied_re" podman_pull "$plain_image" --authfile "$DOCKER_CONFIG/config.json"
+    refused "podman login with a wrong token fails" "$denied_re" podman_login "$pd/wrong.json" "$plain_host" "$wrong_token"
+    refused "podman pull with a revoked token is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$p_revoked"
+    refused "podman pull with an expired token is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$p_expired"
+    if new_token plain pm_later; then
+      ok "podman login with a token revoked later" podman_login "$pd/later.json" "$plain_host" "$pm_later"
+      revoke plain "$pm_later_id"
+      refused "podman pull with the stored login after the revocation is refused" "$denied_re" podman_pull "$plain_image" --authfile "$pd/later.json"
+    fi
+    if [ $tls_ok = 1 ]; then
+      mkdir -p "$pd/certs.d/$tls_host" && cp "$tmp/tls/ca.crt" "$pd/certs.d/$tls_host/ca.crt"
+      ok "podman pull over TLS, verified with the CA (--cert-dir)" \
+        "${P[@]}" pull --tls-verify=true --cert-dir "$pd/certs.d/$tls_host" --signature-policy "$pd/policy.json" \
+        --authfile "$tmp/tls.dockerconfigjson" "$tls_image"
+    fi
+    unset CONTAINERS_REGISTRIES_CONF CONTAINERS_STORAGE_CONF CONTAINERS_CONF
+  fi
+fi
+
+# ---------------------------------------------------------------- skopeo
+
+if want skopeo; then
+  section "skopeo (plain http, then TLS with the CA)"
+  if ! have skopeo; then
+    missing "skopeo: not installed (apt-get install skopeo)"
+  elif [ $plain_ok = 0 ]; then
+    fail "skopeo: no tollgate instance"
+  else
+    sk=$tmp/skopeo
+    mkdir -p "$sk"
+    echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$sk/policy.json"
+    printf 'unqualified-search-registries = []\n' >"$sk/registries.conf"
+    export CONTAINERS_REGISTRIES_CONF=$sk/registries.conf
+    echo "   $(skopeo --version 2>/dev/null)"
+    S=(skopeo --policy "$sk/policy.json")
+    sk_inspect() { "${S[@]}" inspect --tls-verify=false "$@"; }
+    sk_copy() { # sk_copy SRC DIR [flags]
+      "${S[@]}" copy --src-tls-verify=false "${@:3}" "docker://$1" "dir:$2"
+    }
+    # Every blob in a dir: copy has the bytes its digest names.
+    blobs_intact() {
+      local f n=0
+      for f in "$1"/*; do
+        case ${f##*/} in manifest.json | version) continue ;; esac
+        [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "${f##*/}" ] || return 1
+        n=$((n + 1))
+      done
+      [ $n -ge 3 ] # a config and at least two layers
+    }
+    ok "skopeo inspect --creds" sk_inspect --creds "tollgate:$plain_token" "docker://$plain_image" &&
+      check "skopeo inspect names the repository" grep -q "\"Name\": \"$plain_host/demo/" "$out" &&
+      cp "$out" "$sk/creds.json"
+    ok "skopeo copy --creds to a directory" sk_copy "$plain_image" "$sk/creds" --src-creds "tollgate:$plain_token" &&
+      check "every copied blob matches its digest" blobs_intact "$sk/creds"
+    ok "skopeo inspect --authfile kubectl .dockerconfigjson" sk_inspect --authfile "$tmp/plain.dockerconfigjson" "docker://$plain_image"
+    ok "skopeo copy --authfile kubectl .dockerconfigjson" sk_copy "$plain_image" "$sk/secret" --src-authfile "$tmp/plain.dockerconfigjson" &&
+      check "every copied blob matches its digest" blobs_intact "$sk/secret"
+    ok "skopeo inspect --authfile .dockerconfigjson keyed https://HOST" sk_inspect --authfile "$tmp/plain-url.dockerconfigjson" "docker://$plain_image"
+    ok "skopeo copy --override-arch arm64 (the index's other manifest)" sk_copy "$plain_image" "$sk/arm64" --src-creds "tollgate:$plain_token" --override-arch arm64 &&
+      check "the arm64 copy differs from the amd64 one" bash -c '! cmp -s "$1/manifest.json" "$2/manifest.json"' _ "$sk/arm64" "$sk/creds"
+    ok "skopeo inspect with another username (any non-empty one)" sk_inspect --creds "ci-bot:$plain_token" "docker://$plain_image"
+    digest=$(sed -nE 's/^ *"Digest": *"(sha256:[0-9a-f]{64})".*/\1/p' "$sk/creds.json" 2>/dev/null)
+    if [ -n "$digest" ]; then
+      ok "skopeo copy by digest" sk_copy "${plain_image%:*}@$digest" "$sk/bydigest" --src-creds "tollgate:$plain_token"
+    else
+      fail "skopeo inspect gave no digest" "$sk/creds.json"
+    fi
+    refused "skopeo inspect with a wrong token is refused" "$denied_re" sk_inspect --creds "tollgate:$wrong_token" "docker://$plain_image"
+    refused "skopeo inspect without credentials is refused" "$denied_re" sk_inspect --no-creds "docker://$plain_image"
+    refused "skopeo copy with a wrong token is refused" "$denied_re" sk_copy "$plain_image" "$sk/wrong" --src-creds "tollgate:$wrong_token"
+    refused "skopeo inspect of the non-entitled image is refused" "$denied_re" sk_inspect --authfile "$tmp/plain.dockerconfigjson" "docker://$plain_denied"
+    refused "skopeo copy of the non-entitled image is refused" "$denied_re" sk_copy "$plain_denied" "$sk/denied" --src-authfile "$tmp/plain.dockerconfigjson"
+    refused "skopeo inspect with a revoked token is refused" "$denied_re" sk_inspect --creds "tollgate:$p_revoked" "docker://$plain_image"
+    refused "skopeo inspect with an expired token is refused" "$denied_re" sk_inspect --creds "tollgate:$p_expired" "docker://$plain_image"
+    # A repository that is not entitled must look exactly like one that does not exist.
+    denied_repo=${plain_denied#*/}
+    denied_repo=${denied_repo%:*}
+    nonexistent_repo=${denied_repo%/*}/e2e-does-not-exist
+    sk_inspect --authfile "$tmp/plain.dockerconfigjson" "docker://$plain_denied" >"$sk/denied.err" 2>&1
+    sk_inspect --authfile "$tmp/plain.dockerconfigjson" "docker://$plain_host/$nonexistent_repo:latest" >"$sk/nonexistent.err" 2>&1
+    normalized() { sed -E 's/^time="[^"]*" //' "$1" | sed "s#$2#REPO#g"; }
+    same_error() {
+      [ -s "$sk/denied.err" ] &&
+        diff <(normalized "$sk/denied.err" "$denied_repo") <(normalized "$sk/nonexistent.err" "$nonexistent_repo")
+    }
+    check "a non-entitled repository and a non-existent one get the same answer" same_error
+    if [ $tls_ok = 1 ]; then
+      mkdir -p "$sk/certs.d" && cp "$tmp/tls/ca.crt" "$sk/certs.d/ca.crt"
+      ok "skopeo inspect over TLS, verified with the CA (--cert-dir)" \
+        "${S[@]}" inspect --tls-verify=true --cert-dir "$sk/certs.d" --authfile "$tmp/tls.dockerconfigjson" "docker://$tls_image"
+      refused "skopeo over TLS without the CA fails verification (the check above is real)" 'x509|certificate' \
+        "${S[@]}" inspect --tls-verify=true --authfile "$tmp/tls.dockerconfigjson" "docker://$tls_image"
+    fi
+    unset CONTAINERS_REGISTRIES_CONF
+  fi
+fi
+
+# ---------------------------------------------------------------- crane
+
+if want crane; then
+  section "crane $CRANE_VERSION (TLS with the CA; plain http with --insecure)"
+  if [ -z "$crane" ]; then
+    missing "crane: go install github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION failed ($(tail -n 1 "$tmp/logs/crane-build.log" 2>/dev/null | mask))"
+  elif [ $tls_ok = 0 ]; then
+    missing "crane: no TLS instance (openssl)"
+  else
+    cr=$tmp/crane
+    mkdir -p "$cr"
+    # cr_ CONFIGDIR ARGS...: crane with its own docker config and our CA bundle.
+    cr_() { DOCKER_CONFIG=$1 SSL_CERT_FILE=$tmp/tls/bundle.pem "$crane" "${@:2}"; }
+    crane_login() { cr_ "$1" auth login "$2" -u tollgate --password-stdin <<<"$3"; }
+    manifest_digest_matches() {
+      [ "$(cr_ "$cr/good" digest "$tls_image")" = "sha256:$(cr_ "$cr/good" manifest "$tls_image" | sha256sum | cut -d' ' -f1)" ]
+    }
+    ok "crane auth login (writes the config only)" crane_login "$cr/good" "$tls_host" "$tls_token"
+    ok "crane manifest of the demo image" cr_ "$cr/good" manifest "$tls_image" &&
+      check "it is an OCI index" grep -q 'application/vnd.oci.image.index.v1+json' "$out"
+    ok "crane digest of the demo image" cr_ "$cr/good" digest "$tls_image" &&
+      check "crane digest = sha256 of the manifest bytes" manifest_digest_matches
+    ok "crane pull (linux/amd64) to a tarball" cr_ "$cr/good" pull "$tls_image" "$cr/amd64.tar" &&
+      check "the tarball holds a manifest" bash -c 'tar -tf "$1" | grep -q manifest.json' _ "$cr/amd64.tar"
+    ok "crane pull --platform linux/arm64" cr_ "$cr/good" pull --platform linux/arm64 "$tls_image" "$cr/arm64.tar"
+    ok "crane catalog" cr_ "$cr/good" catalog "$tls_host" &&
+      check "the catalog lists the demo repository and not the non-entitled one" \
+        bash -c 'grep -qx "$2" "$1" && ! grep -qx "$3" "$1"' _ "$out" "$(r=${tls_image#*/}; echo "${r%:*}")" "$(r=${tls_denied#*/}; echo "${r%:*}")"
+    refused "crane manifest of the non-entitled image is refused" "$denied_re" cr_ "$cr/good" manifest "$tls_denied"
+    refused "crane pull of the non-entitled image is refused" "$denied_re" cr_ "$cr/good" pull "$tls_denied" "$cr/denied.tar"
+    refused "crane manifest without credentials is refused" "$denied_re" cr_ "$cr/none" manifest "$tls_image"
+    crane_login "$cr/wrong" "$tls_host" "$wrong_token" >/dev/null 2>&1
+    refused "crane manifest with a wrong token is refused" "$denied_re" cr_ "$cr/wrong" manifest "$tls_image"
+    crane_login "$cr/revoked" "$tls_host" "$t_revoked" >/dev/null 2>&1
+    refused "crane manifest with a revoked token is refused" "$denied_re" cr_ "$cr/revoked" manifest "$tls_image"
+    if new_token tls cr_later; then
+      crane_login "$cr/later" "$tls_host" "$cr_later" >/dev/null 2>&1
+      ok "crane pull with a token revoked later" cr_ "$cr/later" pull "$tls_image" "$cr/later.tar"
+      revoke tls "$cr_later_id"
+      refused "crane pull after the revocation is refused" "$denied_re" cr_ "$cr/later" pull "$tls_image" "$cr/later2.tar"
+    fi
+    if [ $plain_ok = 1 ]; then
+      crane_login "$cr/plain" "$plain_host" "$plain_token" >/dev/null 2>&1
+      ok "crane --insecure manifest over plain http" cr_ "$cr/plain" manifest --insecure "$plain_image"
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- containerd
+
+if want containerd; then
+  section "containerd (ctr, throwaway root and socket; TLS with the CA in hosts.toml)"
+  if ! have containerd || ! have ctr; then
+    missing "containerd: containerd/ctr not installed (apt-get install containerd)"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "containerd: needs root (it mounts snapshots)"
+  elif [ $tls_ok = 0 ]; then
+    missing "containerd: no TLS instance (openssl)"
+  else
+    cd_=$tmp/ctd
+    mkdir -p "$cd_/root" "$cd_/state" "$cd_/hosts/$tls_host"
+    sock=$cd_/ctd.sock
+    cat >"$cd_/config.toml" <<EOF
+version = 2
+root = "$cd_/root"
+state = "$cd_/state"
+# Nothing here needs CRI, extra snapshotters, /opt or tracing.
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.opt",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+EOF
+    # What kubelet's containerd reads from /etc/containerd/certs.d: the
+    # registry's own server, trusted through our CA. containerd 1.6 insists
+    # on a [host] table; `server` and the root `ca` keep its fallback host
+    # on TLS too (without them it falls back to plain http for 127.0.0.1).
+    cat >"$cd_/hosts/$tls_host/hosts.toml" <<EOF
+server = "https://$tls_host"
+ca = "$tmp/tls/ca.crt"
+
+[host."https://$tls_host"]
+  capabilities = ["pull", "resolve"]
+  ca = "$tmp/tls/ca.crt"
+EOF
+    echo "   $(containerd --version 2>/dev/null)"
+    containerd --config "$cd_/config.toml" --root "$cd_/root" --state "$cd_/state" --address "$sock" \
+      >"$tmp/logs/containerd.log" 2>&1 &
+    pids+=($!)
+    C=(ctr --address "$sock" --namespace e2e)
+    for i in $(seq 1 100); do
+      "${C[@]}" version >/dev/null 2>&1 && break
+      kill -0 "${pids[-1]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    if ! "${C[@]}" version >"$tmp/logs/ctr-version.log" 2>&1; then
+      fail "containerd did not start on $sock" "$tmp/logs/containerd.log"
+    else
+      ctr_pull() { # ctr_pull USER:PASS REF [flags]
+        "${C[@]}" images pull --hosts-dir "$cd_/hosts" --user "$1" "${@:3}" "$2"
+      }
+      ok "ctr images pull --user with the demo token (TLS, hosts.toml ca)" ctr_pull "tollgate:$tls_token" "$tls_image" --http-dump &&
+        check "containerd POSTed /token (OAuth2 password grant) and did not fall back to GET" \
+          bash -c 'grep -q "POST /token" "$1" && ! grep -q "GET /token" "$1"' _ "$out"
+      check "ctr images ls lists the image" bash -c '"${@:2}" images ls -q | grep -qxF "$1"' _ "$tls_image" "${C[@]}"
+      ok "ctr images pull --platform linux/arm64" ctr_pull "tollgate:$tls_token" "$tls_image" --platform linux/arm64
+      # kubelet hands containerd the username/password decoded from the pull secret.
+      secret_user=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
+      secrets+=("$secret_user")
+      ok "ctr images pull with the credentials of the kubectl .dockerconfigjson" ctr_pull "$secret_user" "$tls_image"
+      refused "ctr images pull with a wrong token is refused" "$denied_re" ctr_pull "tollgate:$wrong_token" "$tls_image"
+      refused "ctr images pull without credentials is refused" "$denied_re" \
+        "${C[@]}" images pull --hosts-dir "$cd_/hosts" "$tls_image"
+      refused "ctr images pull of the non-entitled image is refused" "$denied_re" ctr_pull "tollgate:$tls_token" "$tls_denied"
+      refused "ctr images pull with a revoked token is refused" "$denied_re" ctr_pull "tollgate:$t_revoked" "$tls_image"
+      if new_token tls ctd_later; then
+        ok "ctr images pull with a token revoked later" ctr_pull "tollgate:$ctd_later" "$tls_image"
+        revoke tls "$ctd_later_id"
+        refused "ctr images pull after the revocation is refused (content already local)" "$denied_re" ctr_pull "tollgate:$ctd_later" "$tls_image"
+      fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- logs
+
+section "tollgate logs"
+for name in plain tls; do
+  [ -e "$tmp/logs/$name.err" ] || continue
+  if grep -Eqi 'panic|fatal error|data race' "$tmp/logs/$name.err"; then
+    fail "tollgate dev ($name) logged a panic" "$tmp/logs/$name.err"
+  else
+    pass "tollgate dev ($name): no panic in its log"
+  fi
+done
+section_end
+
+summary="$npass passed, $nfail failed"
+[ $nskip -gt 0 ] && summary="$summary, $nskip skipped"
+echo "e2e-clients took $((SECONDS - started))s"
+echo "$summary"
+[ $nfail -eq 0 ]
