@@ -62,6 +62,8 @@ type Config struct {
 	Redis RedisConfig `yaml:"redis"`
 	// Cache tunes the token cache in front of the store.
 	Cache CacheConfig `yaml:"cache"`
+	// Packages lists the apt and apk repositories (see packages.go).
+	Packages PackagesConfig `yaml:"packages"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -162,9 +164,10 @@ func defaults() *Config {
 			JWTLifetime: Duration(15 * time.Minute),
 			JWTLeeway:   Duration(60 * time.Second),
 		},
-		Log:   LogConfig{Format: LogJSON, Level: LevelInfo},
-		Redis: defaultRedis(),
-		Cache: defaultCache(),
+		Log:      LogConfig{Format: LogJSON, Level: LevelInfo},
+		Redis:    defaultRedis(),
+		Cache:    defaultCache(),
+		Packages: PackagesConfig{MaxRedirects: DefaultMaxRedirects},
 	}
 }
 
@@ -251,6 +254,7 @@ func (c *Config) Validate() error {
 	n.Upstream.validate(&p)
 	n.Redis.validate(&p)
 	n.Cache.validate(&p)
+	n.Packages.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))
