@@ -64,6 +64,10 @@ type Config struct {
 	Cache CacheConfig `yaml:"cache"`
 	// Packages lists the apt and apk repositories (see packages.go).
 	Packages PackagesConfig `yaml:"packages"`
+	// Ops is the admin listener (metrics, health) and shutdown.
+	Ops OpsConfig `yaml:"ops"`
+	// Limits bounds failed authentications per client IP.
+	Limits LimitsConfig `yaml:"limits"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -168,6 +172,8 @@ func defaults() *Config {
 		Redis:    defaultRedis(),
 		Cache:    defaultCache(),
 		Packages: PackagesConfig{MaxRedirects: DefaultMaxRedirects},
+		Ops:      OpsConfig{ShutdownTimeout: Duration(30 * time.Second)},
+		Limits:   LimitsConfig{AuthFailuresPerMinute: 30, AuthFailureBurst: 20},
 	}
 }
 
@@ -255,6 +261,8 @@ func (c *Config) Validate() error {
 	n.Redis.validate(&p)
 	n.Cache.validate(&p)
 	n.Packages.validate(&p)
+	n.Ops.validate(&p)
+	n.Limits.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))

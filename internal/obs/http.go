@@ -1,0 +1,221 @@
+package obs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Info is what a request's handlers learn about it, for its access log
+// line: they fill it in through FromContext.
+type Info struct {
+	ID       string
+	Route    string // route class: v2, token, apt, apk, api, console, ops, other
+	ClientIP string
+	Repo     string // repository or package path, without secrets
+	TokenID  string // public token id
+	Account  string
+	Reason   string // why it was denied, when it was
+}
+
+type infoKey struct{}
+
+// FromContext returns the request's Info; a throwaway one outside Wrap.
+func FromContext(ctx context.Context) *Info {
+	if i, ok := ctx.Value(infoKey{}).(*Info); ok {
+		return i
+	}
+	return &Info{}
+}
+
+// RouteClass names the part of tollgate a path belongs to.
+func RouteClass(path string) string {
+	switch {
+	case path == "/v2" || strings.HasPrefix(path, "/v2/"):
+		return "v2"
+	case path == "/token":
+		return "token"
+	case strings.HasPrefix(path, "/apt/"):
+		return "apt"
+	case strings.HasPrefix(path, "/apk/"):
+		return "apk"
+	case strings.HasPrefix(path, "/api/"):
+		return "api"
+	case path == "/console" || strings.HasPrefix(path, "/console/"):
+		return "console"
+	}
+	return "other"
+}
+
+// streamKind is the bytes-streamed label of a route class, "" for none.
+func streamKind(route string) string {
+	switch route {
+	case "v2":
+		return "image"
+	case "apt", "apk":
+		return route
+	}
+	return ""
+}
+
+// Observer wraps the public handler: request id, client IP, access log,
+// request metrics.
+type Observer struct {
+	Logger         *slog.Logger
+	Metrics        *Metrics
+	TrustedProxies []netip.Prefix
+}
+
+// Wrap returns h with one access log line and the request metrics per
+// request. The line never holds a secret, an Authorization header or URL
+// userinfo: it logs the path without the query.
+func (o *Observer) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &Info{ID: requestID(r), Route: RouteClass(r.URL.Path), ClientIP: o.ClientIP(r)}
+		w.Header().Set("X-Request-Id", info.ID)
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		kind := streamKind(info.Route)
+		if kind != "" && o.Metrics != nil {
+			o.Metrics.inflight.Inc()
+			defer o.Metrics.inflight.Dec()
+		}
+		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		d := time.Since(start)
+		if m := o.Metrics; m != nil {
+			m.requests.WithLabelValues(info.Route, statusCode(rec.status)).Inc()
+			m.duration.WithLabelValues(info.Route).Observe(d.Seconds())
+			if kind != "" {
+				m.bytes.WithLabelValues(kind).Add(float64(rec.bytes))
+			}
+		}
+		if o.Logger == nil {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", info.ID),
+			slog.String("method", r.Method),
+			slog.String("route", info.Route),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", d),
+			slog.String("client_ip", info.ClientIP),
+			slog.String("user_agent", r.UserAgent()),
+		}
+		if info.Repo != "" {
+			attrs = append(attrs, slog.String("repository", info.Repo))
+		}
+		if info.TokenID != "" {
+			attrs = append(attrs, slog.String("token_id", info.TokenID), slog.String("account", info.Account))
+		}
+		if info.Reason != "" {
+			attrs = append(attrs, slog.String("reason", info.Reason))
+		}
+		o.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	})
+}
+
+// ClientIP is the peer address, or, when the peer is a trusted proxy, the
+// right-most X-Forwarded-For address that is not a trusted proxy.
+func (o *Observer) ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !o.trusted(peer) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !o.trusted(a) {
+			return a.String()
+		}
+	}
+	return host
+}
+
+func (o *Observer) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP returns the client address Wrap found for r, or the peer.
+func ClientIP(r *http.Request) string {
+	if i, ok := r.Context().Value(infoKey{}).(*Info); ok && i.ClientIP != "" {
+		return i.ClientIP
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// requestID keeps a sane X-Request-Id from the load balancer, else makes one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && !strings.ContainsFunc(id, func(c rune) bool { return c <= ' ' || c > '~' }) {
+		return id
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func statusCode(s int) string {
+	switch {
+	case s >= 100 && s < 600:
+		return itoa3(s)
+	}
+	return "other"
+}
+
+func itoa3(s int) string { return string([]byte{byte('0' + s/100), byte('0' + s/10%10), byte('0' + s%10)}) }
+
+// recorder counts the status and body bytes of a response and lets
+// http.ResponseController reach the real writer (flushes of streams).
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
