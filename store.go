@@ -76,6 +76,31 @@ type Tx interface {
 	// ListAudit returns the account's events newest first (see AuditPage;
 	// Limit <= 0 returns them all).
 	ListAudit(ctx context.Context, accountID string, page AuditPage) ([]*AuditEvent, error)
+
+	// Console users (see user.go). InsertUser: ECONFLICT if the email or
+	// id is taken, ENOTFOUND for an unknown account. The lookups return
+	// ENOTFOUND if there is none and fill AccountName.
+	InsertUser(ctx context.Context, u *User) error
+	UserByID(ctx context.Context, id string) (*User, error)
+	UserByEmail(ctx context.Context, email string) (*User, error)
+	UserByLinkHash(ctx context.Context, hash []byte) (*User, error)
+	// UpdateUser writes role, password hash, link hash and expiry and the
+	// updated time (by ID); ENOTFOUND for an unknown id.
+	UpdateUser(ctx context.Context, u *User) error
+	// ListUsers returns the account's users ordered by email.
+	ListUsers(ctx context.Context, accountID string) ([]*User, error)
+
+	// Console sessions. InsertSession: ECONFLICT if the id or hash
+	// exists. SessionByHash: ENOTFOUND if there is none. TouchSession
+	// sets LastSeenAt (ENOTFOUND for an unknown id). The deletes are not
+	// errors when nothing matches; DeleteExpiredSessions removes those
+	// whose ExpiresAt is at or before now and says how many.
+	InsertSession(ctx context.Context, s *Session) error
+	SessionByHash(ctx context.Context, hash []byte) (*Session, error)
+	TouchSession(ctx context.Context, id string, at time.Time) error
+	DeleteSession(ctx context.Context, id string) error
+	DeleteUserSessions(ctx context.Context, userID string) error
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
 }
 
 // TokenUsage is one token's most recent use.

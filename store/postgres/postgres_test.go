@@ -67,7 +67,7 @@ func TestTablesLiveInSearchPathSchema(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := "accounts audit schema_migrations tokens"; strings.Join(tables, " ") != want {
+	if want := "accounts audit schema_migrations sessions tokens users"; strings.Join(tables, " ") != want {
 		t.Fatalf("tables in %s = %q, want %s", schema, tables, want)
 	}
 }

@@ -17,4 +17,5 @@ type NewStore func(t *testing.T) tollgate.Store
 func Run(t *testing.T, newStore NewStore) {
 	t.Run("Tx", func(t *testing.T) { testTx(t, newStore) })
 	t.Run("Service", func(t *testing.T) { testService(t, newStore) })
+	t.Run("Users", func(t *testing.T) { testUsers(t, newStore) })
 }
