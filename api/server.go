@@ -85,6 +85,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/tokens/{id}/extend", false, s.extendToken},
 		{"POST", p + "/tokens/{id}/revoke", false, s.revokeToken},
 	}
+	routes = append(routes, s.userRoutes()...)
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	var paths []string
