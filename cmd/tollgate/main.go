@@ -62,6 +62,7 @@ func newRootCmd(lookup env) *cobra.Command {
 		newAccountCmd(cl),
 		newTokenCmd(cl),
 		newAuditCmd(cl),
+		newUserCmd(cl),
 	)
 	return root
 }
