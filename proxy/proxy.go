@@ -12,13 +12,15 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/obs"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 )
 
 // Lookup finds registry tokens and their accounts. Both methods return
@@ -55,8 +57,11 @@ type Registry struct {
 	// Packages serves /apt/ and /apk/ (nil: those paths are not found).
 	Packages http.Handler
 	Usage    UsageRecorder // optional
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Metrics and Limiter are optional (nil records and limits nothing).
+	Metrics *obs.Metrics
+	Limiter *ratelimit.Limiter
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 func (g *Registry) now() time.Time {
@@ -102,14 +107,46 @@ func (g *Registry) authenticate(ctx context.Context, secret string) (*tollgate.T
 	return g.Lookup.Token(ctx, g.Keys.Hash(s))
 }
 
-// clientIP is the peer address (trusted proxies come with the operations
-// issue).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// clientIP is the client's address, behind trusted proxies.
+func clientIP(r *http.Request) string { return obs.ClientIP(r) }
+
+// blocked reports whether the client has used up its failed
+// authentications; if so it has answered 429 through tooMany.
+func (g *Registry) blocked(w http.ResponseWriter, r *http.Request, tooMany func(w http.ResponseWriter, retry time.Duration)) bool {
+	is, retry := g.Limiter.Blocked(r.Context(), clientIP(r))
+	if !is {
+		return false
 	}
-	return host
+	info := obs.FromContext(r.Context())
+	info.Reason = "rate_limited"
+	g.Metrics.RateLimited(info.Route)
+	g.Metrics.Decision("rate_limited")
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry/time.Second))))
+	tooMany(w, retry)
+	return true
+}
+
+// failed records a failed authentication: it counts against the client's
+// bucket and in the metrics.
+func (g *Registry) failed(r *http.Request, reason string) {
+	g.Limiter.Fail(r.Context(), clientIP(r))
+	g.denied(r, reason)
+}
+
+// denied records a decision against the request without charging the
+// client (a valid token asking for something it may not have).
+func (g *Registry) denied(r *http.Request, reason string) {
+	obs.FromContext(r.Context()).Reason = reason
+	g.Metrics.Decision(reason)
+}
+
+// allowed records a positive decision and who made the request.
+func (g *Registry) allowed(r *http.Request, tok *tollgate.Token) {
+	g.Metrics.Decision("ok")
+	if tok != nil {
+		info := obs.FromContext(r.Context())
+		info.TokenID, info.Account = tok.ID, tok.AccountName
+	}
 }
 
 func (g *Registry) recordUse(r *http.Request, tokenID string) {

@@ -24,6 +24,15 @@ type tokenResponse struct {
 // serveToken implements GET /token (Basic credentials, docker, podman,
 // crane, oras) and POST /token (OAuth2 password grant, containerd).
 func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { g.Metrics.TokenIssued(time.Since(start).Seconds()) }()
+	if r.Header.Get("Authorization") != "" || r.Method == http.MethodPost {
+		if g.blocked(w, r, func(w http.ResponseWriter, _ time.Duration) {
+			writeOAuthError(w, http.StatusTooManyRequests, "slow_down", codeTooManyRequests, "too many failed authentication attempts, retry later")
+		}) {
+			return
+		}
+	}
 	var user, password string
 	var haveCreds bool
 	var scopes []string
@@ -32,6 +41,7 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 		if h := r.Header.Get("Authorization"); h != "" {
 			user, password, haveCreds = authz.ParseBasic(h)
 			if !haveCreds {
+				g.failed(r, "bad_credentials")
 				g.tokenUnauthorized(w, "invalid credentials")
 				return
 			}
@@ -57,6 +67,7 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 		user, password = r.PostForm.Get("username"), r.PostForm.Get("password")
 		haveCreds = true
 		if user == "" || password == "" {
+			g.failed(r, "bad_credentials")
 			g.tokenUnauthorized(w, "invalid credentials")
 			return
 		}
@@ -81,6 +92,7 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 
 	if !haveCreds {
 		if len(g.Anonymous) == 0 {
+			g.denied(r, "bad_credentials")
 			g.tokenUnauthorized(w, "authentication required")
 			return
 		}
@@ -92,6 +104,7 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		switch tollgate.ErrorCode(err) {
 		case tollgate.EUNAUTHORIZED:
+			g.failed(r, "bad_credentials")
 			g.tokenUnauthorized(w, "invalid credentials")
 		case tollgate.EUNAVAILABLE:
 			g.Logger.Warn("token endpoint: lookup unavailable", "err", err)
@@ -104,13 +117,16 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if reason := authz.Decide(tok, acct, now, authz.Resource{Kind: authz.Any}); !reason.Allowed() {
+		g.failed(r, string(reason))
 		g.tokenUnauthorized(w, denyMessage(reason))
 		return
 	}
 	if !tok.Scope.Has(tollgate.ScopeImages) {
+		g.failed(r, string(authz.WrongScope))
 		g.tokenUnauthorized(w, denyMessage(authz.WrongScope))
 		return
 	}
+	g.allowed(r, tok)
 	access := g.grant(requested, func(name string) bool {
 		return authz.Decide(tok, acct, now, authz.Resource{Kind: authz.Image, Name: name}).Allowed() || g.anonymous(name)
 	})

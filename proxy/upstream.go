@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/obs"
 )
 
 // Mapping rewrites a public repository name prefix to an upstream one:
@@ -39,6 +40,8 @@ type UpstreamOptions struct {
 	Logger   *slog.Logger
 	// Transport overrides the default transport (tests).
 	Transport http.RoundTripper
+	// Metrics, if set, observes every upstream round trip as "registry".
+	Metrics *obs.Metrics
 }
 
 // Upstream forwards authorized requests to the upstream registry.
@@ -89,6 +92,9 @@ func NewUpstream(o UpstreamOptions) (*Upstream, error) {
 		}
 	}
 	rt = &upstreamAuth{next: rt, user: o.Username, pass: o.Password, tokens: map[string]cachedToken{}}
+	if o.Metrics != nil {
+		rt = MeasuredTransport(rt, o.Metrics, "registry")
+	}
 	u := &Upstream{base: base, mappings: o.Mappings, logger: o.Logger,
 		client: &http.Client{Transport: rt, Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	u.proxy = &httputil.ReverseProxy{
@@ -291,6 +297,41 @@ func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// MeasuredTransport observes the time to response headers of every round
+// trip through next, and counts failures (no response, or 5xx).
+func MeasuredTransport(next http.RoundTripper, m *obs.Metrics, name string) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		start := time.Now()
+		resp, err := next.RoundTrip(req)
+		failed := err != nil && req.Context().Err() == nil || resp != nil && resp.StatusCode >= 500
+		m.Upstream(name, time.Since(start).Seconds(), failed)
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Ping asks the upstream's /v2/ whether it answers at all (any status
+// below 500 will do: it usually wants credentials), for readiness.
+func (u *Upstream) Ping(ctx context.Context) error {
+	ref, _ := url.Parse(strings.TrimSuffix(u.base.Path, "/") + "/v2/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base.ResolveReference(ref).String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("upstream /v2/: status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // bufferPool gives the reverse proxy 256 KiB copy buffers: with the

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
 	"github.com/gorilla/mux"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/obs"
 )
 
 // Route kinds the proxy serves.
@@ -130,11 +132,13 @@ func (g *Registry) unauthorized(w http.ResponseWriter, rt route, errCode, msg st
 }
 
 func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	rt, err := parseRoute(r)
 	if err != nil {
 		writeOCIError(w, http.StatusNotFound, codeNameInvalid, "invalid repository name or path", nil)
 		return
 	}
+	obs.FromContext(r.Context()).Repo = rt.name
 	c, ok := g.identify(w, r, rt)
 	if !ok {
 		return
@@ -156,6 +160,7 @@ func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 		return
 	case routeCatalog:
 		if c.claims != nil && !c.claims.Allows("registry", "catalog", "*") {
+			g.denied(r, string(authz.NotEntitled))
 			g.unauthorized(w, rt, authz.ErrInsufficientScope, "catalog access not granted")
 			return
 		}
@@ -163,6 +168,7 @@ func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.claims != nil && !c.claims.Allows("repository", rt.name, "pull") {
+		g.denied(r, string(authz.NotEntitled))
 		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
 		return
 	}
@@ -171,20 +177,25 @@ func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 		case authz.OK:
 		case authz.WrongScope, authz.NotEntitled:
 			if !g.anonymous(rt.name) {
+				g.denied(r, string(reason))
 				g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
 				return
 			}
 		default:
+			g.denied(r, string(reason))
 			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(reason))
 			return
 		}
+		g.allowed(r, c.token)
 		if rt.kind == routeManifest && r.Method == http.MethodGet {
 			g.recordUse(r, c.token.ID)
 		}
 	} else if !g.anonymous(rt.name) {
+		g.denied(r, string(authz.NotEntitled))
 		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
 		return
 	}
+	g.Metrics.Authorized(time.Since(start).Seconds())
 	g.Upstream.forward(w, r, rt, g)
 }
 
@@ -213,9 +224,15 @@ func (g *Registry) identify(w http.ResponseWriter, r *http.Request, rt route) (c
 		g.unauthorized(w, rt, "", "authentication required")
 		return caller{}, false
 	case strings.EqualFold(scheme, "Bearer"):
+		// A valid JWT is never rate limited: only failures count, so a
+		// client behind the same address as an attacker keeps pulling.
 		claims, err := g.Verifier.Verify(strings.TrimSpace(cred))
 		if err != nil {
 			g.Logger.Debug("bearer token refused", "err", err)
+			g.failed(r, "bad_credentials")
+			if g.blocked(w, r, g.tooMany) {
+				return caller{}, false
+			}
 			g.unauthorized(w, rt, authz.ErrInvalidToken, "invalid token")
 			return caller{}, false
 		}
@@ -228,25 +245,35 @@ func (g *Registry) identify(w http.ResponseWriter, r *http.Request, rt route) (c
 		}
 		// The registry token behind the JWT must still be usable now.
 		if reason := authz.Decide(tok, acct, g.now(), authz.Resource{Kind: authz.Any}); !reason.Allowed() {
+			g.denied(r, string(reason))
 			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(reason))
 			return caller{}, false
 		}
 		return caller{token: tok, account: acct, claims: claims}, true
 	case strings.EqualFold(scheme, "Basic"):
+		if g.blocked(w, r, g.tooMany) {
+			return caller{}, false
+		}
 		_, password, ok := authz.ParseBasic(h)
 		if !ok {
+			g.failed(r, "bad_credentials")
 			g.unauthorized(w, rt, authz.ErrInvalidToken, "invalid credentials")
 			return caller{}, false
 		}
 		tok, acct, err := g.authenticate(r.Context(), password)
+		if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
+			g.failed(r, "bad_credentials")
+		}
 		if !g.lookupOK(w, rt, err) {
 			return caller{}, false
 		}
 		if reason := authz.Decide(tok, acct, g.now(), authz.Resource{Kind: authz.Any}); !reason.Allowed() {
+			g.failed(r, string(reason))
 			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(reason))
 			return caller{}, false
 		}
 		if !tok.Scope.Has(tollgate.ScopeImages) {
+			g.failed(r, string(authz.WrongScope))
 			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(authz.WrongScope))
 			return caller{}, false
 		}
@@ -254,6 +281,10 @@ func (g *Registry) identify(w http.ResponseWriter, r *http.Request, rt route) (c
 	}
 	g.unauthorized(w, rt, authz.ErrInvalidToken, "unsupported authorization scheme")
 	return caller{}, false
+}
+
+func (g *Registry) tooMany(w http.ResponseWriter, _ time.Duration) {
+	writeOCIError(w, http.StatusTooManyRequests, codeTooManyRequests, "too many failed authentication attempts, retry later", nil)
 }
 
 func (g *Registry) lookupOK(w http.ResponseWriter, rt route, err error) bool {

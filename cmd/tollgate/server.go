@@ -13,8 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
@@ -22,6 +24,8 @@ import (
 	"github.com/tollgate/tollgate/api"
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/internal/obs"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/store/postgres"
 	"github.com/tollgate/tollgate/store/sqlite"
@@ -46,6 +50,16 @@ type Main struct {
 
 	// Cache answers token lookups for the proxy (tokencache).
 	Cache *tokencache.Cache
+	// Metrics holds every Prometheus collector of this server.
+	Metrics *obs.Metrics
+	// OpsListener, if set, is used instead of listening on ops.listen;
+	// OpsURL is the ops listener's base URL ("" without one).
+	OpsListener net.Listener
+	OpsURL      string
+
+	upstream  *proxy.Upstream
+	draining  atomic.Bool
+	opsServer *http.Server
 
 	redis     redis.UniversalClient
 	stopCache context.CancelFunc
@@ -80,9 +94,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Service = tollgate.NewService(m.Store, tk)
+	m.Metrics = obs.NewMetrics()
 	if err := m.startCache(); err != nil {
 		return err
 	}
+	m.Metrics.Register(obs.CacheCollector{Stats: m.Cache.Stats})
 
 	apiServer := &api.Server{
 		Service:         m.Service,
@@ -95,7 +111,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	mux := dispatch(apiServer.Handler(), registry)
+	var publicMetrics http.Handler
+	if m.Config.Ops.PublicMetrics {
+		publicMetrics = m.metricsHandler()
+	}
+	observer := &obs.Observer{Logger: m.Logger, Metrics: m.Metrics, TrustedProxies: m.Config.Ops.ParsedTrustedProxies()}
+	mux := observer.Wrap(dispatch(apiServer.Handler(), registry, publicMetrics))
+	if err := m.startOps(); err != nil {
+		return err
+	}
 
 	ln := m.Listener
 	if ln == nil {
@@ -146,8 +170,9 @@ func (m *Main) Wait(ctx context.Context) error {
 // closes the store.
 func (m *Main) Close() error {
 	var errs []error
+	m.draining.Store(true)
 	if m.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.Ops.ShutdownTimeout.Duration())
 		errs = append(errs, m.server.Shutdown(ctx))
 		cancel()
 		m.server = nil
@@ -168,11 +193,73 @@ func (m *Main) Close() error {
 		errs = append(errs, m.Store.Close())
 		m.Store = nil
 	}
+	if m.opsServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.opsServer.Shutdown(ctx))
+		cancel()
+		m.opsServer = nil
+	}
 	for _, f := range m.OnClose {
 		errs = append(errs, f())
 	}
 	m.OnClose = nil
 	return errors.Join(errs...)
+}
+
+func (m *Main) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(m.Metrics.Registry, promhttp.HandlerOpts{})
+}
+
+// startOps serves /metrics, /healthz and /readyz on the ops listener.
+func (m *Main) startOps() error {
+	ln := m.OpsListener
+	if ln == nil {
+		if m.Config.Ops.Listen == "" {
+			return nil
+		}
+		var err error
+		if ln, err = net.Listen("tcp", m.Config.Ops.Listen); err != nil {
+			return fmt.Errorf("ops.listen: %w", err)
+		}
+	}
+	m.OpsURL = "http://" + ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metricsHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", m.serveReady)
+	m.opsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go m.opsServer.Serve(ln)
+	return nil
+}
+
+// serveReady answers 200 when this replica should get traffic: not
+// shutting down, store reachable, Redis reachable (when configured), the
+// upstream answering (when configured). Keys are loaded before Run
+// returns. The body names what failed, never a secret.
+func (m *Main) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	if m.draining.Load() {
+		problems = append(problems, "shutting down")
+	}
+	if st := m.Store; st == nil || st.Ping(ctx) != nil {
+		problems = append(problems, "store unreachable")
+	}
+	if m.redis != nil && m.redis.Ping(ctx).Err() != nil {
+		problems = append(problems, "redis unreachable")
+	}
+	if m.upstream != nil && m.upstream.Ping(ctx) != nil {
+		problems = append(problems, "upstream registry unreachable")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, strings.Join(problems, "\n")+"\n")
+		return
+	}
+	io.WriteString(w, "ready\n")
 }
 
 // startCache puts the token cache (and Redis, when configured) in front
@@ -232,7 +319,12 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		return nil, err
 	}
 	g := &proxy.Registry{
-		Lookup:    m.Cache,
+		Lookup:  m.Cache,
+		Metrics: m.Metrics,
+		Limiter: ratelimit.New(ratelimit.Options{
+			PerMinute: c.Limits.AuthFailuresPerMinute, Burst: c.Limits.AuthFailureBurst,
+			Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger,
+		}),
 		Usage:     m.Cache,
 		Keys:      tk,
 		Signer:    signer,
@@ -244,7 +336,7 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		Logger:    m.Logger,
 	}
 	if c.Upstream.URL != "" {
-		opts := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, Logger: m.Logger}
+		opts := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, Logger: m.Logger, Metrics: m.Metrics}
 		if opts.Password, err = c.UpstreamPassword(); err != nil {
 			return nil, err
 		}
@@ -268,19 +360,22 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		if g.Upstream, err = proxy.NewUpstream(opts); err != nil {
 			return nil, err
 		}
+		m.upstream = g.Upstream
 	}
 	return g.Handler(), nil
 }
 
 // dispatch routes by path prefix without http.ServeMux, which would
 // redirect unclean registry paths instead of refusing them.
-func dispatch(apiHandler, registry http.Handler) http.Handler {
+func dispatch(apiHandler, registry, metrics http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
 		case strings.HasPrefix(p, "/api/"):
 			apiHandler.ServeHTTP(w, r)
 		case p == "/healthz":
 			io.WriteString(w, "ok\n")
+		case p == "/metrics" && metrics != nil:
+			metrics.ServeHTTP(w, r)
 		default:
 			registry.ServeHTTP(w, r)
 		}
