@@ -53,12 +53,28 @@ type env struct {
 	private  upstream.Image // private/secret:latest (never entitled)
 	upCreds  upstream.BasicAuth
 	acctName string
+	bearerUp bool
 }
 
 type envOption func(*env, *Registry)
 
+// Options run twice: before the upstream starts (g == nil), then on the
+// Registry.
 func withAnonymous(patterns ...string) envOption {
-	return func(_ *env, g *Registry) { g.Anonymous = patterns }
+	return func(_ *env, g *Registry) {
+		if g != nil {
+			g.Anonymous = patterns
+		}
+	}
+}
+
+// withBearerUpstream makes the upstream use the Docker token protocol.
+func withBearerUpstream() envOption {
+	return func(e *env, g *Registry) {
+		if g == nil {
+			e.bearerUp = true
+		}
+	}
 }
 
 func newEnv(t testing.TB, opts ...envOption) *env {
@@ -75,8 +91,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.svc = tollgate.NewService(st, keys)
 	e.svc.Now = e.clock.Now
 
+	for _, o := range opts {
+		o(e, nil)
+	}
 	e.upCreds = upstream.BasicAuth{User: "tollgate-upstream", Password: "upstream-secret-pw"}
-	if e.up, err = upstream.Start(ctx, upstream.Options{BasicAuth: &e.upCreds}); err != nil {
+	if e.up, err = upstream.Start(ctx, upstream.Options{BasicAuth: &e.upCreds, Bearer: e.bearerUp}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.up.Close() })

@@ -375,3 +375,25 @@ func TestUpstreamDownIsAGatewayError(t *testing.T) {
 		t.Fatalf("took %v to report the upstream down", time.Since(start))
 	}
 }
+
+func TestUpstreamTokenExchange(t *testing.T) {
+	e := newEnv(t, withBearerUpstream())
+	_, secret := e.token(tollgate.TokenCreate{})
+	before := e.up.TokensIssued()
+	for range 3 {
+		for _, ref := range []string{"demo/hello:latest", "demo/other:v1"} {
+			if _, err := crane.Pull(e.ref(ref), craneOpts(secret)...); err != nil {
+				t.Fatalf("pull %s through a bearer-protected upstream: %v", ref, err)
+			}
+		}
+	}
+	// One upstream token per repository, reused for every later request.
+	if got := e.up.TokensIssued() - before; got != 2 {
+		t.Fatalf("tollgate fetched %d upstream tokens for 2 repositories over 3 pulls each, want 2", got)
+	}
+	for _, r := range e.up.Requests() {
+		if strings.Contains(r.Header.Get("Authorization"), secret) {
+			t.Fatal("the client's token reached the upstream")
+		}
+	}
+}

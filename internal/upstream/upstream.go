@@ -49,6 +49,10 @@ type Options struct {
 	Logger *slog.Logger
 	// BasicAuth, when set, makes every request require these credentials.
 	BasicAuth *BasicAuth
+	// Bearer, with BasicAuth, makes the registry use the Docker token
+	// protocol instead: /v2/ wants a bearer token per repository, which
+	// its /auth/token endpoint issues against the Basic credentials.
+	Bearer bool
 	// TLS, when set, makes the registry serve HTTPS with this config:
 	// HTTP/1.1 only, unless NextProtos lists "h2".
 	TLS *tls.Config
@@ -80,6 +84,7 @@ type Registry struct {
 	Host string
 
 	auth      *BasicAuth
+	bearer    *bearerGate
 	transport *http.Transport
 	app       *handlers.App
 	srv       *http.Server
@@ -146,7 +151,11 @@ func Start(ctx context.Context, opts Options) (*Registry, error) {
 	r.app = app
 
 	var h http.Handler = app
-	if r.auth != nil {
+	switch {
+	case r.auth != nil && opts.Bearer:
+		r.bearer = &bearerGate{creds: *r.auth, realm: r.URL + "/auth/token", tokens: map[string]string{}}
+		h = r.bearer.wrap(h)
+	case r.auth != nil:
 		h = requireBasic(*r.auth, h)
 	}
 	h = r.record(h)
