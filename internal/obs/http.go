@@ -187,7 +187,9 @@ func statusCode(s int) string {
 	return "other"
 }
 
-func itoa3(s int) string { return string([]byte{byte('0' + s/100), byte('0' + s/10%10), byte('0' + s%10)}) }
+func itoa3(s int) string {
+	return string([]byte{byte('0' + s/100), byte('0' + s/10%10), byte('0' + s%10)})
+}
 
 // recorder counts the status and body bytes of a response and lets
 // http.ResponseController reach the real writer (flushes of streams).
