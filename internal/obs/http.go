@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -180,15 +181,10 @@ func requestID(r *http.Request) string {
 }
 
 func statusCode(s int) string {
-	switch {
-	case s >= 100 && s < 600:
-		return itoa3(s)
+	if s >= 100 && s < 600 {
+		return strconv.Itoa(s)
 	}
 	return "other"
-}
-
-func itoa3(s int) string {
-	return string([]byte{byte('0' + s/100), byte('0' + s/10%10), byte('0' + s%10)})
 }
 
 // recorder counts the status and body bytes of a response and lets
