@@ -116,7 +116,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		publicMetrics = m.metricsHandler()
 	}
 	observer := &obs.Observer{Logger: m.Logger, Metrics: m.Metrics, TrustedProxies: m.Config.Ops.ParsedTrustedProxies()}
-	mux := observer.Wrap(dispatch(apiServer.Handler(), registry, publicMetrics))
+	mux := observer.Wrap(withConsole(m.consoleHandler(), dispatch(apiServer.Handler(), registry, publicMetrics)))
 	if err := m.startOps(); err != nil {
 		return err
 	}
