@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -47,4 +49,38 @@ func withConsole(consoleHandler, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// The console user `tollgate dev` seeds in the demo account.
+const demoConsoleEmail = "admin@demo.example"
+
+// seedConsole makes sure the demo account has an admin console user. While
+// that user has no password, every start issues a fresh one-time
+// set-password link. It adds TOLLGATE_CONSOLE_* to d.Env and returns what
+// to print.
+func (d *devServer) seedConsole(ctx context.Context) (string, error) {
+	users := d.Main.users()
+	url := d.Main.Config.PublicURL + console.Prefix
+	d.Env["TOLLGATE_CONSOLE_URL"] = url
+	d.Env["TOLLGATE_CONSOLE_EMAIL"] = demoConsoleEmail
+	u, link, err := users.CreateUser(ctx, devActor, tollgate.UserCreate{Account: demoAccount, Email: demoConsoleEmail, Role: tollgate.RoleAdmin})
+	if tollgate.ErrorCode(err) == tollgate.ECONFLICT {
+		var us []*tollgate.User
+		if us, err = users.ListUsers(ctx, demoAccount); err != nil {
+			return "", err
+		}
+		for _, x := range us {
+			if x.Email == demoConsoleEmail && x.PasswordHash != "" {
+				return fmt.Sprintf("web console: %s\n  sign in as %s (admin) with the password you chose\n\n", url, demoConsoleEmail), nil
+			}
+		}
+		u, link, err = users.IssuePasswordLink(ctx, devActor, demoConsoleEmail)
+	}
+	if err != nil {
+		return "", err
+	}
+	setURL := tollgate.SetPasswordURL(d.Main.Config.PublicURL, link)
+	d.Env["TOLLGATE_CONSOLE_SET_PASSWORD_URL"] = setURL
+	return fmt.Sprintf("web console: %s\n  %s (%s): choose a password at this one-time link, then sign in:\n  %s\n\n",
+		url, u.Email, u.Role, setURL), nil
 }

@@ -120,6 +120,11 @@ func (d *devServer) Start(ctx context.Context) error {
 		"TOLLGATE_DEMO_IMAGE":   cfg.Service + "/" + demo.Hello.Repo + ":" + demo.Hello.Tag,
 		"TOLLGATE_DENIED_IMAGE": cfg.Service + "/" + demo.Secret.Repo + ":" + demo.Secret.Tag,
 	}
+	consoleNote, err := d.seedConsole(ctx)
+	if err != nil {
+		d.Main.Close()
+		return err
+	}
 	envPath := filepath.Join(d.Data, "dev.env")
 	if err := writeEnvFile(envPath, d.Env); err != nil {
 		d.Main.Close()
@@ -145,6 +150,7 @@ try the CLI:
   tollgate token create --account %[4]s --name ci --expires 2030-01-01
 
 `, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal(), d.Env["TOLLGATE_DENIED_IMAGE"], cfg.Service, d.Env["TOLLGATE_DEMO_IMAGE"])
+	fmt.Fprint(d.Out, consoleNote)
 	return nil
 }
 

@@ -7,6 +7,10 @@ import (
 
 func TestUserAddPrintsSetPasswordLink(t *testing.T) {
 	d := startDev(t, t.TempDir(), &syncBuffer{})
+	if !strings.HasPrefix(d.Env["TOLLGATE_CONSOLE_SET_PASSWORD_URL"], d.Env["TOLLGATE_URL"]+"/console/set-password?t=tgp_") ||
+		d.Env["TOLLGATE_CONSOLE_EMAIL"] != demoConsoleEmail || d.Env["TOLLGATE_CONSOLE_URL"] != d.Env["TOLLGATE_URL"]+"/console/" {
+		t.Fatalf("dev.env console settings: %v", d.Env)
+	}
 	c := &cli{t: t, env: map[string]string{"TOLLGATE_URL": d.Env["TOLLGATE_URL"], "TOLLGATE_ADMIN_KEY": d.Env["TOLLGATE_ADMIN_KEY"]}}
 
 	out := c.ok("user", "add", "--account", "demo", "--email", "ann@demo.example", "--role", "operator")
