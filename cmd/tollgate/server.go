@@ -362,6 +362,9 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		}
 		m.upstream = g.Upstream
 	}
+	if g.Packages, err = m.packagesHandler(g); err != nil {
+		return nil, err
+	}
 	return g.Handler(), nil
 }
 
