@@ -97,17 +97,29 @@ func (d *devServer) Start(ctx context.Context) error {
 	cfg.Store.SQLite.Path = filepath.Join(d.Data, "tollgate.db")
 	cfg.Keys.Dir = keysDir
 	cfg.Upstream.URL = reg.URL
-	cfg.Normalize()
-	if err := cfg.Validate(); err != nil {
+	// The package repositories, served from the data directory.
+	pk, err := seedDevPackages(d.Data)
+	if err != nil {
 		ln.Close()
 		reg.Close()
 		return err
 	}
-	d.Main = &Main{Config: cfg, Listener: ln, Logger: logger, OnClose: []func() error{reg.Close}}
+	cfg.Packages.Repositories = pk.Repositories
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		reg.Close()
+		pk.Close()
+		return err
+	}
+	d.Main = &Main{Config: cfg, Listener: ln, Logger: logger, OnClose: []func() error{reg.Close, pk.Close}}
 	if err := d.Main.Run(ctx); err != nil {
 		return err
 	}
 	secret, err := d.seed(ctx)
+	if err == nil {
+		err = pk.grantDemo(ctx, d.Main.Service, demoAccount)
+	}
 	if err != nil {
 		d.Main.Close()
 		return err
@@ -119,6 +131,9 @@ func (d *devServer) Start(ctx context.Context) error {
 		"TOLLGATE_DEMO_TOKEN":   secret.Reveal(),
 		"TOLLGATE_DEMO_IMAGE":   cfg.Service + "/" + demo.Hello.Repo + ":" + demo.Hello.Tag,
 		"TOLLGATE_DENIED_IMAGE": cfg.Service + "/" + demo.Secret.Repo + ":" + demo.Secret.Tag,
+	}
+	for k, v := range pk.env(cfg.PublicURL) {
+		d.Env[k] = v
 	}
 	consoleNote, err := d.seedConsole(ctx)
 	if err != nil {
@@ -151,6 +166,7 @@ try the CLI:
 
 `, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal(), d.Env["TOLLGATE_DENIED_IMAGE"], cfg.Service, d.Env["TOLLGATE_DEMO_IMAGE"])
 	fmt.Fprint(d.Out, consoleNote)
+	fmt.Fprint(d.Out, pk.instructions(cfg.PublicURL, secret))
 	return nil
 }
 
