@@ -120,7 +120,12 @@ func (c *Console) tokenView(t *tollgate.Token, a *tollgate.Account, now time.Tim
 		if shown == "" {
 			shown = secretPlaceholder
 		}
-		v.Commands = tollgate.SetupCommands(c.PublicURL, shown, t.Scope, c.repos(a))
+		// The packages scope works only while access is granted.
+		sc := t.Scope
+		if a.PackageAccess != tollgate.PackageAccessGranted {
+			sc &^= tollgate.ScopePackages
+		}
+		v.Commands = tollgate.SetupCommands(c.PublicURL, shown, sc, c.repos(a))
 	}
 	return v
 }
