@@ -152,8 +152,7 @@ func (d *devPackages) instructions(publicURL string, secret tollgate.Secret) str
 	return fmt.Sprintf(`packages (repository %[1]q is entitled, %[2]q is not):
   apt (Debian, Ubuntu):
     echo 'deb [signed-by=%[3]s] %[4]s/apt/%[1]s %[5]s %[6]s' | sudo tee /etc/apt/sources.list.d/tollgate.list
-    echo 'machine %[4]s/apt login tollgate password %[7]s' | sudo tee /etc/apt/auth.conf.d/tollgate.conf
-    sudo chmod 600 /etc/apt/auth.conf.d/tollgate.conf
+    echo 'machine %[4]s/apt login tollgate password %[7]s' | sudo install -m 600 /dev/stdin /etc/apt/auth.conf.d/tollgate.conf
     sudo apt-get update && sudo apt-get install %[8]s
   apk (Alpine):
     sudo cp %[9]s /etc/apk/keys/
