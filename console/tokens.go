@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tollgate/tollgate"
 )
@@ -357,7 +356,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 		v.NextBefore = evs[limit-1].ID
 	}
 	for _, e := range evs {
-		ev := eventView{ID: e.ID, Time: e.Time.UTC().Format(time.RFC3339), Actor: e.Actor, Action: e.Action, Target: e.Target}
+		ev := eventView{ID: e.ID, Time: e.Time.UTC().Format("2006-01-02 15:04:05"), Actor: e.Actor, Action: e.Action, Target: e.Target}
 		keys := make([]string, 0, len(e.Changes))
 		for k := range e.Changes {
 			keys = append(keys, k)
