@@ -212,13 +212,28 @@ func TestHealthAndReadiness(t *testing.T) {
 	if code, body, _ := get(t, e.m.OpsURL+"/readyz", nil); code != 200 {
 		t.Fatalf("/readyz = %d %s", code, body)
 	}
+	// A shared dependency down is reported, but does not take every
+	// replica out of the load balancer at once.
 	e.up.Close()
 	code, body, _ := get(t, e.m.OpsURL+"/readyz", nil)
-	if code != 503 || !strings.Contains(body, "upstream registry unreachable") {
+	if code != 200 || !strings.Contains(body, "upstream registry: unreachable") {
 		t.Fatalf("/readyz with the upstream down = %d %q", code, body)
 	}
 	if code, _, _ := get(t, e.m.OpsURL+"/healthz", nil); code != 200 {
 		t.Fatal("liveness must not depend on the upstream")
+	}
+	// The store gone for longer than max_stale makes the replica unready:
+	// it cannot answer even the tokens it knows.
+	e.m.Config.Cache.MaxStale = 0
+	e.m.Store.Close()
+	code, body, _ = get(t, e.m.OpsURL+"/readyz", nil)
+	if code != 503 || !strings.Contains(body, "store: unreachable") {
+		t.Fatalf("/readyz with the store gone = %d %q", code, body)
+	}
+	// Draining (SIGTERM) makes it unready at once.
+	e.m.draining.Store(true)
+	if code, body, _ := get(t, e.m.OpsURL+"/readyz", nil); code != 503 || !strings.Contains(body, "shutting down") {
+		t.Fatalf("/readyz while draining = %d %q", code, body)
 	}
 }
 

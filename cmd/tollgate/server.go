@@ -57,9 +57,10 @@ type Main struct {
 	OpsListener net.Listener
 	OpsURL      string
 
-	upstream  *proxy.Upstream
-	draining  atomic.Bool
-	opsServer *http.Server
+	upstream       *proxy.Upstream
+	draining       atomic.Bool
+	storeDownSince atomic.Int64 // unix ns of the first failed store ping, 0 while it answers
+	opsServer      *http.Server
 
 	redis     redis.UniversalClient
 	stopCache context.CancelFunc
@@ -232,34 +233,63 @@ func (m *Main) startOps() error {
 	return nil
 }
 
-// serveReady answers 200 when this replica should get traffic: not
-// shutting down, store reachable, Redis reachable (when configured), the
-// upstream answering (when configured). Keys are loaded before Run
-// returns. The body names what failed, never a secret.
+// serveReady answers whether this replica should get traffic, and lists
+// the state of what it depends on (store, Redis, upstream).
+//
+// Only what sets this replica apart from the others makes it unready: it
+// is shutting down, or it has not reached the store for longer than
+// cache.max_stale (past that it cannot answer even known tokens). A shared
+// dependency that is down for every replica at once does not: taking all
+// of them out of the Service would turn the cache's bounded staleness and
+// Redis being optional into a full outage. Such failures show in the body
+// and the metrics. The body never holds a secret.
 func (m *Main) serveReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	var problems []string
+	ready := true
+	var lines []string
 	if m.draining.Load() {
-		problems = append(problems, "shutting down")
+		ready = false
+		lines = append(lines, "shutting down")
 	}
+	now := time.Now()
 	if st := m.Store; st == nil || st.Ping(ctx) != nil {
-		problems = append(problems, "store unreachable")
+		since := m.storeDownSince.Load()
+		if since == 0 {
+			m.storeDownSince.CompareAndSwap(0, now.UnixNano())
+			since = now.UnixNano()
+		}
+		down := now.Sub(time.Unix(0, since))
+		if down >= m.Config.Cache.MaxStale.Duration() {
+			ready = false
+		}
+		lines = append(lines, "store: unreachable for "+down.Round(time.Second).String())
+	} else {
+		m.storeDownSince.Store(0)
+		lines = append(lines, "store: ok")
 	}
-	if m.redis != nil && m.redis.Ping(ctx).Err() != nil {
-		problems = append(problems, "redis unreachable")
+	if m.redis != nil {
+		if m.redis.Ping(ctx).Err() != nil {
+			lines = append(lines, "redis: unreachable")
+		} else {
+			lines = append(lines, "redis: ok")
+		}
 	}
-	if m.upstream != nil && m.upstream.Ping(ctx) != nil {
-		problems = append(problems, "upstream registry unreachable")
+	if m.upstream != nil {
+		if m.upstream.Ping(ctx) != nil {
+			lines = append(lines, "upstream registry: unreachable")
+		} else {
+			lines = append(lines, "upstream registry: ok")
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if len(problems) > 0 {
+	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, strings.Join(problems, "\n")+"\n")
-		return
+	} else {
+		lines = append([]string{"ready"}, lines...)
 	}
-	io.WriteString(w, "ready\n")
+	io.WriteString(w, strings.Join(lines, "\n")+"\n")
 }
 
 // startCache puts the token cache (and Redis, when configured) in front
