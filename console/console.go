@@ -124,9 +124,9 @@ func (c *Console) Handler() http.Handler {
 	authed := func(pattern string, need func(tollgate.Role) bool, h func(w http.ResponseWriter, r *http.Request, s *session)) {
 		mux.Handle(pattern, c.withSession(need, h))
 	}
-	any := func(tollgate.Role) bool { return true }
+	everyone := func(tollgate.Role) bool { return true }
 	manage := tollgate.Role.CanManageTokens
-	authed("GET /console/tokens", any, c.tokensPage)
+	authed("GET /console/tokens", everyone, c.tokensPage)
 	authed("GET /console/tokens/new", manage, c.newTokenPage)
 	authed("POST /console/tokens", manage, c.createToken)
 	authed("GET /console/tokens/{id}/edit", manage, c.editTokenPage)
