@@ -17,10 +17,10 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
+	"github.com/tollgate/tollgate/internal/obs"
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -312,15 +312,11 @@ func (c *Console) clearCookie(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: cookiePath, MaxAge: -1, HttpOnly: true, Secure: c.secure(), SameSite: http.SameSiteLaxMode})
 }
 
-// clientIP is the peer's address. X-Forwarded-For is not trusted: a
-// client could set it to dodge the sign-in limit.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// clientIP is the client's address as the access log middleware found
+// it: X-Forwarded-For is believed only from ops.trusted_proxies, so a
+// client cannot set it to dodge the sign-in limit, and users behind the
+// load balancer do not share one address.
+func clientIP(r *http.Request) string { return obs.ClientIP(r) }
 
 func statusOf(err error) int {
 	switch tollgate.ErrorCode(err) {
