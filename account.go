@@ -115,6 +115,23 @@ func ValidateAccountName(name string) error {
 	return nil
 }
 
+// ValidPackageRepoName reports whether name can name a package
+// repository (the REPO of /apt/REPO/ and /apk/REPO/): 1 to 63 of a-z, 0-9,
+// '.', '_' and '-', starting with a letter or digit. The proxy checks it
+// again on every request, so that a path can never name another place.
+func ValidPackageRepoName(name string) bool {
+	if name == "" || len(name) > 63 {
+		return false
+	}
+	for i, c := range []byte(name) {
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Pattern semantics, for image repository names such as "team-a/nginx":
 //
 //   - any run of characters except '/' (one path component or part of it)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"github.com/tollgate/tollgate"
 	"net/url"
 	"strconv"
 	"strings"
@@ -98,19 +99,8 @@ func (r PackageRepository) PackagePassword(field string) (string, error) {
 	return "", nil
 }
 
-// ValidPackageRepoName reports whether name is a valid repository name.
-func ValidPackageRepoName(name string) bool {
-	if name == "" || len(name) > 63 {
-		return false
-	}
-	for i, c := range []byte(name) {
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
+// ValidPackageRepoName is tollgate.ValidPackageRepoName.
+func ValidPackageRepoName(name string) bool { return tollgate.ValidPackageRepoName(name) }
 
 func (p PackagesConfig) validate(pr *problems) {
 	if p.MaxRedirects < 0 || p.MaxRedirects > 20 {

@@ -119,7 +119,7 @@ func NewPackages(o PackagesOptions) (*Packages, error) {
 		if r.Format != FormatApt && r.Format != FormatApk {
 			return nil, fmt.Errorf("%s: format must be apt or apk", field)
 		}
-		if !validPackageRepoName(r.Name) {
+		if !tollgate.ValidPackageRepoName(r.Name) {
 			return nil, fmt.Errorf("%s: invalid name", field)
 		}
 		if p.repos[r.Format+"/"+r.Name] != nil {
@@ -164,22 +164,6 @@ func NewPackages(o PackagesOptions) (*Packages, error) {
 	return p, nil
 }
 
-// validPackageRepoName: 1 to 63 of a-z, 0-9, '.', '_', '-', starting with
-// a letter or digit (config.ValidPackageRepoName, kept here so that the
-// proxy does not trust its caller for path safety).
-func validPackageRepoName(name string) bool {
-	if name == "" || len(name) > 63 {
-		return false
-	}
-	for i, c := range []byte(name) {
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // parsePackagePath splits /FORMAT/REPO/FILE... from the escaped path. It
 // refuses, rather than cleans, anything that could name another place:
 // an invalid or encoded REPO, empty segments, "." and ".." (also
@@ -197,7 +181,7 @@ func parsePackagePath(escaped string) (format, repo, path, rawPath string, ok bo
 	}
 	segs := strings.Split(escaped[len("/apt/"):], "/")
 	repo = segs[0]
-	if !validPackageRepoName(repo) || len(segs) < 2 {
+	if !tollgate.ValidPackageRepoName(repo) || len(segs) < 2 {
 		return "", "", "", "", false
 	}
 	var p, raw strings.Builder
@@ -316,12 +300,8 @@ func (p *Packages) challenge(w http.ResponseWriter, msg string) {
 // packageRefuseMessage says why a token is not usable at all.
 func packageRefuseMessage(reason authz.Reason) string {
 	switch reason {
-	case authz.Revoked:
-		return "registry token revoked"
-	case authz.Expired:
-		return "registry token expired"
-	case authz.Suspended:
-		return "account suspended"
+	case authz.Revoked, authz.Expired, authz.Suspended:
+		return denyMessage(reason)
 	}
 	return "invalid credentials"
 }

@@ -704,7 +704,7 @@ func FuzzParsePackagePath(f *testing.F) {
 		if !ok {
 			return
 		}
-		if format != FormatApt && format != FormatApk || !validPackageRepoName(repo) || !strings.HasPrefix(s, "/"+format+"/"+repo+"/") {
+		if format != FormatApt && format != FormatApk || !tollgate.ValidPackageRepoName(repo) || !strings.HasPrefix(s, "/"+format+"/"+repo+"/") {
 			t.Fatalf("%q: format %q repo %q", s, format, repo)
 		}
 		segs := strings.Split(path, "/")[1:]
