@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate/tollgate/internal/upstream"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
+	"github.com/tollgate/tollgate/tokencache"
 )
 
 // clock is the settable clock shared by the service, signer, verifier and
@@ -90,6 +91,13 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	keys := storetest.NewKeys(t)
 	e.svc = tollgate.NewService(st, keys)
 	e.svc.Now = e.clock.Now
+	// The production lookup path: the token cache, invalidated by the
+	// service's writes.
+	cache, err := tokencache.New(tokencache.Options{Store: st, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Changed = cache.Invalidate
 
 	for _, o := range opts {
 		o(e, nil)
@@ -123,7 +131,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e.reg = &Registry{
-		Lookup:    StoreLookup{Store: st},
+		Lookup:    cache,
+		Usage:     cache,
 		Keys:      keys,
 		Signer:    signer,
 		Verifier:  authz.NewVerifier([]*ecdsa.PublicKey{&e.key.PublicKey}, public, e.host, time.Minute, e.clock.Now),
