@@ -403,3 +403,21 @@ func tryGet(u string) (int, string, error) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), nil
 }
+
+func TestRequestSizeLimits(t *testing.T) {
+	e := newOpsEnv(t, nil)
+	big := strings.Repeat("a", 70<<10)
+	code, _, _ := get(t, "http://"+e.host+"/v2/", map[string]string{"X-Padding": big})
+	if code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("70 KiB of headers: %d, want 431", code)
+	}
+	form := url.Values{"grant_type": {"password"}, "username": {"u"}, "password": {big + big}}
+	resp, err := http.PostForm("http://"+e.host+"/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("140 KiB token body: %d, want 400", resp.StatusCode)
+	}
+}
