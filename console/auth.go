@@ -36,11 +36,16 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	v.CSRF = c.preSessionCSRF(w, r)
 	ipKey, emailKey := "ip:"+clientIP(r), "email:"+strings.ToLower(email)
-	if blocked, wait := c.limiter.blocked(ipKey, ipFactor); blocked {
+	// The attempt counts as a failure before the password is checked, so
+	// that a burst of concurrent attempts cannot all pass the limit while
+	// the first ones are still being checked; it is given back if it was
+	// not a wrong password.
+	if blocked, wait := c.limiter.take(ipKey, ipFactor); blocked {
 		c.tooMany(w, r, v, wait.Minutes())
 		return
 	}
-	if blocked, wait := c.limiter.blocked(emailKey, 1); blocked {
+	if blocked, wait := c.limiter.take(emailKey, 1); blocked {
+		c.limiter.refund(ipKey)
 		c.tooMany(w, r, v, wait.Minutes())
 		return
 	}
@@ -48,14 +53,16 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status := statusOf(err)
 		if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
-			c.limiter.fail(ipKey)
-			c.limiter.fail(emailKey)
 			status = http.StatusOK // the form again, with the message
+		} else {
+			c.limiter.refund(ipKey)
+			c.limiter.refund(emailKey)
 		}
 		v.Error = c.errText(r, err)
 		c.render(w, r, status, "signin", v)
 		return
 	}
+	c.limiter.refund(ipKey)
 	c.limiter.clear(emailKey)
 	life := c.Users.SessionLifetime
 	if life <= 0 {

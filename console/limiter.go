@@ -30,28 +30,19 @@ func newLimiter(limit int, window time.Duration, now func() time.Time) *limiter 
 	return &limiter{limit: limit, window: window, now: now, buckets: map[string]*bucket{}}
 }
 
-// blocked reports whether key has used up its failures (limit times
-// factor) in the current window, and if so for how long it must wait.
-func (l *limiter) blocked(key string, factor int) (bool, time.Duration) {
+// take counts one attempt of key against its limit (limit times factor)
+// in the current window and reports false, or, when the limit is used
+// up, counts nothing and reports true and how long to wait. Checking and
+// counting under one lock keeps concurrent attempts from all passing the
+// check before any of them is counted.
+func (l *limiter) take(key string, factor int) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
 	now := l.now()
-	if !ok || !now.Before(b.reset) {
-		return false, 0
-	}
-	if b.failures >= l.limit*factor {
+	b, ok := l.buckets[key]
+	if ok && now.Before(b.reset) && b.failures >= l.limit*factor {
 		return true, b.reset.Sub(now)
 	}
-	return false, 0
-}
-
-// fail records a failure of key.
-func (l *limiter) fail(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	b, ok := l.buckets[key]
 	if !ok || !now.Before(b.reset) {
 		if len(l.buckets) >= maxBuckets {
 			for k, v := range l.buckets {
@@ -64,6 +55,17 @@ func (l *limiter) fail(key string) {
 		l.buckets[key] = b
 	}
 	b.failures++
+	return false, 0
+}
+
+// refund gives back an attempt take counted that turned out not to be a
+// failure.
+func (l *limiter) refund(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, ok := l.buckets[key]; ok && b.failures > 0 {
+		b.failures--
+	}
 }
 
 // clear forgets key (a successful sign-in clears its email).
