@@ -234,6 +234,9 @@ func (c *Console) withSession(need func(tollgate.Role) bool, h func(http.Respons
 		}
 		s := &session{user: u, account: a, secret: ck.Value}
 		s.csrf = c.csrfToken("session", ck.Value)
+		// The CSRF check parses the form: cap it here (the largest form
+		// is a token's), since the handlers' own caps come too late.
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && !c.csrfOK(r, s.csrf) {
 			c.errorPage(w, r, s, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.")
 			return

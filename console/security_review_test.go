@@ -122,3 +122,82 @@ func TestConcurrentSignInsCannotOutrunTheLimit(t *testing.T) {
 		t.Fatalf("%d of %d concurrent wrong passwords reached the password check; the limit is 5", checked, burst)
 	}
 }
+
+// endlessBody is a multipart form whose one part never seems to end:
+// size bytes in all, counted as they are read.
+type endlessBody struct {
+	head, tail string
+	size, read int64
+	mu         sync.Mutex
+}
+
+func newEndlessBody(size int64) *endlessBody {
+	return &endlessBody{
+		head: "--B\r\nContent-Disposition: form-data; name=\"csrf\"; filename=\"x\"\r\n\r\n",
+		tail: "\r\n--B--\r\n",
+		size: size,
+	}
+}
+
+func (b *endlessBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.read >= b.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), b.size-b.read)
+	for i := range n {
+		at := b.read + i
+		switch {
+		case at < int64(len(b.head)):
+			p[i] = b.head[at]
+		case at >= b.size-int64(len(b.tail)):
+			p[i] = b.tail[at-(b.size-int64(len(b.tail)))]
+		default:
+			p[i] = 'a'
+		}
+	}
+	b.read += n
+	return int(n), nil
+}
+
+func (b *endlessBody) consumed() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
+}
+
+// postHuge posts a 64 MiB multipart form to path and reports how much of
+// it the server read.
+func postHuge(t *testing.T, client *http.Client, u string, cookie *http.Cookie) int64 {
+	t.Helper()
+	body := newEndlessBody(64 << 20)
+	req, _ := http.NewRequest("POST", u, body)
+	req.ContentLength = body.size
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	if resp, err := client.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return body.consumed()
+}
+
+// TestSignOutCannotBeMadeToReadAHugeBody: anyone can post to the sign-out
+// form with any session cookie; its CSRF check parsed the whole form, so a
+// 64 MiB multipart body was read (32 MiB of it into memory, the rest into
+// a temporary file) before anything was refused. Signed-in forms parsed
+// their body the same way, before their own size limits applied.
+func TestSignOutCannotBeMadeToReadAHugeBody(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if n := postHuge(t, noRedirect, e.srv.URL+"/console/sign-out", &http.Cookie{Name: "tollgate_session", Value: "tgs_whatever"}); n > 8<<20 {
+		t.Errorf("sign-out read %d MiB of a 64 MiB body", n>>20)
+	}
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	if n := postHuge(t, b.c, e.srv.URL+"/console/account/request-packages", nil); n > 8<<20 {
+		t.Errorf("a signed-in form read %d MiB of a 64 MiB body", n>>20)
+	}
+}
