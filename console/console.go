@@ -193,7 +193,7 @@ func (c *Console) logged(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		c.log().InfoContext(r.Context(), "console request", "method", r.Method, "path", r.URL.Path,
+		c.log().InfoContext(r.Context(), "console request", "method", r.Method, "path", obs.RedactPath(r.URL.Path),
 			"status", rec.status, "duration", time.Since(start))
 	})
 }
@@ -343,10 +343,10 @@ func statusOf(err error) int {
 func (c *Console) errText(r *http.Request, err error) string {
 	switch tollgate.ErrorCode(err) {
 	case tollgate.EINTERNAL:
-		c.log().ErrorContext(r.Context(), "console: internal error", "path", r.URL.Path, "err", err)
+		c.log().ErrorContext(r.Context(), "console: internal error", "path", obs.RedactPath(r.URL.Path), "err", err)
 		return "Something went wrong on our side. Try again; if it persists, tell your operator."
 	case tollgate.EUNAVAILABLE:
-		c.log().WarnContext(r.Context(), "console: dependency unavailable", "path", r.URL.Path, "err", err)
+		c.log().WarnContext(r.Context(), "console: dependency unavailable", "path", obs.RedactPath(r.URL.Path), "err", err)
 	}
 	var te *tollgate.Error
 	if errors.As(err, &te) {

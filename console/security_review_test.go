@@ -201,3 +201,16 @@ func TestSignOutCannotBeMadeToReadAHugeBody(t *testing.T) {
 		t.Errorf("a signed-in form read %d MiB of a 64 MiB body", n>>20)
 	}
 }
+
+// TestConsoleLogCannotLeakASecretPastedIntoThePath: the console's own
+// request line logged the path as it came; a token pasted where its id
+// belongs ended up in the log.
+func TestConsoleLogCannotLeakASecretPastedIntoThePath(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	secret := tollgate.NewSecret(tollgate.TokenPrefix).Reveal()
+	b.get("/console/tokens/" + secret + "/edit")
+	if logs := e.logs.String(); strings.Contains(logs, secret[3:23]) || !strings.Contains(logs, "/console/tokens/[REDACTED]/edit") {
+		t.Fatalf("the console log holds the secret, or not the redacted path:\n%s", logs)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -103,7 +104,7 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 			slog.String("request_id", info.ID),
 			slog.String("method", r.Method),
 			slog.String("route", info.Route),
-			slog.String("path", r.URL.Path),
+			slog.String("path", RedactPath(r.URL.Path)),
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", d),
@@ -121,6 +122,19 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 		}
 		o.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
+}
+
+// secretShape is a registry token (tg_), an account key (tgk_), a
+// set-password link (tgp_) or a session (tgs_) secret, or most of one.
+var secretShape = regexp.MustCompile(`tg[kps]?_[0-9A-Za-z]{20,}`)
+
+// RedactPath returns a request path for a log line, with anything shaped
+// like a secret replaced: someone will paste a token where its id belongs.
+func RedactPath(p string) string {
+	if !strings.Contains(p, "tg") {
+		return p
+	}
+	return secretShape.ReplaceAllLiteralString(p, "[REDACTED]")
 }
 
 // ClientIP is the peer address, or, when the peer is a trusted proxy, the
