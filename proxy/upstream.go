@@ -360,6 +360,28 @@ type cachedToken struct {
 	expires time.Time
 }
 
+// maxUpstreamTokens bounds the cached upstream tokens: the scopes are
+// repository paths, and callers choose the repository names.
+const maxUpstreamTokens = 10_000
+
+// sweep drops expired tokens, then, if that frees too little, arbitrary
+// ones until the cache is 7/8 full, so a full cache is swept once per
+// many inserts. Called with mu held.
+func (a *upstreamAuth) sweep() {
+	now := time.Now()
+	for k, t := range a.tokens {
+		if !now.Before(t.expires) {
+			delete(a.tokens, k)
+		}
+	}
+	for k := range a.tokens {
+		if len(a.tokens) < maxUpstreamTokens-maxUpstreamTokens/8 {
+			break
+		}
+		delete(a.tokens, k)
+	}
+}
+
 func (a *upstreamAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	scope := upstreamScope(req.URL.Path)
 	a.mu.Lock()
@@ -388,6 +410,9 @@ func (a *upstreamAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	a.mu.Lock()
 	a.bearer = true
+	if _, ok := a.tokens[scope]; !ok && len(a.tokens) >= maxUpstreamTokens {
+		a.sweep()
+	}
 	a.tokens[scope] = cachedToken{token: token, expires: time.Now().Add(ttl - ttl/5)}
 	a.mu.Unlock()
 	out = req.Clone(req.Context())
