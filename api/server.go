@@ -37,6 +37,12 @@ type Server struct {
 	// Logger receives one line per request and the causes of internal
 	// errors; nil discards.
 	Logger *slog.Logger
+	// Blocked and Failed, if set, limit failed authentications per
+	// client, as on the registry routes: Blocked is asked before a
+	// presented key is looked at (true: 429 with Retry-After), Failed is
+	// told of every presented key that does not authenticate.
+	Blocked func(r *http.Request) (retryAfter time.Duration, blocked bool)
+	Failed  func(r *http.Request)
 }
 
 // ActorOperator is the audit actor of the admin key.
@@ -123,8 +129,19 @@ func (s *Server) serve(rt route) http.Handler {
 		start := time.Now()
 		actorName := "-"
 		status, body, err := func() (int, any, error) {
+			presented := r.Header.Get("Authorization") != ""
+			if presented && s.Blocked != nil {
+				if retry, blocked := s.Blocked(r); blocked {
+					w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry/time.Second))))
+					return http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
+						Code: tollgate.ELIMIT, Message: "too many failed authentications, retry later"}}, nil
+				}
+			}
 			who, err := s.authenticate(r)
 			if err != nil {
+				if presented && s.Failed != nil && tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
+					s.Failed(r)
+				}
 				return 0, nil, err
 			}
 			actorName = who.name

@@ -58,6 +58,7 @@ type Main struct {
 	OpsURL      string
 
 	upstream       *proxy.Upstream
+	limiter        *ratelimit.Limiter // failed authentications per client, shared by every route
 	draining       atomic.Bool
 	storeDownSince atomic.Int64 // unix ns of the first failed store ping, 0 while it answers
 	opsServer      *http.Server
@@ -100,6 +101,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Metrics.Register(obs.CacheCollector{Stats: m.Cache.Stats})
+	m.limiter = ratelimit.New(ratelimit.Options{
+		PerMinute: m.Config.Limits.AuthFailuresPerMinute, Burst: m.Config.Limits.AuthFailureBurst,
+		Redis: m.redis, KeyPrefix: m.Config.Redis.KeyPrefix, Logger: m.Logger,
+	})
 
 	apiServer := &api.Server{
 		Service:         m.Service,
@@ -107,6 +112,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		PublicURL:       m.Config.PublicURL,
 		RegistryService: m.Config.Service,
 		Logger:          m.Logger,
+		Blocked: func(r *http.Request) (time.Duration, bool) {
+			is, retry := m.limiter.Blocked(r.Context(), obs.ClientIP(r))
+			if is {
+				info := obs.FromContext(r.Context())
+				info.Reason = "rate_limited"
+				m.Metrics.RateLimited(info.Route)
+			}
+			return retry, is
+		},
+		Failed: func(r *http.Request) {
+			m.limiter.Fail(r.Context(), obs.ClientIP(r))
+			obs.FromContext(r.Context()).Reason = "bad_credentials"
+		},
 	}
 	registry, err := m.registry(keys, tk)
 	if err != nil {
@@ -349,12 +367,9 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		return nil, err
 	}
 	g := &proxy.Registry{
-		Lookup:  m.Cache,
-		Metrics: m.Metrics,
-		Limiter: ratelimit.New(ratelimit.Options{
-			PerMinute: c.Limits.AuthFailuresPerMinute, Burst: c.Limits.AuthFailureBurst,
-			Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger,
-		}),
+		Lookup:    m.Cache,
+		Metrics:   m.Metrics,
+		Limiter:   m.limiter,
 		Usage:     m.Cache,
 		Keys:      tk,
 		Signer:    signer,
