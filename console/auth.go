@@ -35,7 +35,9 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.CSRF = c.preSessionCSRF(w, r)
-	ipKey, emailKey := "ip:"+clientIP(r), "email:"+strings.ToLower(email)
+	// No valid email is longer than 254 characters: a longer one must not
+	// keep a long key in the limiter for the whole window.
+	ipKey, emailKey := "ip:"+clientIP(r), "email:"+strings.ToLower(email[:min(len(email), 254)])
 	// The attempt counts as a failure before the password is checked, so
 	// that a burst of concurrent attempts cannot all pass the limit while
 	// the first ones are still being checked; it is given back if it was
