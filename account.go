@@ -179,12 +179,62 @@ func MatchPattern(p, name string) bool {
 }
 
 func match(p, s string) bool {
+	if starRuns(p) < 2 {
+		// One star (or "**") backtracks over the name once: quadratic
+		// at worst.
+		return matchFrom(p, s, nil)
+	}
+	// Several stars: the caller chooses the name, and plain backtracking
+	// is exponential in the number of stars. Remember which (pattern
+	// rest, name rest) pairs failed so that none is tried twice.
+	f := &failed{w: len(s) + 1}
+	f.bits = make([]uint64, ((len(p)+1)*f.w+63)/64)
+	return matchFrom(p, s, f)
+}
+
+// starRuns counts the runs of '*' in p.
+func starRuns(p string) int {
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] == '*' && (i == 0 || p[i-1] != '*') {
+			n++
+		}
+	}
+	return n
+}
+
+// failed is a set of (pattern rest, name rest) pairs, by their lengths.
+type failed struct {
+	w    int
+	bits []uint64
+}
+
+func (f *failed) key(p, s string) int { return len(p)*f.w + len(s) }
+
+// matchFrom is match for a pattern rest and a name rest; f, if not nil,
+// remembers the pairs that did not match.
+func matchFrom(p, s string, f *failed) bool {
+	if f == nil {
+		return matchSteps(p, s, nil)
+	}
+	k := f.key(p, s)
+	if f.bits[k/64]&(1<<(k%64)) != 0 {
+		return false
+	}
+	if matchSteps(p, s, f) {
+		return true
+	}
+	f.bits[k/64] |= 1 << (k % 64)
+	return false
+}
+
+func matchSteps(p, s string, f *failed) bool {
 	for len(p) > 0 {
 		switch {
 		case strings.HasPrefix(p, "**"):
 			rest := p[2:]
 			for i := 0; i <= len(s); i++ {
-				if match(rest, s[i:]) {
+				if matchFrom(rest, s[i:], f) {
 					return true
 				}
 			}
@@ -192,7 +242,7 @@ func match(p, s string) bool {
 		case p[0] == '*':
 			rest := p[1:]
 			for i := 0; i <= len(s); i++ {
-				if match(rest, s[i:]) {
+				if matchFrom(rest, s[i:], f) {
 					return true
 				}
 				if i < len(s) && s[i] == '/' {
