@@ -156,8 +156,15 @@ func TestRewriteLocation(t *testing.T) {
 			t.Errorf("rewriteLocation(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if got := u.ToUpstream("nginx"); got != "images/nginx" {
+	if got, ok := u.ToUpstream("nginx"); !ok || got != "images/nginx" {
 		t.Errorf("ToUpstream = %q", got)
+	}
+	sub, _ := NewUpstream(UpstreamOptions{URL: "https://upstream.internal:5000", Mappings: []Mapping{{Public: "team-a/", Upstream: "vendor/team-a/"}}})
+	if got, ok := sub.ToUpstream("team-a/app"); !ok || got != "vendor/team-a/app" {
+		t.Errorf("subtree mapping = %q %v", got, ok)
+	}
+	if _, ok := sub.ToUpstream("vendor/other"); ok {
+		t.Error("a name outside every mapping is served as is")
 	}
 	if got, ok := u.FromUpstream("images/nginx"); !ok || got != "nginx" {
 		t.Errorf("FromUpstream = %q %v", got, ok)

@@ -108,14 +108,25 @@ func NewUpstream(o UpstreamOptions) (*Upstream, error) {
 	return u, nil
 }
 
-// ToUpstream maps a public repository name to the upstream's.
-func (u *Upstream) ToUpstream(name string) string {
+// ToUpstream maps a public repository name to the upstream's. With
+// mappings configured, a name no mapping covers is not served (ok false):
+// "team-a/=vendor/team-a/" exposes that subtree and nothing else.
+func (u *Upstream) ToUpstream(name string) (up string, ok bool) {
+	if len(u.mappings) == 0 {
+		return name, true
+	}
 	for _, m := range u.mappings {
 		if strings.HasPrefix(name, m.Public) {
-			return m.Upstream + strings.TrimPrefix(name, m.Public)
+			return m.Upstream + strings.TrimPrefix(name, m.Public), true
 		}
 	}
-	return name
+	return "", false
+}
+
+// mapped is ToUpstream for names already known to be served.
+func (u *Upstream) mapped(name string) string {
+	up, _ := u.ToUpstream(name)
+	return up
 }
 
 // FromUpstream maps an upstream name back; ok is false for names no
@@ -127,7 +138,7 @@ func (u *Upstream) FromUpstream(name string) (string, bool) {
 	for _, m := range u.mappings {
 		if strings.HasPrefix(name, m.Upstream) {
 			pub := m.Public + strings.TrimPrefix(name, m.Upstream)
-			if u.ToUpstream(pub) == name {
+			if up, ok := u.ToUpstream(pub); ok && up == name {
 				return pub, true
 			}
 		}
@@ -136,7 +147,7 @@ func (u *Upstream) FromUpstream(name string) (string, bool) {
 }
 
 func (u *Upstream) upstreamPath(rt route) string {
-	name := u.ToUpstream(rt.name)
+	name := u.mapped(rt.name)
 	p := strings.TrimSuffix(u.base.Path, "/") + "/v2/" + name
 	switch rt.kind {
 	case routeManifest:
@@ -223,7 +234,7 @@ func (u *Upstream) modifyResponse(resp *http.Response) error {
 // repoExists asks the upstream whether a repository exists; when it
 // cannot tell, it says yes (the upstream's own 404 then stands).
 func (u *Upstream) repoExists(ctx context.Context, name string) bool {
-	p := strings.TrimSuffix(u.base.Path, "/") + "/v2/" + u.ToUpstream(name) + "/tags/list?n=1"
+	p := strings.TrimSuffix(u.base.Path, "/") + "/v2/" + u.mapped(name) + "/tags/list?n=1"
 	ref, _ := url.Parse(p)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base.ResolveReference(ref).String(), nil)
 	if err != nil {
@@ -267,7 +278,7 @@ func (u *Upstream) rewriteLocation(loc string, g *Registry) string {
 
 // rewriteLink maps the upstream name in a tags list's Link header back.
 func (u *Upstream) rewriteLink(link, public string) string {
-	up := "/v2/" + u.ToUpstream(public) + "/tags/list"
+	up := "/v2/" + u.mapped(public) + "/tags/list"
 	return strings.Replace(link, strings.TrimSuffix(u.base.Path, "/")+up, "/v2/"+public+"/tags/list", 1)
 }
 

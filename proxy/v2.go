@@ -195,6 +195,13 @@ func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
 		return
 	}
+	if _, served := g.Upstream.ToUpstream(rt.name); !served {
+		// Outside every mapping: no such repository, and it looks like
+		// any other repository the caller may not pull.
+		g.denied(r, string(authz.NotEntitled))
+		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
+		return
+	}
 	g.Metrics.Authorized(time.Since(start).Seconds())
 	g.Upstream.forward(w, r, rt, g)
 }
