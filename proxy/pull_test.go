@@ -186,7 +186,11 @@ func TestDenials(t *testing.T) {
 		}
 	})
 	t.Run("MalformedToken", func(t *testing.T) {
-		for _, bad := range []string{"x", good[:len(good)-1] + "Q", "tg_" + strings.Repeat("a", 200), good + " "} {
+		last := "Q"
+		if strings.HasSuffix(good, last) {
+			last = "R" // a changed checksum character, never the secret itself
+		}
+		for _, bad := range []string{"x", good[:len(good)-1] + last, "tg_" + strings.Repeat("a", 200), good + " "} {
 			if got := pullStatus(t, e.ref("demo/hello:latest"), bad); got != 401 {
 				t.Fatalf("%q: status %d", bad[:min(len(bad), 8)], got)
 			}
