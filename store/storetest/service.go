@@ -315,7 +315,11 @@ func testService(t *testing.T, newStore NewStore) {
 		if err != nil || got.Reveal() != secret.Reveal() {
 			t.Fatalf("reveal mismatch: %v", err)
 		}
-		for _, bad := range []string{"", "tg_", secret.Reveal()[:len(secret.Reveal())-1] + "x", "Bearer " + secret.Reveal(), tollgate.NewSecret(tollgate.TokenPrefix).Reveal()} {
+		flipped := secret.Reveal()[:len(secret.Reveal())-1] + "x"
+		if flipped == secret.Reveal() {
+			flipped = secret.Reveal()[:len(secret.Reveal())-1] + "y"
+		}
+		for _, bad := range []string{"", "tg_", flipped, "Bearer " + secret.Reveal(), tollgate.NewSecret(tollgate.TokenPrefix).Reveal()} {
 			_, _, err := s.Authenticate(ctx, bad)
 			wantCode(t, err, tollgate.EUNAUTHORIZED, "")
 		}
