@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/store/internal/codec"
 )
 
 // querier is what pgx.Tx and *pgxpool.Pool have in common.
@@ -79,7 +79,7 @@ func (t *tx) InsertAccount(ctx context.Context, a *tollgate.Account) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	images, packages, err := marshalSubscription(a.Subscription)
+	images, packages, err := codec.MarshalSubscription(a.Subscription)
 	if err != nil {
 		return tollgate.Internal(err)
 	}
@@ -126,7 +126,7 @@ func (t *tx) UpdateAccount(ctx context.Context, a *tollgate.Account) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	images, packages, err := marshalSubscription(a.Subscription)
+	images, packages, err := codec.MarshalSubscription(a.Subscription)
 	if err != nil {
 		return tollgate.Internal(err)
 	}
@@ -159,7 +159,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 	if err := t.writable(); err != nil {
 		return err
 	}
-	tag, err := t.guardedExec(ctx, `UPDATE accounts SET api_key_hash = $1 WHERE id = $2`, nullBytes(hash), accountID)
+	tag, err := t.guardedExec(ctx, `UPDATE accounts SET api_key_hash = $1 WHERE id = $2`, codec.NullBytes(hash), accountID)
 	return affectedOne(tag, err, "account not found", "this key is already in use")
 }
 
@@ -180,7 +180,7 @@ func (t *tx) InsertToken(ctx context.Context, tok *tollgate.Token, hash, sealed 
 		tok.ID, tok.AccountID, tok.Name, tok.Description, int32(tok.Scope), nullTime(tok.ExpiresAt),
 		utc(tok.CreatedAt), utc(tok.UpdatedAt), nullTime(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
 		tok.Pulls, nullTime(tok.RevokedAt),
-		nullBytes(hash), nullBytes(sealed))
+		codec.NullBytes(hash), codec.NullBytes(sealed))
 	return dbError(err, "account not found", "a token with this id or secret already exists")
 }
 
@@ -261,7 +261,7 @@ func (t *tx) InsertAudit(ctx context.Context, e *tollgate.AuditEvent) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	changes, err := marshalChanges(e.Changes)
+	changes, err := codec.MarshalChanges(e.Changes)
 	if err != nil {
 		return tollgate.Internal(err)
 	}
@@ -306,7 +306,7 @@ func (t *tx) ListAudit(ctx context.Context, accountID string, page tollgate.Audi
 			return nil, dbError(err, "", "")
 		}
 		e.Time = e.Time.UTC()
-		if e.Changes, err = unmarshalChanges(changes); err != nil {
+		if e.Changes, err = codec.UnmarshalChanges(changes); err != nil {
 			return nil, tollgate.Internal(err)
 		}
 		out = append(out, &e)
@@ -327,10 +327,10 @@ func scanAccount(s pgx.Row) (*tollgate.Account, error) {
 	a.PackageAccess = tollgate.PackageAccess(access)
 	a.CreatedAt, a.UpdatedAt = a.CreatedAt.UTC(), a.UpdatedAt.UTC()
 	var err error
-	if a.Subscription.Images, err = unmarshalList(images); err != nil {
+	if a.Subscription.Images, err = codec.UnmarshalList(images); err != nil {
 		return nil, err
 	}
-	if a.Subscription.Packages, err = unmarshalList(packages); err != nil {
+	if a.Subscription.Packages, err = codec.UnmarshalList(packages); err != nil {
 		return nil, err
 	}
 	return &a, nil
@@ -380,60 +380,4 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
-}
-
-func nullBytes(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-// marshalSubscription stores a nil list as "[]".
-func marshalSubscription(s tollgate.Subscription) (images, packages string, err error) {
-	if images, err = marshalList(s.Images); err != nil {
-		return "", "", err
-	}
-	packages, err = marshalList(s.Packages)
-	return images, packages, err
-}
-
-func marshalList(l []string) (string, error) {
-	if len(l) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(l)
-	return string(b), err
-}
-
-// unmarshalList reads an empty list as nil.
-func unmarshalList(s string) ([]string, error) {
-	var l []string
-	if err := json.Unmarshal([]byte(s), &l); err != nil {
-		return nil, err
-	}
-	if len(l) == 0 {
-		return nil, nil
-	}
-	return l, nil
-}
-
-func marshalChanges(c map[string]tollgate.Change) (string, error) {
-	if len(c) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(c)
-	return string(b), err
-}
-
-// unmarshalChanges reads an empty object as nil.
-func unmarshalChanges(s string) (map[string]tollgate.Change, error) {
-	var c map[string]tollgate.Change
-	if err := json.Unmarshal([]byte(s), &c); err != nil {
-		return nil, err
-	}
-	if len(c) == 0 {
-		return nil, nil
-	}
-	return c, nil
 }

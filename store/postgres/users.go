@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/store/internal/codec"
 )
 
 const userColumns = `u.id, u.account_id, a.name, u.email, u.role, u.password_hash, u.link_hash, u.link_expires_at,
@@ -21,7 +22,7 @@ func (t *tx) InsertUser(ctx context.Context, u *tollgate.User) error {
 	_, err := t.guardedExec(ctx, `
 		INSERT INTO users (id, account_id, email, role, password_hash, link_hash, link_expires_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		u.ID, u.AccountID, u.Email, string(u.Role), u.PasswordHash, nullBytes(u.LinkHash), nullTime(u.LinkExpiresAt),
+		u.ID, u.AccountID, u.Email, string(u.Role), u.PasswordHash, codec.NullBytes(u.LinkHash), nullTime(u.LinkExpiresAt),
 		utc(u.CreatedAt), utc(u.UpdatedAt))
 	return dbError(err, "account not found", "a user with this email or id already exists")
 }
@@ -56,7 +57,7 @@ func (t *tx) UpdateUser(ctx context.Context, u *tollgate.User) error {
 	tag, err := t.guardedExec(ctx, `
 		UPDATE users SET role = $1, password_hash = $2, link_hash = $3, link_expires_at = $4, updated_at = $5
 		WHERE id = $6`,
-		string(u.Role), u.PasswordHash, nullBytes(u.LinkHash), nullTime(u.LinkExpiresAt), utc(u.UpdatedAt), u.ID)
+		string(u.Role), u.PasswordHash, codec.NullBytes(u.LinkHash), nullTime(u.LinkExpiresAt), utc(u.UpdatedAt), u.ID)
 	return affectedOne(tag, err, "user not found", "this link is already in use")
 }
 
@@ -102,7 +103,7 @@ func (t *tx) InsertSession(ctx context.Context, s *tollgate.Session) error {
 	_, err := t.guardedExec(ctx, `
 		INSERT INTO sessions (id, user_id, hash, created_at, expires_at, last_seen_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
-		s.ID, s.UserID, nullBytes(s.Hash), utc(s.CreatedAt), utc(s.ExpiresAt), utc(s.LastSeenAt))
+		s.ID, s.UserID, codec.NullBytes(s.Hash), utc(s.CreatedAt), utc(s.ExpiresAt), utc(s.LastSeenAt))
 	return dbError(err, "user not found", "a session with this id or hash already exists")
 }
 

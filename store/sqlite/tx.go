@@ -3,12 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/store/internal/codec"
 )
 
 // tx implements tollgate.Tx on one database/sql transaction. forUpdate is
@@ -35,7 +34,7 @@ func (t *tx) InsertAccount(ctx context.Context, a *tollgate.Account) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	images, packages, err := marshalSubscription(a.Subscription)
+	images, packages, err := codec.MarshalSubscription(a.Subscription)
 	if err != nil {
 		return tollgate.Internal(err)
 	}
@@ -74,7 +73,7 @@ func (t *tx) UpdateAccount(ctx context.Context, a *tollgate.Account) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	images, packages, err := marshalSubscription(a.Subscription)
+	images, packages, err := codec.MarshalSubscription(a.Subscription)
 	if err != nil {
 		return tollgate.Internal(err)
 	}
@@ -107,7 +106,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 	if err := t.writable(); err != nil {
 		return err
 	}
-	res, err := t.q.ExecContext(ctx, `UPDATE accounts SET api_key_hash = ? WHERE id = ?`, nullBytes(hash), accountID)
+	res, err := t.q.ExecContext(ctx, `UPDATE accounts SET api_key_hash = ? WHERE id = ?`, codec.NullBytes(hash), accountID)
 	return affectedOne(res, err, "account not found", "this key is already in use")
 }
 
@@ -128,7 +127,7 @@ func (t *tx) InsertToken(ctx context.Context, tok *tollgate.Token, hash, sealed 
 		tok.ID, tok.AccountID, tok.Name, tok.Description, int64(tok.Scope), nullMicros(tok.ExpiresAt),
 		micros(tok.CreatedAt), micros(tok.UpdatedAt), nullMicros(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
 		tok.Pulls, nullMicros(tok.RevokedAt),
-		nullBytes(hash), nullBytes(sealed))
+		codec.NullBytes(hash), codec.NullBytes(sealed))
 	return dbError(err, "account not found", "a token with this id or secret already exists")
 }
 
@@ -211,7 +210,7 @@ func (t *tx) InsertAudit(ctx context.Context, e *tollgate.AuditEvent) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	changes, err := marshalChanges(e.Changes)
+	changes, err := codec.MarshalChanges(e.Changes)
 	if err != nil {
 		return tollgate.Internal(err)
 	}
@@ -257,7 +256,7 @@ func (t *tx) ListAudit(ctx context.Context, accountID string, page tollgate.Audi
 			return nil, dbError(err, "", "")
 		}
 		e.Time = fromMicros(at)
-		if e.Changes, err = unmarshalChanges(changes); err != nil {
+		if e.Changes, err = codec.UnmarshalChanges(changes); err != nil {
 			return nil, tollgate.Internal(err)
 		}
 		out = append(out, &e)
@@ -281,10 +280,10 @@ func scanAccount(s scanner) (*tollgate.Account, error) {
 	a.PackageAccess = tollgate.PackageAccess(access)
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updatedAt)
 	var err error
-	if a.Subscription.Images, err = unmarshalList(images); err != nil {
+	if a.Subscription.Images, err = codec.UnmarshalList(images); err != nil {
 		return nil, err
 	}
-	if a.Subscription.Packages, err = unmarshalList(packages); err != nil {
+	if a.Subscription.Packages, err = codec.UnmarshalList(packages); err != nil {
 		return nil, err
 	}
 	return &a, nil
@@ -342,63 +341,4 @@ func fromNullMicros(v sql.NullInt64) *time.Time {
 	}
 	t := fromMicros(v.Int64)
 	return &t
-}
-
-func nullBytes(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-// marshalSubscription stores a nil list as "[]".
-func marshalSubscription(s tollgate.Subscription) (images, packages string, err error) {
-	if images, err = marshalList(s.Images); err != nil {
-		return "", "", err
-	}
-	packages, err = marshalList(s.Packages)
-	return images, packages, err
-}
-
-func marshalList(l []string) (string, error) {
-	if len(l) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(l)
-	return string(b), err
-}
-
-// unmarshalList reads an empty list as nil.
-func unmarshalList(s string) ([]string, error) {
-	var l []string
-	if err := json.Unmarshal([]byte(s), &l); err != nil {
-		return nil, err
-	}
-	if len(l) == 0 {
-		return nil, nil
-	}
-	return l, nil
-}
-
-func marshalChanges(c map[string]tollgate.Change) (string, error) {
-	if len(c) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(c)
-	return string(b), err
-}
-
-// unmarshalChanges reads an empty object as nil.
-func unmarshalChanges(s string) (map[string]tollgate.Change, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var c map[string]tollgate.Change
-	if err := json.Unmarshal([]byte(s), &c); err != nil {
-		return nil, err
-	}
-	if len(c) == 0 {
-		return nil, nil
-	}
-	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/store/internal/codec"
 )
 
 const userColumns = `u.id, u.account_id, a.name, u.email, u.role, u.password_hash, u.link_hash, u.link_expires_at,
@@ -20,7 +21,7 @@ func (t *tx) InsertUser(ctx context.Context, u *tollgate.User) error {
 	_, err := t.q.ExecContext(ctx, `
 		INSERT INTO users (id, account_id, email, role, password_hash, link_hash, link_expires_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.ID, u.AccountID, u.Email, string(u.Role), u.PasswordHash, nullBytes(u.LinkHash), nullMicros(u.LinkExpiresAt),
+		u.ID, u.AccountID, u.Email, string(u.Role), u.PasswordHash, codec.NullBytes(u.LinkHash), nullMicros(u.LinkExpiresAt),
 		micros(u.CreatedAt), micros(u.UpdatedAt))
 	return dbError(err, "account not found", "a user with this email or id already exists")
 }
@@ -55,7 +56,7 @@ func (t *tx) UpdateUser(ctx context.Context, u *tollgate.User) error {
 	res, err := t.q.ExecContext(ctx, `
 		UPDATE users SET role = ?, password_hash = ?, link_hash = ?, link_expires_at = ?, updated_at = ?
 		WHERE id = ?`,
-		string(u.Role), u.PasswordHash, nullBytes(u.LinkHash), nullMicros(u.LinkExpiresAt), micros(u.UpdatedAt), u.ID)
+		string(u.Role), u.PasswordHash, codec.NullBytes(u.LinkHash), nullMicros(u.LinkExpiresAt), micros(u.UpdatedAt), u.ID)
 	return affectedOne(res, err, "user not found", "this link is already in use")
 }
 
@@ -103,7 +104,7 @@ func (t *tx) InsertSession(ctx context.Context, s *tollgate.Session) error {
 	_, err := t.q.ExecContext(ctx, `
 		INSERT INTO sessions (id, user_id, hash, created_at, expires_at, last_seen_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
-		s.ID, s.UserID, nullBytes(s.Hash), micros(s.CreatedAt), micros(s.ExpiresAt), micros(s.LastSeenAt))
+		s.ID, s.UserID, codec.NullBytes(s.Hash), micros(s.CreatedAt), micros(s.ExpiresAt), micros(s.LastSeenAt))
 	return dbError(err, "user not found", "a session with this id or hash already exists")
 }
 
