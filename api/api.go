@@ -20,6 +20,17 @@ type Info struct {
 	PublicURL    string `json:"public_url"`
 	Service      string `json:"service"`       // the registry service name in Bearer challenges
 	RegistryHost string `json:"registry_host"` // host[:port] of PublicURL, as docker login wants it
+	// PackageRepositories are the configured apt and apk repositories,
+	// for the set-up commands (never their upstream URLs or credentials).
+	PackageRepositories []PackageRepository `json:"package_repositories"`
+}
+
+// PackageRepository names one served package repository.
+type PackageRepository struct {
+	Name      string `json:"name"`
+	Format    string `json:"format"`              // apt or apk
+	Suite     string `json:"suite,omitempty"`     // apt
+	Component string `json:"component,omitempty"` // apt
 }
 
 // Subscription is what an account is entitled to pull. Both lists are

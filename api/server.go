@@ -34,6 +34,9 @@ type Server struct {
 	// RegistryService is the service name of the registry's Bearer
 	// challenges, reported by /api/v1/info.
 	RegistryService string
+	// PackageRepos are the configured package repositories, reported by
+	// /api/v1/info for the set-up commands.
+	PackageRepos []tollgate.PackageRepo
 	// Logger receives one line per request and the causes of internal
 	// errors; nil discards.
 	Logger *slog.Logger
@@ -243,7 +246,11 @@ func (s *Server) info(r *http.Request, _ *actor) (int, any, error) {
 	if u, err := url.Parse(s.PublicURL); err == nil {
 		host = u.Host
 	}
-	return http.StatusOK, Info{PublicURL: s.PublicURL, Service: s.RegistryService, RegistryHost: host}, nil
+	repos := make([]PackageRepository, 0, len(s.PackageRepos))
+	for _, r := range s.PackageRepos {
+		repos = append(repos, PackageRepository{Name: r.Name, Format: r.Kind, Suite: r.Suite, Component: r.Component})
+	}
+	return http.StatusOK, Info{PublicURL: s.PublicURL, Service: s.RegistryService, RegistryHost: host, PackageRepositories: repos}, nil
 }
 
 func (s *Server) createAccount(r *http.Request, who *actor) (int, any, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -23,8 +24,9 @@ func TestInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := api.Info{PublicURL: "https://registry.example.com:8443", Service: "registry.example.com", RegistryHost: "registry.example.com:8443"}
-	if *info != want {
+	want := api.Info{PublicURL: "https://registry.example.com:8443", Service: "registry.example.com", RegistryHost: "registry.example.com:8443",
+		PackageRepositories: []api.PackageRepository{}}
+	if !reflect.DeepEqual(*info, want) {
 		t.Fatalf("info = %+v, want %+v", *info, want)
 	}
 	acme, _ := e.account("acme")

@@ -51,6 +51,11 @@ type PackageRepository struct {
 	Username     string `yaml:"username"`
 	Password     Secret `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
+	// Suite and Component (apt only, optional) complete the sources line
+	// of the set-up commands the CLI and the console print, e.g.
+	// "bookworm" and "main". They do not change what is served.
+	Suite     string `yaml:"suite"`
+	Component string `yaml:"component"`
 }
 
 // DefaultMaxRedirects is the default of packages.max_redirects.

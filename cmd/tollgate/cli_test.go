@@ -188,7 +188,7 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	show := c.ok("token", "show", id, "--reveal")
 	for _, want := range []string{
 		"docker login 127.0.0.1:", "kubectl create secret docker-registry", "--docker-password='" + secrets[len(secrets)-1] + "'",
-		"/etc/apk/repositories", "HTTP_AUTH", "/etc/apt/auth.conf.d/", "deb " + env["TOLLGATE_URL"] + "/apt/os",
+		"/etc/apk/repositories", "HTTP_AUTH", "/etc/apt/auth.conf.d/", "deb " + env["TOLLGATE_URL"] + "/apt/os stable main",
 	} {
 		if !strings.Contains(show, want) {
 			t.Errorf("token show lacks %q:\n%s", want, show)

@@ -334,9 +334,11 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 			}
 			var repos []tollgate.PackageRepo
 			if acct, err := cl.GetAccount(c.Context(), tok.Account); err == nil {
-				for _, r := range acct.Subscription.Packages {
-					repos = append(repos, tollgate.PackageRepo{Name: r, Kind: "apt"}, tollgate.PackageRepo{Name: r, Kind: "apk"})
+				var served []tollgate.PackageRepo
+				for _, r := range info.PackageRepositories {
+					served = append(served, tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component})
 				}
+				repos = entitledRepos(served, tollgate.Subscription{Packages: acct.Subscription.Packages})
 			}
 			return printTokenDetail(c.OutOrStdout(), tok, info.PublicURL, repos)
 		},

@@ -26,18 +26,31 @@ func (m *Main) consoleHandler() http.Handler {
 		PublicURL: m.Config.PublicURL,
 		Logger:    m.Logger,
 	}
-	if repos := m.Config.Packages.Repositories; len(repos) > 0 {
-		c.Repos = func(a *tollgate.Account) []tollgate.PackageRepo {
-			var out []tollgate.PackageRepo
-			for _, r := range repos {
-				if a.Subscription.EntitledPackages(r.Name) {
-					out = append(out, tollgate.PackageRepo{Name: r.Name, Kind: r.Format})
-				}
-			}
-			return out
-		}
+	if repos := m.packageRepos(); len(repos) > 0 {
+		c.Repos = func(a *tollgate.Account) []tollgate.PackageRepo { return entitledRepos(repos, a.Subscription) }
 	}
 	return c.Handler()
+}
+
+// packageRepos are the configured package repositories as the set-up
+// commands name them.
+func (m *Main) packageRepos() []tollgate.PackageRepo {
+	var out []tollgate.PackageRepo
+	for _, r := range m.Config.Packages.Repositories {
+		out = append(out, tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component})
+	}
+	return out
+}
+
+// entitledRepos keeps the repositories sub entitles.
+func entitledRepos(repos []tollgate.PackageRepo, sub tollgate.Subscription) []tollgate.PackageRepo {
+	var out []tollgate.PackageRepo
+	for _, r := range repos {
+		if sub.EntitledPackages(r.Name) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // withConsole sends /console and everything below it to the console.

@@ -98,7 +98,11 @@ func seedDevPackages(dataDir string) (*devPackages, error) {
 	d := &devPackages{Dev: dev, server: srv}
 	for _, f := range []string{config.FormatApt, config.FormatApk} {
 		for _, name := range []string{dev.Entitled, dev.Denied} {
-			d.Repositories = append(d.Repositories, config.PackageRepository{Name: name, Format: f, URL: srv.URL + "/" + f + "/" + name})
+			r := config.PackageRepository{Name: name, Format: f, URL: srv.URL + "/" + f + "/" + name}
+			if f == config.FormatApt {
+				r.Suite, r.Component = dev.AptSuite, dev.AptComponent
+			}
+			d.Repositories = append(d.Repositories, r)
 		}
 	}
 	return d, nil

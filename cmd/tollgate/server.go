@@ -111,6 +111,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		AdminKey:        m.AdminKey,
 		PublicURL:       m.Config.PublicURL,
 		RegistryService: m.Config.Service,
+		PackageRepos:    m.packageRepos(),
 		Logger:          m.Logger,
 		Blocked: func(r *http.Request) (time.Duration, bool) {
 			is, retry := m.limiter.Blocked(r.Context(), obs.ClientIP(r))
