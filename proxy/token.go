@@ -33,13 +33,15 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var user, password string
+	var password string
 	var haveCreds bool
 	var scopes []string
 	switch r.Method {
 	case http.MethodGet:
 		if h := r.Header.Get("Authorization"); h != "" {
-			user, password, haveCreds = authz.ParseBasic(h)
+			// Any non-empty user name (ParseBasic insists); the password
+			// is the registry token.
+			_, password, haveCreds = authz.ParseBasic(h)
 			if !haveCreds {
 				g.failed(r, "bad_credentials")
 				g.tokenUnauthorized(w, "invalid credentials")
@@ -64,9 +66,9 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 			writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", codeUnsupported, "only grant_type=password is supported")
 			return
 		}
-		user, password = r.PostForm.Get("username"), r.PostForm.Get("password")
+		password = r.PostForm.Get("password")
 		haveCreds = true
-		if user == "" || password == "" {
+		if r.PostForm.Get("username") == "" || password == "" {
 			g.failed(r, "bad_credentials")
 			g.tokenUnauthorized(w, "invalid credentials")
 			return
@@ -81,7 +83,6 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", codeUnsupported, "method not allowed")
 		return
 	}
-	_ = user // any non-empty user name is accepted; the password is the token
 
 	requested, err := authz.ParseScopes(scopes)
 	if err != nil {
