@@ -45,17 +45,41 @@ func (l *limiter) take(key string, factor int) (bool, time.Duration) {
 	}
 	if !ok || !now.Before(b.reset) {
 		if len(l.buckets) >= maxBuckets {
-			for k, v := range l.buckets {
-				if !now.Before(v.reset) {
-					delete(l.buckets, k)
-				}
-			}
+			l.shrink(now)
 		}
 		b = &bucket{reset: now.Add(l.window)}
 		l.buckets[key] = b
 	}
 	b.failures++
 	return false, 0
+}
+
+// shrink bounds the map: expired buckets go first, then buckets that are
+// not at their limit (a flood of new addresses each holds one failure),
+// and only then, if every bucket is blocking, any — down to 7/8 full, so
+// that the sweep runs rarely. Buckets that block an email or address
+// under attack are the last to go.
+func (l *limiter) shrink(now time.Time) {
+	for k, v := range l.buckets {
+		if !now.Before(v.reset) {
+			delete(l.buckets, k)
+		}
+	}
+	target := maxBuckets * 7 / 8
+	for k, v := range l.buckets {
+		if len(l.buckets) <= target {
+			return
+		}
+		if v.failures < l.limit {
+			delete(l.buckets, k)
+		}
+	}
+	for k := range l.buckets {
+		if len(l.buckets) <= target {
+			return
+		}
+		delete(l.buckets, k)
+	}
 }
 
 // refund gives back an attempt take counted that turned out not to be a

@@ -2,12 +2,14 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/password"
@@ -63,5 +65,25 @@ func TestSignInEmailsCannotBloatTheLimiter(t *testing.T) {
 	}
 	if size > 10*300+100 {
 		t.Fatalf("10 failed sign-ins keep %d bytes of keys in the limiter", size)
+	}
+}
+
+// TestSignInLimiterStaysBoundedAndKeepsBlockedKeys floods the limiter with
+// one failure from each of many addresses: memory stays bounded and the
+// email under attack stays blocked.
+func TestSignInLimiterStaysBoundedAndKeepsBlockedKeys(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	l := newLimiter(5, 15*time.Minute, func() time.Time { return now })
+	for range 5 {
+		l.take("email:victim@example.com", 1)
+	}
+	for i := range maxBuckets + 5000 {
+		l.take(fmt.Sprintf("ip:2001:db8::%x", i), 1)
+	}
+	if n := len(l.buckets); n > maxBuckets {
+		t.Fatalf("%d buckets, bound %d", n, maxBuckets)
+	}
+	if blocked, _ := l.take("email:victim@example.com", 1); !blocked {
+		t.Fatal("the flood evicted the blocked email's bucket")
 	}
 }
