@@ -79,6 +79,7 @@ const (
 	ActionUserCreated     = "user.created"
 	ActionUserLinkIssued  = "user.password_link_issued"
 	ActionUserPasswordSet = "user.password_set"
+	ActionUserSignedIn    = "user.signed_in"
 )
 
 // SetPasswordPath is where the console serves the set-password form.

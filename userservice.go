@@ -264,7 +264,13 @@ func (u *Users) SignIn(ctx context.Context, email, password string) (*User, Secr
 		if _, err := tx.DeleteExpiredSessions(ctx, now); err != nil {
 			return err
 		}
-		return tx.InsertSession(ctx, s)
+		if err := tx.InsertSession(ctx, s); err != nil {
+			return err
+		}
+		// Failed attempts are not recorded (the limiter bounds them); a
+		// session opened is, so an admin can see who signed in when.
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: usr.AccountID, Time: now, Actor: "user:" + usr.Email,
+			Action: ActionUserSignedIn, Target: usr.Email})
 	})
 	if err != nil {
 		return nil, "", err

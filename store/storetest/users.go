@@ -371,7 +371,7 @@ func usrService(t *testing.T, newStore NewStore) {
 				actions = append(actions, e.Action+" "+e.Actor+" "+e.Target)
 			}
 		}
-		want := []string{"user.password_set user:ann@acme.example ann@acme.example", "user.created operator ann@acme.example"}
+		want := []string{"user.signed_in user:ann@acme.example ann@acme.example", "user.password_set user:ann@acme.example ann@acme.example", "user.created operator ann@acme.example"}
 		if !slices.Equal(actions, want) {
 			t.Fatalf("audit = %q, want %q", actions, want)
 		}
