@@ -56,6 +56,17 @@ func (f *clientFlags) client() (*api.Client, error) {
 	return &api.Client{BaseURL: strings.TrimSuffix(u, "/"), Key: key, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
 }
 
+// run makes a command body that gets the API client first.
+func (f *clientFlags) run(fn func(c *cobra.Command, args []string, cl *api.Client) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		cl, err := f.client()
+		if err != nil {
+			return err
+		}
+		return fn(c, args, cl)
+	}
+}
+
 func errorText(err error) string {
 	var e *tollgate.Error
 	if errors.As(err, &e) {
@@ -107,26 +118,18 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 	simple := func(use, short string, call func(c *cobra.Command, cl *api.Client, name string) (*api.Account, error)) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
-			RunE: func(c *cobra.Command, args []string) error {
-				cl, err := f.client()
-				if err != nil {
-					return err
-				}
+			RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 				a, err := call(c, cl, args[0])
 				if err != nil {
 					return err
 				}
 				return printAccount(c, a)
-			},
+			}),
 		}
 	}
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Sign up an account; prints its default token once", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			a, tok, err := cl.CreateAccount(c.Context(), args[0])
 			if err != nil {
 				return err
@@ -139,15 +142,11 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(c.OutOrStdout(), "\ndefault token %s (shown once, keep it safe):\n%s\n", tok.ID, tok.Secret)
 			return nil
-		},
+		}),
 	}
 	list := &cobra.Command{
 		Use: "list", Short: "List accounts", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			as, err := cl.ListAccounts(c.Context())
 			if err != nil {
 				return err
@@ -160,16 +159,12 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 				rows = append(rows, accountRow(&as[i]))
 			}
 			return table(c.OutOrStdout(), "NAME\tSTATUS\tPACKAGES\tIMAGES\tPACKAGE REPOS\tCREATED", rows)
-		},
+		}),
 	}
 	var images, packages []string
 	entitle := &cobra.Command{
 		Use: "entitle NAME", Short: "Set the image patterns and package repositories an account may pull", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			if !c.Flags().Changed("images") || !c.Flags().Changed("packages") {
 				cur, err := cl.GetAccount(c.Context(), args[0])
 				if err != nil {
@@ -187,17 +182,13 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 				return err
 			}
 			return printAccount(c, a)
-		},
+		}),
 	}
 	entitle.Flags().StringSliceVar(&images, "images", nil, "image repository patterns, comma separated (nginx,python*,team-a/*); empty to clear")
 	entitle.Flags().StringSliceVar(&packages, "packages", nil, "package repository names, comma separated; empty to clear")
 	keyCmd := &cobra.Command{
 		Use: "create-key NAME", Short: "Issue (or replace) the account's management API key; printed once", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			key, err := cl.CreateAccountKey(c.Context(), args[0])
 			if err != nil {
 				return err
@@ -207,7 +198,7 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintln(c.OutOrStdout(), key)
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(create, list, entitle, keyCmd,
 		simple("show", "Show an account", func(c *cobra.Command, cl *api.Client, n string) (*api.Account, error) {
@@ -250,11 +241,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 	var cAccount, cName, cDescription, cScope, cExpires string
 	create := &cobra.Command{
 		Use: "create --account NAME --name N", Short: "Create a token; its secret is printed once", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			if cAccount == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
@@ -279,7 +266,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(c.OutOrStdout(), "\nsecret (shown once, keep it safe; `token show %s --reveal` shows it again):\n%s\n", tok.ID, tok.Secret)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&cAccount, "account", "", "account name (required)")
 	create.Flags().StringVar(&cName, "name", "", "token name, 1-100 characters (required)")
@@ -289,11 +276,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 
 	list := &cobra.Command{
 		Use: "list --account NAME", Short: "List an account's tokens", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
@@ -309,18 +292,14 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(c.OutOrStdout(), "\n%d of %d tokens\n", tl.Active, tl.Limit)
 			return nil
-		},
+		}),
 	}
 	list.Flags().StringVar(&account, "account", "", "account name (required)")
 	list.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked or suspended")
 
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show a token and its ready-to-paste set-up commands", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			tok, err := cl.GetToken(c.Context(), args[0], reveal)
 			if err != nil {
 				return err
@@ -341,17 +320,13 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 				repos = entitledRepos(served, tollgate.Subscription{Packages: acct.Subscription.Packages})
 			}
 			return printTokenDetail(c.OutOrStdout(), tok, info.PublicURL, repos)
-		},
+		}),
 	}
 	show.Flags().BoolVar(&reveal, "reveal", false, "include the secret (audited)")
 
 	edit := &cobra.Command{
 		Use: "edit ID", Short: "Edit a token's name, description, scope or expiry", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			var req api.EditTokenRequest
 			if c.Flags().Changed("name") {
 				req.Name = &name
@@ -380,7 +355,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 				return err
 			}
 			return printOne(f, c, tok)
-		},
+		}),
 	}
 	edit.Flags().StringVar(&name, "name", "", "new name")
 	edit.Flags().StringVar(&description, "description", "", "new description (empty to clear)")
@@ -389,11 +364,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 
 	extend := &cobra.Command{
 		Use: "extend ID --expires E", Short: "Set a new future expiry (reactivates an expired token)", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			if !c.Flags().Changed("expires") {
 				return tollgate.FieldError("expires", "required (--expires YYYY-MM-DD|RFC3339|never)")
 			}
@@ -405,23 +376,19 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 				return err
 			}
 			return printOne(f, c, tok)
-		},
+		}),
 	}
 	extend.Flags().StringVar(&expires, "expires", "", "YYYY-MM-DD (end of that day, UTC), RFC 3339 time, or never")
 
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke a token for good", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			tok, err := cl.RevokeToken(c.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printOne(f, c, tok)
-		},
+		}),
 	}
 	cmd.AddCommand(create, list, show, edit, extend, revoke)
 	return cmd
@@ -485,11 +452,7 @@ func newAuditCmd(f *clientFlags) *cobra.Command {
 	var limit int
 	list := &cobra.Command{
 		Use: "list --account NAME", Short: "List an account's lifecycle events, newest first", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
@@ -511,7 +474,7 @@ func newAuditCmd(f *clientFlags) *cobra.Command {
 				fmt.Fprintf(c.OutOrStdout(), "\nmore: --before %d\n", *page.NextBefore)
 			}
 			return nil
-		},
+		}),
 	}
 	list.Flags().StringVar(&account, "account", "", "account name (required)")
 	list.Flags().Int64Var(&before, "before", 0, "only events older than this event id (paging)")

@@ -29,11 +29,7 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 	}
 	add := &cobra.Command{
 		Use: "add --account NAME --email EMAIL --role admin|operator|viewer", Short: "Add a console user; prints its one-time set-password link", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, _ []string, cl *api.Client) error {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
@@ -48,7 +44,7 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 				return err
 			}
 			return printLink(c, out)
-		},
+		}),
 	}
 	add.Flags().StringVar(&account, "account", "", "account the user belongs to (required)")
 	add.Flags().StringVar(&email, "email", "", "the user's email address, what it signs in with (required)")
@@ -56,11 +52,7 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 
 	list := &cobra.Command{
 		Use: "list --account NAME", Short: "List an account's console users", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, _ []string, cl *api.Client) error {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
@@ -72,17 +64,13 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 				return f.printJSON(c.OutOrStdout(), us)
 			}
 			return printUsers(c, us)
-		},
+		}),
 	}
 	list.Flags().StringVar(&account, "account", "", "account name (required)")
 
 	link := &cobra.Command{
 		Use: "reset-link --email EMAIL", Short: "Issue a new one-time set-password link (the old one stops working)", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
+		RunE: f.run(func(c *cobra.Command, _ []string, cl *api.Client) error {
 			if _, err := tollgate.ValidateEmail(email); err != nil {
 				return err
 			}
@@ -91,7 +79,7 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 				return err
 			}
 			return printLink(c, out)
-		},
+		}),
 	}
 	link.Flags().StringVar(&email, "email", "", "the user's email address (required)")
 	cmd.AddCommand(add, list, link)
