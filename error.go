@@ -3,10 +3,11 @@ package tollgate
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
-// Error codes. Each maps to one HTTP status in the API and one OCI error
-// code in the proxy; the tables live with those packages.
+// Error codes. Each maps to one HTTP status (HTTPStatus), used by the API,
+// the console and the edge alike.
 const (
 	EINVALID      = "invalid"      // bad input; Field names the field
 	ENOTFOUND     = "not_found"    // no such account, token, ...
@@ -39,6 +40,26 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// HTTPStatus is the one table from error codes to HTTP statuses; an
+// unknown code is an internal error.
+func HTTPStatus(code string) int {
+	switch code {
+	case EINVALID:
+		return http.StatusBadRequest
+	case EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case EFORBIDDEN:
+		return http.StatusForbidden
+	case ENOTFOUND:
+		return http.StatusNotFound
+	case ECONFLICT, ELIMIT:
+		return http.StatusConflict
+	case EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
 
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {
