@@ -2,6 +2,7 @@ package authz
 
 import (
 	"encoding/base64"
+	"net/http"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,13 +16,30 @@ const (
 
 // Challenge is a Bearer WWW-Authenticate challenge of the registry token
 // protocol: where to get a token (Realm), for which service, for which
-// scopes, and what was wrong with the token that was sent.
+// scopes, and what was wrong with the token that was sent. It is an error
+// that sets its own headers (as distribution's auth.Challenge): a handler
+// returns it, wrapping why the request was refused, and the one place that
+// writes errors sets the header when the answer is a 401.
 type Challenge struct {
 	Realm   string
 	Service string
 	Scopes  []string // resource scopes, joined with spaces
-	Error   string   // ErrInvalidToken, ErrInsufficientScope or ""
+	Problem string   // the error parameter: ErrInvalidToken, ErrInsufficientScope or ""
+	// Err is why: its message is what the client is told.
+	Err error
 }
+
+func (c *Challenge) Error() string {
+	if c.Err == nil {
+		return "authentication required"
+	}
+	return c.Err.Error()
+}
+
+func (c *Challenge) Unwrap() error { return c.Err }
+
+// SetHeaders sets the WWW-Authenticate header.
+func (c *Challenge) SetHeaders(h http.Header) { h.Set("WWW-Authenticate", c.Header()) }
 
 // Header returns the WWW-Authenticate value, e.g.
 //
@@ -40,12 +58,31 @@ func (c Challenge) Header() string {
 		b.WriteString(`,scope=`)
 		writeQuoted(&b, scope)
 	}
-	if c.Error != "" {
+	if c.Problem != "" {
 		b.WriteString(`,error=`)
-		writeQuoted(&b, c.Error)
+		writeQuoted(&b, c.Problem)
 	}
 	return b.String()
 }
+
+// Basic is a challenge for HTTP Basic credentials, as an error that sets
+// its header (see Challenge). Err is why.
+type Basic struct {
+	Realm string
+	Err   error
+}
+
+func (b *Basic) Error() string {
+	if b.Err == nil {
+		return "authentication required"
+	}
+	return b.Err.Error()
+}
+
+func (b *Basic) Unwrap() error { return b.Err }
+
+// SetHeaders sets the WWW-Authenticate header.
+func (b *Basic) SetHeaders(h http.Header) { h.Set("WWW-Authenticate", BasicChallenge(b.Realm)) }
 
 // BasicChallenge returns the WWW-Authenticate value asking for HTTP Basic
 // credentials. apk matches realm against HTTP_AUTH=basic:REALM:user:pass.

@@ -15,9 +15,9 @@ func TestChallengeHeader(t *testing.T) {
 	}{
 		{"ping", Challenge{Realm: "https://r.example/token", Service: "r.example"},
 			`Bearer realm="https://r.example/token",service="r.example"`},
-		{"invalid token", Challenge{Realm: "https://r.example/token", Service: "r.example", Scopes: []string{"repository:a/b:pull"}, Error: ErrInvalidToken},
+		{"invalid token", Challenge{Realm: "https://r.example/token", Service: "r.example", Scopes: []string{"repository:a/b:pull"}, Problem: ErrInvalidToken},
 			`Bearer realm="https://r.example/token",service="r.example",scope="repository:a/b:pull",error="invalid_token"`},
-		{"insufficient scope, two scopes", Challenge{Realm: "https://r.example/token", Service: "r.example", Scopes: []string{"repository:a:pull", "repository:b:pull"}, Error: ErrInsufficientScope},
+		{"insufficient scope, two scopes", Challenge{Realm: "https://r.example/token", Service: "r.example", Scopes: []string{"repository:a:pull", "repository:b:pull"}, Problem: ErrInsufficientScope},
 			`Bearer realm="https://r.example/token",service="r.example",scope="repository:a:pull repository:b:pull",error="insufficient_scope"`},
 		{"no service", Challenge{Realm: "https://r.example/token"},
 			`Bearer realm="https://r.example/token"`},

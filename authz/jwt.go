@@ -27,8 +27,15 @@ const (
 	// maxTokenLen bounds what Verify will look at. 64 scopes with the
 	// longest names encode to about 30 KiB.
 	maxTokenLen = 64 << 10
-	// defaultVerifyCacheSize bounds the verified-token cache.
-	defaultVerifyCacheSize = 10000
+	// defaultVerifyCacheBytes bounds the verified-token cache by the bytes
+	// its entries hold (claims plus key and bookkeeping).
+	defaultVerifyCacheBytes = 16 << 20
+	// maxCachedTokenLen: longer JWTs are verified on every request but
+	// never remembered, so a few huge tokens cannot fill the cache.
+	maxCachedTokenLen = 8 << 10
+	// entryOverhead approximates a cache entry's fixed cost: map slot,
+	// key, Claims struct and its times.
+	entryOverhead = 256
 	// minRemaining is how long a JWT must at least live.
 	minRemaining = time.Second
 )
@@ -212,9 +219,10 @@ type Verifier struct {
 	now      func() time.Time
 	parser   *jwt.Parser
 
-	mu       sync.RWMutex
-	cache    map[[sha256.Size]byte]*Claims
-	cacheMax int // 0 disables the cache
+	mu         sync.RWMutex
+	cache      map[[sha256.Size]byte]*Claims
+	cacheBytes int // what the entries hold now
+	cacheMax   int // bytes; 0 disables the cache
 }
 
 // NewVerifier returns a Verifier accepting tokens signed by any of keys.
@@ -234,7 +242,7 @@ func NewVerifier(keys []*ecdsa.PublicKey, issuer, audience string, leeway time.D
 		leeway:   leeway,
 		now:      now,
 		cache:    make(map[[sha256.Size]byte]*Claims),
-		cacheMax: defaultVerifyCacheSize,
+		cacheMax: defaultVerifyCacheBytes,
 	}
 	for _, k := range keys {
 		if kid, err := Thumbprint(k); err == nil {
@@ -283,7 +291,7 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 	if c, ok := v.cached(key); ok {
 		if err := v.checkTimes(c, now); err != nil {
 			v.mu.Lock()
-			delete(v.cache, key)
+			v.forget(key)
 			v.mu.Unlock()
 			return nil, invalidToken(err)
 		}
@@ -316,7 +324,9 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 	if wc.NotBefore != nil {
 		c.NotBefore = wc.NotBefore.UTC()
 	}
-	v.remember(key, c, now)
+	if len(raw) <= maxCachedTokenLen {
+		v.remember(key, c, now)
+	}
 	return c.clone(), nil
 }
 
@@ -361,29 +371,53 @@ func (v *Verifier) cached(key [sha256.Size]byte) (*Claims, bool) {
 	return c, ok
 }
 
-// remember caches c. When the cache is full, expired entries go first;
-// if that frees too little, arbitrary entries go until it is 7/8 full, so
-// a full cache is swept once per many inserts, not on each.
+// claimsCost is what remembering c costs in bytes, roughly.
+func claimsCost(c *Claims) int {
+	n := entryOverhead + len(c.Subject) + len(c.Audience) + len(c.ID)
+	for _, a := range c.Access {
+		n += 64 + len(a.Type) + len(a.Name)
+		for _, act := range a.Actions {
+			n += 16 + len(act)
+		}
+	}
+	return n
+}
+
+// forget drops key's entry. Called with mu held.
+func (v *Verifier) forget(key [sha256.Size]byte) {
+	if c, ok := v.cache[key]; ok {
+		v.cacheBytes -= claimsCost(c)
+		delete(v.cache, key)
+	}
+}
+
+// remember caches c. When the cache would pass its byte bound, expired
+// entries go first; if that frees too little, arbitrary entries go until
+// it is 7/8 full, so a full cache is swept once per many inserts, not on
+// each.
 func (v *Verifier) remember(key [sha256.Size]byte, c *Claims, now time.Time) {
-	if v.cacheMax == 0 {
+	cost := claimsCost(c)
+	if v.cacheMax == 0 || cost > v.cacheMax/8 {
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.cache) >= v.cacheMax {
+	v.forget(key)
+	if v.cacheBytes+cost > v.cacheMax {
 		for k, e := range v.cache {
 			if v.checkTimes(e, now) != nil {
-				delete(v.cache, k)
+				v.forget(k)
 			}
 		}
 		for k := range v.cache {
-			if len(v.cache) < v.cacheMax-v.cacheMax/8 {
+			if v.cacheBytes+cost <= v.cacheMax-v.cacheMax/8 {
 				break
 			}
-			delete(v.cache, k)
+			v.forget(k)
 		}
 	}
 	v.cache[key] = c
+	v.cacheBytes += cost
 }
 
 func invalidToken(err error) *tollgate.Error {

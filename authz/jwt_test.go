@@ -743,7 +743,14 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	key := newKey(t)
 	s := newSigner(t, key, clk)
 	v := newVerifier(clk, key)
-	v.cacheMax = 16
+	first, err := v.Verify(issue(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	v.cache, v.cacheBytes = map[[sha256.Size]byte]*Claims{}, 0
+	v.cacheMax = 16 * claimsCost(first) // room for 16 entries of this shape
+	v.mu.Unlock()
 
 	// Short-lived tokens first: they are the ones evicted when it fills.
 	short, err := NewSigner(key, testIssuer, time.Second, clk.Now)
@@ -790,12 +797,62 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	}
 }
 
+// TestVerifyCacheBoundedByBytesNotCount: tokens asking for many long
+// scopes cost more than short ones; a flood of them must not hold more
+// memory than the byte bound, and a JWT past maxCachedTokenLen is never
+// remembered at all.
+func TestVerifyCacheBoundedByBytesNotCount(t *testing.T) {
+	clk := newClock()
+	key := newKey(t)
+	s := newSigner(t, key, clk)
+	v := newVerifier(clk, key)
+	v.cacheMax = 64 << 10
+	wide := func(n int) []Access {
+		var out []Access
+		for i := range n {
+			out = append(out, Access{Type: "repository", Name: fmt.Sprintf("%s/%03d", strings.Repeat("n", 200), i), Actions: []string{"pull"}})
+		}
+		return out
+	}
+	huge, _, _, err := s.Issue("tok_1", testAudience, wide(60), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(huge) <= maxCachedTokenLen {
+		t.Fatalf("test token is only %d bytes", len(huge))
+	}
+	if _, err := v.Verify(huge); err != nil {
+		t.Fatal(err)
+	}
+	if cached(v, huge) {
+		t.Fatal("a JWT past the size limit was cached")
+	}
+	for i := range 200 {
+		raw, _, _, err := s.Issue(fmt.Sprintf("tok_%d", i), testAudience, wide(20), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(raw); err != nil {
+			t.Fatal(err)
+		}
+		v.mu.RLock()
+		held := v.cacheBytes
+		v.mu.RUnlock()
+		if held > v.cacheMax {
+			t.Fatalf("cache holds %d bytes, bound is %d", held, v.cacheMax)
+		}
+	}
+	if n := cacheLen(v); n == 0 || n > 64 {
+		t.Fatalf("cache holds %d wide entries", n)
+	}
+}
+
 func TestVerifyConcurrent(t *testing.T) {
 	clk := newClock()
 	key := newKey(t)
 	s := newSigner(t, key, clk)
 	v := newVerifier(clk, key)
-	v.cacheMax = 8
+	v.cacheMax = 8 * claimsCost(&Claims{Subject: "tok_1", Access: pullA})
 	toks := make([]string, 20)
 	for i := range toks {
 		toks[i] = issue(t, s)

@@ -13,7 +13,7 @@ import (
 func BenchmarkTokenIssue(b *testing.B) {
 	e := newEnv(b)
 	_, secret := e.token(tollgate.TokenCreate{})
-	h := e.reg.Handler()
+	h := e.edge
 	req := httptest.NewRequest("GET", "/token?service="+e.host+"&scope=repository:demo/hello:pull&scope=repository:demo/other:pull", nil)
 	req.SetBasicAuth("tollgate", secret)
 	b.ReportAllocs()
@@ -36,7 +36,7 @@ func BenchmarkBearerAuthorization(b *testing.B) {
 	e := newEnv(b)
 	_, secret := e.token(tollgate.TokenCreate{})
 	jwt := e.bearer(secret, "repository:demo/hello:pull")
-	h := e.reg.Handler()
+	h := e.edge
 	req := httptest.NewRequest("GET", "/v2/", nil)
 	req.Header.Set("Authorization", "Bearer "+jwt)
 	b.ReportAllocs()

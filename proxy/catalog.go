@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"encoding/json"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,30 +16,28 @@ import (
 // names a page: distribution's largest).
 const maxCatalogPages = 10000
 
-// serveCatalog lists the repositories the caller may pull: the upstream
+// catalog lists the repositories the caller may pull: the upstream
 // catalog, mapped to public names, filtered, then paged with n and last.
-func (g *Registry) serveCatalog(w http.ResponseWriter, r *http.Request, may func(string) bool) {
+func (g *Registry) catalog(w http.ResponseWriter, r *http.Request, c caller) (any, error) {
 	n := 100
 	if v := r.URL.Query().Get("n"); v != "" {
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 0 {
-			writeOCIError(w, http.StatusBadRequest, codeUnsupported, "n must be a non-negative integer", nil)
-			return
+			return nil, &refusal{code: errcode.ErrorCodePaginationNumberInvalid, message: "n must be a non-negative integer"}
 		}
 		n = min(i, 1000)
 	}
-	last := r.URL.Query().Get("last")
-	names, err := g.Upstream.catalog(r)
-	if err != nil {
-		if r.Context().Err() == nil {
-			g.Logger.Warn("upstream catalog failed", "err", err)
-			writeOCIError(w, http.StatusBadGateway, codeUnavailable, "upstream registry unavailable", nil)
-		}
-		return
+	if g.upstream == nil {
+		return map[string][]string{"repositories": {}}, nil
 	}
-	var visible []string
+	last := r.URL.Query().Get("last")
+	names, err := g.upstream.catalog(r)
+	if err != nil {
+		return nil, &refusal{code: errcode.ErrorCodeUnavailable, status: http.StatusBadGateway, message: "upstream registry unavailable", err: err}
+	}
+	visible := []string{}
 	for _, up := range names {
-		if pub, ok := g.Upstream.FromUpstream(up); ok && pub > last && may(pub) {
+		if pub, ok := g.upstream.FromUpstream(up); ok && pub > last && g.may(c, pub) {
 			visible = append(visible, pub)
 		}
 	}
@@ -48,11 +48,7 @@ func (g *Registry) serveCatalog(w http.ResponseWriter, r *http.Request, may func
 			w.Header().Set("Link", `</v2/_catalog?last=`+url.QueryEscape(visible[n-1])+`&n=`+strconv.Itoa(n)+`>; rel="next"`)
 		}
 	}
-	if visible == nil {
-		visible = []string{}
-	}
-	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
-	writeJSON(w, http.StatusOK, map[string][]string{"repositories": visible})
+	return map[string][]string{"repositories": visible}, nil
 }
 
 // catalog walks the upstream's whole catalog.

@@ -44,7 +44,9 @@ type env struct {
 	t        testing.TB
 	svc      *tollgate.Service
 	up       *upstream.Registry
-	reg      *Registry
+	opts     Options // what the edge was built with
+	edge     *Edge
+	verifier *authz.Verifier
 	srv      *httptest.Server
 	host     string // tollgate's host:port
 	clock    *clock
@@ -57,22 +59,22 @@ type env struct {
 	bearerUp bool
 }
 
-type envOption func(*env, *Registry)
+type envOption func(*env, *Options)
 
-// Options run twice: before the upstream starts (g == nil), then on the
-// Registry.
+// Options run twice: before the upstream starts (o == nil), then on the
+// edge's Options.
 func withAnonymous(patterns ...string) envOption {
-	return func(_ *env, g *Registry) {
-		if g != nil {
-			g.Anonymous = patterns
+	return func(_ *env, o *Options) {
+		if o != nil {
+			o.Anonymous = patterns
 		}
 	}
 }
 
 // withBearerUpstream makes the upstream use the Docker token protocol.
 func withBearerUpstream() envOption {
-	return func(e *env, g *Registry) {
-		if g == nil {
+	return func(e *env, o *Options) {
+		if o == nil {
 			e.bearerUp = true
 		}
 	}
@@ -126,16 +128,17 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	jwks, _ := authz.JWKS([]*ecdsa.PublicKey{&e.key.PublicKey})
-	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password})
+	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password, PublicURL: public})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.reg = &Registry{
+	e.verifier = authz.NewVerifier([]*ecdsa.PublicKey{&e.key.PublicKey}, public, e.host, time.Minute, e.clock.Now)
+	e.opts = Options{
 		Lookup:    cache,
 		Usage:     cache,
 		Keys:      keys,
 		Signer:    signer,
-		Verifier:  authz.NewVerifier([]*ecdsa.PublicKey{&e.key.PublicKey}, public, e.host, time.Minute, e.clock.Now),
+		Verifier:  e.verifier,
 		JWKS:      jwks,
 		PublicURL: public,
 		Service:   e.host,
@@ -143,9 +146,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Now:       e.clock.Now,
 	}
 	for _, o := range opts {
-		o(e, e.reg)
+		o(e, &e.opts)
 	}
-	e.srv.Config.Handler = e.reg.Handler()
+	if e.edge, err = New(e.opts); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Config.Handler = e.edge
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 
@@ -238,4 +244,32 @@ func wantChallenge(t testing.TB, resp *http.Response, scope, errCode string) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code != "UNAUTHORIZED" {
 		t.Fatalf("401 body is not an UNAUTHORIZED envelope: %+v, %v", body, err)
 	}
+}
+
+// storeLookup answers Lookup from the store directly, for tests that put
+// no cache in front of it.
+type storeLookup struct{ store tollgate.Store }
+
+func (l storeLookup) Token(ctx context.Context, hash []byte) (*tollgate.Token, *tollgate.Account, error) {
+	return l.find(ctx, func(tx tollgate.Tx) (*tollgate.Token, error) { return tx.TokenByHash(ctx, hash) })
+}
+
+func (l storeLookup) TokenByID(ctx context.Context, id string) (*tollgate.Token, *tollgate.Account, error) {
+	return l.find(ctx, func(tx tollgate.Tx) (*tollgate.Token, error) { return tx.TokenByID(ctx, id) })
+}
+
+func (l storeLookup) find(ctx context.Context, get func(tollgate.Tx) (*tollgate.Token, error)) (*tollgate.Token, *tollgate.Account, error) {
+	var t *tollgate.Token
+	var a *tollgate.Account
+	err := l.store.View(ctx, func(tx tollgate.Tx) (err error) {
+		if t, err = get(tx); err != nil {
+			return err
+		}
+		a, err = tx.AccountByID(ctx, t.AccountID, false)
+		return err
+	})
+	if tollgate.ErrorCode(err) == tollgate.ENOTFOUND {
+		return nil, nil, tollgate.Errorf(tollgate.EUNAUTHORIZED, "invalid credentials")
+	}
+	return t, a, err
 }

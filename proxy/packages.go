@@ -5,9 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -43,14 +42,9 @@ type PackageRepo struct {
 	Username, Password string
 }
 
-// PackagesOptions configures NewPackages.
+// PackagesOptions configures the package routes.
 type PackagesOptions struct {
-	Repos  []PackageRepo
-	Lookup Lookup
-	Keys   *tollgate.Keys // hashes presented secrets for Lookup
-	Usage  UsageRecorder  // optional
-	Logger *slog.Logger
-	Now    func() time.Time
+	Repos []PackageRepo
 	// MaxRedirects bounds the upstream redirects followed for one request
 	// (0: none; a redirect is then a 502). Clients never see redirects.
 	MaxRedirects int
@@ -59,26 +53,15 @@ type PackagesOptions struct {
 	HeaderTimeout time.Duration
 	// Transport replaces the transport to the upstreams (tests).
 	Transport http.RoundTripper
-
-	// Optional hooks for metrics and failed-authentication limits.
-	// Blocked is asked first; when it says so the request gets a 429
-	// with Retry-After. Failed is told of every 401 with a presented
-	// credential, Denied of every 403, Allowed of every request let
-	// through. reason is an authz.Reason or "invalid_credentials".
-	Blocked func(r *http.Request) (retryAfter time.Duration, blocked bool)
-	Failed  func(r *http.Request, reason string)
-	Denied  func(r *http.Request, reason string)
-	Allowed func(r *http.Request, tok *tollgate.Token)
 }
 
-// Packages serves /apt/REPO/... and /apk/REPO/...: HTTP Basic with a
-// registry token as the password, decided by authz.Decide for the
-// package repository REPO, then the file streamed from REPO's upstream
-// byte for byte.
+// Packages serves /apt/REPO/... and /apk/REPO/... through the shared
+// front: HTTP Basic with a registry token as the password, decided by
+// authz.Decide for the package repository REPO, then the file streamed
+// from REPO's upstream byte for byte.
 type Packages struct {
-	o      PackagesOptions
-	repos  map[string]*pkgUpstream // by "format/name"
-	logger *slog.Logger
+	f     *front
+	repos map[string]*pkgUpstream // by "format/name"
 }
 
 type pkgUpstream struct {
@@ -87,8 +70,7 @@ type pkgUpstream struct {
 	proxy *httputil.ReverseProxy
 }
 
-// pkgTarget carries the authorized upstream path from ServeHTTP to
-// Rewrite.
+// pkgTarget carries the authorized upstream path from serve to Rewrite.
 type pkgTarget struct {
 	up      *pkgUpstream
 	path    string // unescaped, below the upstream base
@@ -98,22 +80,9 @@ type pkgTarget struct {
 
 type pkgCtxKey struct{}
 
-// NewPackages checks the repositories and builds their reverse proxies.
-// It starts nothing.
-func NewPackages(o PackagesOptions) (*Packages, error) {
-	if o.Lookup == nil || o.Keys == nil {
-		return nil, errors.New("packages: Lookup and Keys are required")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.HeaderTimeout <= 0 {
-		o.HeaderTimeout = 60 * time.Second
-	}
-	p := &Packages{o: o, repos: map[string]*pkgUpstream{}, logger: o.Logger}
+// newPackages checks the repositories and builds their reverse proxies.
+func newPackages(f *front, o PackagesOptions) (*Packages, error) {
+	p := &Packages{f: f, repos: map[string]*pkgUpstream{}}
 	for _, r := range o.Repos {
 		field := "packages: " + r.Format + " repository " + strconv.Quote(r.Name)
 		if r.Format != FormatApt && r.Format != FormatApk {
@@ -133,21 +102,7 @@ func NewPackages(o PackagesOptions) (*Packages, error) {
 		up := &pkgUpstream{repo: r, base: base}
 		rt := o.Transport
 		if rt == nil {
-			rt = &http.Transport{
-				Proxy:                 nil,
-				DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				TLSClientConfig:       r.TLS,
-				TLSHandshakeTimeout:   10 * time.Second,
-				ResponseHeaderTimeout: o.HeaderTimeout,
-				ExpectContinueTimeout: time.Second,
-				MaxIdleConns:          256,
-				MaxIdleConnsPerHost:   64,
-				IdleConnTimeout:       90 * time.Second,
-				DisableCompression:    true,
-				ForceAttemptHTTP2:     true,
-				ReadBufferSize:        64 << 10,
-				WriteBufferSize:       64 << 10,
-			}
+			rt = newTransport(r.TLS, o.HeaderTimeout, 64)
 		}
 		rt = &originAuth{next: rt, scheme: base.Scheme, host: base.Host, user: r.Username, pass: r.Password}
 		rt = &followRedirects{next: rt, max: o.MaxRedirects}
@@ -157,7 +112,7 @@ func NewPackages(o PackagesOptions) (*Packages, error) {
 			ModifyResponse: p.modifyResponse,
 			ErrorHandler:   p.errorHandler,
 			BufferPool:     bufferPool{},
-			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+			ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 		}
 		p.repos[r.Format+"/"+r.Name] = up
 	}
@@ -197,113 +152,58 @@ func parsePackagePath(escaped string) (format, repo, path, rawPath string, ok bo
 	return format, repo, p.String(), raw.String(), true
 }
 
-// ServeHTTP answers one package request.
-func (p *Packages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// serve answers one package request.
+func (p *Packages) serve(w http.ResponseWriter, r *http.Request) {
+	t, err := p.authorize(r)
+	if err != nil {
+		p.f.fail(w, r, stylePlain, err)
+		return
+	}
+	t.up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), pkgCtxKey{}, t)))
+}
+
+// authorize parses the path and decides the request. Refusals: 401 with
+// the Basic challenge for missing or unusable credentials (apk sends
+// HTTP_AUTH or netrc credentials only after one), 403 for a valid token
+// that may not read the repository, 404 for a path that cannot be.
+func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	format, name, path, rawPath, ok := parsePackagePath(r.URL.EscapedPath())
 	if !ok {
-		textError(w, http.StatusNotFound, "not found: invalid path")
-		return
+		return nil, refuse(errcode.ErrorCodeNameInvalid, "", "not found: invalid path").withStatus(http.StatusNotFound)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		textError(w, http.StatusMethodNotAllowed, "method not allowed: package repositories are read-only")
-		return
+		return nil, &refusal{code: errcode.ErrorCodeUnsupported, message: "method not allowed: package repositories are read-only", allow: "GET, HEAD"}
 	}
-	if p.o.Blocked != nil {
-		if retry, blocked := p.o.Blocked(r); blocked {
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry/time.Second))))
-			textError(w, http.StatusTooManyRequests, "too many failed authentications, retry later")
-			return
-		}
-	}
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		p.challenge(w, "authentication required: use HTTP Basic with a registry token as the password")
-		return
-	}
-	_, password, ok := authz.ParseBasic(h)
-	if !ok {
-		p.failed(r, "invalid_credentials")
-		p.challenge(w, "invalid credentials")
-		return
-	}
-	tok, acct, err := p.authenticate(r.Context(), password)
-	switch tollgate.ErrorCode(err) {
-	case "":
-	case tollgate.EUNAUTHORIZED:
-		p.failed(r, "invalid_credentials")
-		p.challenge(w, "invalid credentials")
-		return
-	case tollgate.EUNAVAILABLE:
-		p.logger.Warn("token lookup unavailable", "err", err)
-		w.Header().Set("Retry-After", "5")
-		textError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
-		return
+	var c caller
+	var err error
+	switch _, password, ok := authz.ParseBasic(r.Header.Get("Authorization")); {
+	case r.Header.Get("Authorization") == "":
+		err = refuse(errcode.ErrorCodeUnauthorized, "", "authentication required: use HTTP Basic with a registry token as the password")
+	case !ok:
+		err = p.f.guess(r, r.Header.Get("Authorization"), "invalid credentials")
 	default:
-		p.logger.Error("token lookup failed", "err", err)
-		textError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
-		return
+		c, err = p.f.bySecret(r, password)
 	}
-	reason := authz.Decide(tok, acct, p.o.Now(), authz.Resource{Kind: authz.Package, Name: name})
-	switch reason {
+	if err != nil {
+		return nil, &authz.Basic{Realm: PackageRealm, Err: err}
+	}
+	switch reason := authz.Decide(c.token, c.account, p.f.now(), authz.Resource{Kind: authz.Package, Name: name}); reason {
 	case authz.OK:
 	case authz.WrongScope, authz.NotEntitled:
-		p.logger.Debug("package request denied", "token", tok.ID, "format", format, "repo", name, "reason", string(reason))
-		if p.o.Denied != nil {
-			p.o.Denied(r, string(reason))
-		}
-		textError(w, http.StatusForbidden, packageDenyMessage(reason, acct, name))
-		return
+		return nil, refuse(errcode.ErrorCodeDenied, string(reason), packageDenyMessage(reason, c.account, name))
 	default:
-		p.logger.Debug("package request refused", "token", tok.ID, "reason", string(reason))
-		p.failed(r, string(reason))
-		p.challenge(w, packageRefuseMessage(reason))
-		return
+		return nil, &authz.Basic{Realm: PackageRealm, Err: refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))}
 	}
 	up := p.repos[format+"/"+name]
 	if up == nil {
 		// Only an entitled caller learns that a repository does not exist.
-		textError(w, http.StatusNotFound, "not found: no "+format+" repository "+name)
-		return
+		return nil, refuse(errcode.ErrorCodeNameUnknown, "", "not found: no "+format+" repository "+name)
 	}
-	if p.o.Allowed != nil {
-		p.o.Allowed(r, tok)
+	p.f.allow(r, c.token)
+	if r.Method == http.MethodGet {
+		p.f.used(r, c.token)
 	}
-	if p.o.Usage != nil && r.Method == http.MethodGet {
-		p.o.Usage.RecordUse(tok.ID, clientIP(r), r.UserAgent(), p.o.Now())
-	}
-	t := &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: format + "/" + name + path}
-	up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), pkgCtxKey{}, t)))
-}
-
-func (p *Packages) authenticate(ctx context.Context, secret string) (*tollgate.Token, *tollgate.Account, error) {
-	s, err := tollgate.ParseToken(secret)
-	if err != nil {
-		return nil, nil, err
-	}
-	return p.o.Lookup.Token(ctx, p.o.Keys.Hash(s))
-}
-
-func (p *Packages) failed(r *http.Request, reason string) {
-	if p.o.Failed != nil {
-		p.o.Failed(r, reason)
-	}
-}
-
-// challenge answers 401 with the Basic challenge: apk sends HTTP_AUTH or
-// netrc credentials only after one.
-func (p *Packages) challenge(w http.ResponseWriter, msg string) {
-	w.Header().Set("WWW-Authenticate", authz.BasicChallenge(PackageRealm))
-	textError(w, http.StatusUnauthorized, msg)
-}
-
-// packageRefuseMessage says why a token is not usable at all.
-func packageRefuseMessage(reason authz.Reason) string {
-	switch reason {
-	case authz.Revoked, authz.Expired, authz.Suspended:
-		return denyMessage(reason)
-	}
-	return "invalid credentials"
+	return &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: format + "/" + name + path}, nil
 }
 
 // packageDenyMessage says why a valid token may not read the repository.
@@ -315,17 +215,6 @@ func packageDenyMessage(reason authz.Reason, acct *tollgate.Account, repo string
 		return "forbidden: package access has not been granted to this account"
 	}
 	return "forbidden: the subscription does not include package repository " + repo
-}
-
-// textError writes a short plain-text answer. It never carries a secret.
-func textError(w http.ResponseWriter, status int, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
-	w.WriteHeader(status)
-	io.WriteString(w, msg+"\n")
 }
 
 func (u *pkgUpstream) rewrite(pr *httputil.ProxyRequest) {
@@ -345,13 +234,12 @@ func (u *pkgUpstream) rewrite(pr *httputil.ProxyRequest) {
 	// Identity bytes only: the client gets the upstream's file as it is
 	// (signatures cover the compressed bytes).
 	out.Header.Del("Accept-Encoding")
+	stripUpgrade(out.Header)
 }
 
-// Errors from ModifyResponse and the transport, answered by errorHandler.
+// Errors from modifyResponse, answered by errorHandler.
 var (
 	errPkgNotFound       = errors.New("not found upstream")
-	errTooManyRedirects  = errors.New("too many upstream redirects")
-	errBadRedirect       = errors.New("unusable upstream redirect")
 	errPkgUpstreamRefuse = errors.New("upstream refused tollgate's credentials")
 )
 
@@ -372,15 +260,16 @@ func (p *Packages) modifyResponse(resp *http.Response) error {
 	h.Del("Location")
 	h.Del("Content-Location")
 	switch s := resp.StatusCode; {
+	case s == http.StatusSwitchingProtocols:
+		return errProtocolSwitch
 	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusProxyAuthRequired:
-		p.logger.Error("package upstream refused tollgate's credentials", "status", s, "repo", t.up.repo.Format+"/"+t.up.repo.Name)
+		p.f.log.Error("package upstream refused tollgate's credentials", "status", s, "repo", t.up.repo.Format+"/"+t.up.repo.Name)
 		return errPkgUpstreamRefuse
 	case s == http.StatusNotFound || s == http.StatusGone:
 		return errPkgNotFound
 	case s >= 300 && s < 400 && s != http.StatusNotModified:
 		return errBadRedirect // a redirect followRedirects could not use
 	case s >= 500:
-		p.logger.Warn("package upstream failed", "status", s, "path", t.logPath)
 		return &upstreamStatusError{status: s, retryAfter: h.Get("Retry-After")}
 	}
 	return nil
@@ -388,91 +277,26 @@ func (p *Packages) modifyResponse(resp *http.Response) error {
 
 func (p *Packages) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	t := r.Context().Value(pkgCtxKey{}).(*pkgTarget)
+	e := &refusal{code: errcode.ErrorCodeUnavailable, status: http.StatusBadGateway, message: "upstream repository unavailable", err: fmt.Errorf("%s: %w", t.logPath, err)}
 	var se *upstreamStatusError
 	switch {
 	case errors.Is(err, errPkgNotFound):
-		textError(w, http.StatusNotFound, "not found")
+		e = refuse(errcode.ErrorCodeNameUnknown, "", "not found")
+	case errors.As(err, &se) && se.status == http.StatusServiceUnavailable:
+		e.status, e.message = se.status, "upstream repository unavailable, retry later"
+		if d, err := strconv.Atoi(se.retryAfter); err == nil && d > 0 && d < 24*3600 {
+			e.retry = time.Duration(d) * time.Second
+		}
+	case errors.As(err, &se) && se.status == http.StatusGatewayTimeout:
+		e.status, e.message = se.status, "upstream repository timed out"
 	case errors.As(err, &se):
-		switch se.status {
-		case http.StatusServiceUnavailable:
-			if ra := se.retryAfter; ra != "" && len(ra) < 64 {
-				w.Header().Set("Retry-After", ra)
-			}
-			textError(w, http.StatusServiceUnavailable, "upstream repository unavailable, retry later")
-		case http.StatusGatewayTimeout:
-			textError(w, http.StatusGatewayTimeout, "upstream repository timed out")
-		default:
-			textError(w, http.StatusBadGateway, "upstream repository failed")
-		}
-	case r.Context().Err() != nil:
-		// The client went away; the upstream request is already cancelled.
+		e.message = "upstream repository failed"
 	case errors.Is(err, errPkgUpstreamRefuse):
-		textError(w, http.StatusBadGateway, "upstream repository refused the request")
+		e.message = "upstream repository refused the request"
 	case errors.Is(err, errTooManyRedirects), errors.Is(err, errBadRedirect):
-		p.logger.Warn("package upstream redirect not followed", "path", t.logPath, "err", err)
-		textError(w, http.StatusBadGateway, "upstream repository redirected too often")
+		e.message = "upstream repository redirected too often"
 	case isTimeout(err):
-		p.logger.Warn("package upstream timeout", "path", t.logPath, "err", err)
-		textError(w, http.StatusGatewayTimeout, "upstream repository timed out")
-	default:
-		p.logger.Warn("package upstream unavailable", "path", t.logPath, "err", err)
-		textError(w, http.StatusBadGateway, "upstream repository unavailable")
+		e.status, e.message = http.StatusGatewayTimeout, "upstream repository timed out"
 	}
-}
-
-// originAuth adds tollgate's Basic credentials to requests for the
-// upstream's own origin, and to no other (a redirect to a CDN or object
-// store gets none).
-type originAuth struct {
-	next         http.RoundTripper
-	scheme, host string
-	user, pass   string
-}
-
-func (a *originAuth) RoundTrip(req *http.Request) (*http.Response, error) {
-	if a.user == "" || req.URL.Scheme != a.scheme || !strings.EqualFold(req.URL.Host, a.host) {
-		return a.next.RoundTrip(req)
-	}
-	out := req.Clone(req.Context())
-	out.SetBasicAuth(a.user, a.pass)
-	return a.next.RoundTrip(out)
-}
-
-// followRedirects follows upstream redirects for GET and HEAD, at most max
-// of them, so that the client only ever sees the final answer. Each hop
-// keeps the request's conditional and Range headers.
-type followRedirects struct {
-	next http.RoundTripper
-	max  int
-}
-
-func (f *followRedirects) RoundTrip(req *http.Request) (*http.Response, error) {
-	for hops := 0; ; hops++ {
-		resp, err := f.next.RoundTrip(req)
-		if err != nil {
-			return nil, err
-		}
-		switch resp.StatusCode {
-		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-		default:
-			return resp, nil
-		}
-		loc := resp.Header.Get("Location")
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		if hops >= f.max {
-			return nil, errTooManyRedirects
-		}
-		next, err := req.URL.Parse(loc)
-		if loc == "" || err != nil || (next.Scheme != "http" && next.Scheme != "https") || next.Host == "" {
-			return nil, errBadRedirect
-		}
-		next.User = nil
-		next.Fragment = ""
-		out := req.Clone(req.Context())
-		out.URL = next
-		out.Host = next.Host
-		out.Header.Del("Authorization") // originAuth decides per hop
-		req = out
-	}
+	p.f.fail(w, r, stylePlain, e)
 }

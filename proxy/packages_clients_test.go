@@ -59,7 +59,7 @@ func TestPackagesGoApk(t *testing.T) {
 	plain := &http.Client{Timeout: 10 * time.Second}
 	// go-apk caches indexes by URL for the life of the process: a second
 	// listener gives a second URL without credentials.
-	srv2 := httptest.NewServer(e.pkgs)
+	srv2 := httptest.NewServer(e.edge)
 	defer srv2.Close()
 
 	fetch := func(t *testing.T, repo string, client *http.Client, user, pass string) error {

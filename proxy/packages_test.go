@@ -36,7 +36,7 @@ type pkgEnv struct {
 	up     *httptest.Server
 	cdn    *httptest.Server // another host the upstream redirects to
 	srv    *httptest.Server // tollgate
-	pkgs   *Packages
+	edge   *Edge
 	logs   *syncBuffer
 	usage  *usageLog
 	aptKey string // keyring path
@@ -238,23 +238,25 @@ func newPkgEnv(t testing.TB, opts ...pkgEnvOption) *pkgEnv {
 	deadURL := "http://" + dead.Addr().String()
 	dead.Close()
 	repos = append(repos, PackageRepo{Format: FormatApt, Name: "dead", URL: deadURL})
-	o := PackagesOptions{
-		Repos:         repos,
-		Lookup:        StoreLookup{Store: st},
-		Keys:          keys,
-		Usage:         e.usage,
-		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:           e.clock.Now,
-		MaxRedirects:  3,
-		HeaderTimeout: 300 * time.Millisecond,
+	o := Options{
+		Lookup: storeLookup{store: st},
+		Keys:   keys,
+		Usage:  e.usage,
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:    e.clock.Now,
+		Packages: PackagesOptions{
+			Repos:         repos,
+			MaxRedirects:  3,
+			HeaderTimeout: 300 * time.Millisecond,
+		},
 	}
 	for _, opt := range opts {
-		opt(&o)
+		opt(&o.Packages)
 	}
-	if e.pkgs, err = NewPackages(o); err != nil {
+	if e.edge, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(e.pkgs)
+	e.srv = httptest.NewServer(e.edge)
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -763,33 +765,14 @@ func TestNewPackagesRefusesBadRepositories(t *testing.T) {
 		{Format: FormatApt, Name: "os", URL: "ftp://x"},
 		{Format: FormatApt, Name: "os", URL: "http://u:hunter2@x"},
 	} {
-		_, err := NewPackages(PackagesOptions{Repos: []PackageRepo{r}, Lookup: StoreLookup{}, Keys: keys})
+		_, err := New(Options{Lookup: storeLookup{}, Keys: keys, Packages: PackagesOptions{Repos: []PackageRepo{r}}})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%+v: err = %v", r, err)
 		}
 	}
 	two := []PackageRepo{{Format: FormatApt, Name: "os", URL: "http://x"}, {Format: FormatApt, Name: "os", URL: "http://y"}}
-	if _, err := NewPackages(PackagesOptions{Repos: two, Lookup: StoreLookup{}, Keys: keys}); err == nil {
+	if _, err := New(Options{Lookup: storeLookup{}, Keys: keys, Packages: PackagesOptions{Repos: two}}); err == nil {
 		t.Error("a repository listed twice was accepted")
 	}
 }
 
-// TestPackagesRoutedByRegistry: the front door hands /apt/ and /apk/ to
-// the package handler.
-func TestPackagesRoutedByRegistry(t *testing.T) {
-	e := newPkgEnv(t)
-	srv := httptest.NewServer((&Registry{Packages: e.pkgs}).Handler())
-	defer srv.Close()
-	for _, p := range []string{inRelease, "/apk/os/x86_64/APKINDEX.tar.gz"} {
-		req, _ := http.NewRequest("GET", srv.URL+p, nil)
-		req.SetBasicAuth("x", e.good)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s: %d", p, resp.StatusCode)
-		}
-	}
-}

@@ -144,15 +144,14 @@ func FuzzParseRoute(f *testing.F) {
 }
 
 func TestRewriteLocation(t *testing.T) {
-	u, _ := NewUpstream(UpstreamOptions{URL: "https://upstream.internal:5000", Mappings: []Mapping{{Public: "", Upstream: "images/"}}})
-	g := &Registry{PublicURL: "https://registry.example.com"}
+	u, _ := NewUpstream(UpstreamOptions{URL: "https://upstream.internal:5000", Mappings: []Mapping{{Public: "", Upstream: "images/"}}, PublicURL: "https://registry.example.com"})
 	tests := map[string]string{
 		"https://upstream.internal:5000/v2/images/nginx/blobs/sha256:abc?x=1": "https://registry.example.com/v2/nginx/blobs/sha256:abc?x=1",
 		"/v2/images/nginx/manifests/latest":                                   "https://registry.example.com/v2/nginx/manifests/latest",
 		"https://s3.example.net/bucket/blob?X-Amz-Signature=abc":              "https://s3.example.net/bucket/blob?X-Amz-Signature=abc",
 	}
 	for in, want := range tests {
-		if got := u.rewriteLocation(in, g); got != want {
+		if got := u.rewriteLocation(in); got != want {
 			t.Errorf("rewriteLocation(%q) = %q, want %q", in, got, want)
 		}
 	}

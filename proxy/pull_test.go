@@ -249,7 +249,7 @@ func TestDenials(t *testing.T) {
 	t.Run("JWTNeverOutlivesToken", func(t *testing.T) {
 		_, secret := e.token(tollgate.TokenCreate{Name: "short", Expiry: tollgate.Expiry{At: e.clock.Now().Add(5 * time.Minute)}})
 		jwt := e.bearer(secret, "repository:demo/hello:pull")
-		claims, err := e.reg.Verifier.Verify(jwt)
+		claims, err := e.verifier.Verify(jwt)
 		if err != nil || claims.ExpiresAt.After(e.clock.Now().Add(5*time.Minute)) {
 			t.Fatalf("JWT expires %v, token in 5 min (%v)", claims.ExpiresAt, err)
 		}
@@ -291,7 +291,7 @@ func TestDenials(t *testing.T) {
 			}
 			wantChallenge(t, e.do(m.method, m.path, nil), "", "")
 		}
-		claims, _ := e.reg.Verifier.Verify(jwt)
+		claims, _ := e.verifier.Verify(jwt)
 		if claims.Allows("repository", "demo/hello", "push") {
 			t.Fatal("push was granted")
 		}

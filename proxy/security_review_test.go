@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func TestUpstreamTokensCannotGrowWithoutBound(t *testing.T) {
 		}
 		return resp, nil
 	})
-	a := &upstreamAuth{next: up, user: "tollgate", pass: "pw", tokens: map[string]cachedToken{}}
+	a := newUpstreamAuth(up, &url.URL{Scheme: "https", Host: "upstream.internal"}, "tollgate", "pw", nil, nil)
 	for i := range 25_000 {
 		req, _ := http.NewRequest("GET", "https://upstream.internal/v2/public/made-up-"+strconv.Itoa(i)+"/manifests/latest", nil)
 		resp, err := a.RoundTrip(req)
@@ -36,9 +37,9 @@ func TestUpstreamTokensCannotGrowWithoutBound(t *testing.T) {
 		resp.Body.Close()
 	}
 	a.mu.Lock()
-	n := len(a.tokens)
+	n, held := len(a.tokens), a.bytes
 	a.mu.Unlock()
-	if n > 10_000 {
-		t.Fatalf("%d upstream tokens cached after 25000 made-up repositories", n)
+	if held > maxUpstreamTokenBytes || n == 0 {
+		t.Fatalf("%d upstream tokens (%d bytes) cached after 25000 made-up repositories", n, held)
 	}
 }

@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
@@ -11,6 +14,23 @@ import (
 
 // maxTokenBody caps the POST /token form.
 const maxTokenBody = 64 << 10
+
+// anonymousSubject is the JWT subject of tokens issued without credentials.
+const anonymousSubject = "anonymous"
+
+// tokenRealm is the realm of the Basic challenge on /token.
+const tokenRealm = "tollgate"
+
+// Registry serves /token and /v2/ through the shared front.
+type Registry struct {
+	f         *front
+	signer    *authz.Signer
+	verifier  *authz.Verifier
+	publicURL string
+	service   string
+	anonymous []string
+	upstream  *Upstream
+}
 
 // tokenResponse is the token endpoint's answer. No refresh_token: docker
 // would store it and come back with grant_type=refresh_token.
@@ -21,122 +41,99 @@ type tokenResponse struct {
 	IssuedAt    string `json:"issued_at"`
 }
 
-// serveToken implements GET /token (Basic credentials, docker, podman,
-// crane, oras) and POST /token (OAuth2 password grant, containerd).
+// serveToken implements GET /token (Basic credentials: docker, podman,
+// crane, oras) and POST /token (OAuth2 password grant: containerd).
 func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	defer func() { g.Metrics.TokenIssued(time.Since(start).Seconds()) }()
-	if r.Header.Get("Authorization") != "" || r.Method == http.MethodPost {
-		if g.blocked(w, r, func(w http.ResponseWriter, _ time.Duration) {
-			writeOAuthError(w, http.StatusTooManyRequests, "slow_down", codeTooManyRequests, "too many failed authentication attempts, retry later")
-		}) {
-			return
-		}
+	resp, err := g.token(w, r)
+	g.f.metrics.TokenIssued(time.Since(start).Seconds())
+	if err != nil {
+		g.f.fail(w, r, styleOAuth, &authz.Basic{Realm: tokenRealm, Err: err})
+		return
 	}
-	var password string
-	var haveCreds bool
-	var scopes []string
+	// The answer is a credential: no cache may keep it.
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// token decides a token request and signs the JWT it grants.
+func (g *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
+	password, form, err := g.tokenCredentials(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if svc := form.Get("service"); svc != "" && svc != g.service {
+		return nil, badTokenRequest("invalid_request", "unknown service")
+	}
+	requested, err := authz.ParseScopes(form["scope"])
+	if err != nil {
+		return nil, badTokenRequest("invalid_scope", tollgate.ErrorMessage(err))
+	}
+	if password == "" {
+		if len(g.anonymous) == 0 {
+			return nil, refuse(errcode.ErrorCodeUnauthorized, reasonBadCredentials, "authentication required")
+		}
+		return g.issue(anonymousSubject, g.grant(requested, g.isAnonymous), nil)
+	}
+	c, err := g.f.bySecret(r, password)
+	if err != nil {
+		return nil, err
+	}
+	if !c.token.Scope.Has(tollgate.ScopeImages) {
+		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.WrongScope), denyMessage(authz.WrongScope))
+	}
+	g.f.allow(r, c.token)
+	now := g.f.now()
+	access := g.grant(requested, func(name string) bool {
+		return authz.Decide(c.token, c.account, now, authz.Resource{Kind: authz.Image, Name: name}).Allowed() || g.isAnonymous(name)
+	})
+	g.f.used(r, c.token)
+	return g.issue(c.token.ID, access, c.token.ExpiresAt)
+}
+
+// tokenCredentials reads the password ("" when none was sent) and the
+// request's parameters: the query of a GET with Basic credentials, the
+// form of a POST with the password grant.
+func (g *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (string, url.Values, error) {
 	switch r.Method {
 	case http.MethodGet:
-		if h := r.Header.Get("Authorization"); h != "" {
-			// Any non-empty user name (ParseBasic insists); the password
-			// is the registry token.
-			_, password, haveCreds = authz.ParseBasic(h)
-			if !haveCreds {
-				g.failed(r, "bad_credentials")
-				g.tokenUnauthorized(w, "invalid credentials")
-				return
-			}
+		h := r.Header.Get("Authorization")
+		if h == "" {
+			return "", r.URL.Query(), nil
 		}
-		scopes = r.URL.Query()["scope"]
-		if svc := r.URL.Query().Get("service"); svc != "" && svc != g.Service {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", codeUnsupported, "unknown service")
-			return
+		// Any non-empty user name (ParseBasic insists); the password is
+		// the registry token.
+		_, password, ok := authz.ParseBasic(h)
+		if !ok {
+			return "", nil, g.f.guess(r, h, "invalid credentials")
 		}
+		return password, r.URL.Query(), nil
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, maxTokenBody)
 		if err := r.ParseForm(); err != nil {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", codeUnsupported, "malformed form body")
-			return
+			return "", nil, badTokenRequest("invalid_request", "malformed form body")
 		}
 		if gt := r.PostForm.Get("grant_type"); gt != "password" {
 			// Only the password grant: tollgate never hands out refresh
 			// tokens, so clients have none to present. containerd falls
 			// back to GET on this 400.
-			writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", codeUnsupported, "only grant_type=password is supported")
-			return
+			return "", nil, badTokenRequest("unsupported_grant_type", "only grant_type=password is supported")
 		}
-		password = r.PostForm.Get("password")
-		haveCreds = true
+		password := r.PostForm.Get("password")
 		if r.PostForm.Get("username") == "" || password == "" {
-			g.failed(r, "bad_credentials")
-			g.tokenUnauthorized(w, "invalid credentials")
-			return
+			return "", nil, g.f.guess(r, password, "invalid credentials")
 		}
-		scopes = r.PostForm["scope"]
-		if svc := r.PostForm.Get("service"); svc != "" && svc != g.Service {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", codeUnsupported, "unknown service")
-			return
-		}
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", codeUnsupported, "method not allowed")
-		return
+		return password, r.PostForm, nil
 	}
-
-	requested, err := authz.ParseScopes(scopes)
-	if err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", codeUnsupported, tollgate.ErrorMessage(err))
-		return
-	}
-	now := g.now()
-
-	if !haveCreds {
-		if len(g.Anonymous) == 0 {
-			g.denied(r, "bad_credentials")
-			g.tokenUnauthorized(w, "authentication required")
-			return
-		}
-		g.issue(w, "anonymous", g.grant(requested, func(name string) bool { return g.anonymous(name) }), nil, now)
-		return
-	}
-
-	tok, acct, err := g.authenticate(r.Context(), password)
-	if err != nil {
-		switch tollgate.ErrorCode(err) {
-		case tollgate.EUNAUTHORIZED:
-			g.failed(r, "bad_credentials")
-			g.tokenUnauthorized(w, "invalid credentials")
-		case tollgate.EUNAVAILABLE:
-			g.Logger.Warn("token endpoint: lookup unavailable", "err", err)
-			w.Header().Set("Retry-After", "5")
-			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", codeUnavailable, "temporarily unavailable, retry later")
-		default:
-			g.Logger.Error("token endpoint: lookup failed", "err", err)
-			writeOAuthError(w, http.StatusInternalServerError, "server_error", codeUnavailable, "internal error")
-		}
-		return
-	}
-	if reason := authz.Decide(tok, acct, now, authz.Resource{Kind: authz.Any}); !reason.Allowed() {
-		g.failed(r, string(reason))
-		g.tokenUnauthorized(w, denyMessage(reason))
-		return
-	}
-	if !tok.Scope.Has(tollgate.ScopeImages) {
-		g.failed(r, string(authz.WrongScope))
-		g.tokenUnauthorized(w, denyMessage(authz.WrongScope))
-		return
-	}
-	g.allowed(r, tok)
-	access := g.grant(requested, func(name string) bool {
-		return authz.Decide(tok, acct, now, authz.Resource{Kind: authz.Image, Name: name}).Allowed() || g.anonymous(name)
-	})
-	g.recordUse(r, tok.ID)
-	g.issue(w, tok.ID, access, tok.ExpiresAt, now)
+	return "", nil, &refusal{code: errcode.ErrorCodeUnsupported, oauth: "invalid_request", message: "method not allowed", allow: "GET, POST"}
 }
 
-func (g *Registry) anonymous(name string) bool {
-	for _, p := range g.Anonymous {
+func badTokenRequest(oauth, message string) *refusal {
+	return &refusal{code: errcode.ErrorCodeUnsupported, status: http.StatusBadRequest, oauth: oauth, message: message}
+}
+
+func (g *Registry) isAnonymous(name string) bool {
+	for _, p := range g.anonymous {
 		if tollgate.MatchPattern(p, name) {
 			return true
 		}
@@ -166,39 +163,12 @@ func (g *Registry) grant(requested []authz.ResourceScope, may func(name string) 
 	return access
 }
 
-func (g *Registry) issue(w http.ResponseWriter, subject string, access []authz.Access, notAfter *time.Time, now time.Time) {
-	raw, issuedAt, expiresIn, err := g.Signer.Issue(subject, g.Service, access, notAfter)
+func (g *Registry) issue(subject string, access []authz.Access, notAfter *time.Time) (*tokenResponse, error) {
+	raw, issuedAt, expiresIn, err := g.signer.Issue(subject, g.service, access, notAfter)
 	if err != nil {
 		// The registry token expires within a second: treat it as expired.
-		g.tokenUnauthorized(w, denyMessage(authz.Expired))
-		return
+		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.Expired), denyMessage(authz.Expired))
 	}
-	secs := int(expiresIn / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	writeJSON(w, http.StatusOK, tokenResponse{
-		Token: raw, AccessToken: raw, ExpiresIn: secs, IssuedAt: issuedAt.UTC().Format(time.RFC3339),
-	})
-}
-
-func (g *Registry) tokenUnauthorized(w http.ResponseWriter, msg string) {
-	w.Header().Set("WWW-Authenticate", authz.BasicChallenge("tollgate"))
-	writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", codeUnauthorized, msg)
-}
-
-// denyMessage tells the token's owner why it does not work. Only the holder
-// of a valid secret ever sees it.
-func denyMessage(r authz.Reason) string {
-	switch r {
-	case authz.Revoked:
-		return "registry token revoked"
-	case authz.Expired:
-		return "registry token expired"
-	case authz.Suspended:
-		return "account suspended"
-	case authz.WrongScope:
-		return "registry token lacks the images scope"
-	}
-	return "access denied"
+	return &tokenResponse{Token: raw, AccessToken: raw, ExpiresIn: max(1, int(expiresIn/time.Second)),
+		IssuedAt: issuedAt.UTC().Format(time.RFC3339)}, nil
 }

@@ -4,22 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/internal/obs"
 )
 
@@ -36,21 +33,31 @@ type UpstreamOptions struct {
 	TLS      *tls.Config // nil: system roots
 	Username string      // tollgate's own credentials at the upstream
 	Password string
-	Mappings []Mapping // first matching Public prefix wins; none: identity
-	Logger   *slog.Logger
+	// RealmHosts are hosts besides the upstream's own to which tollgate
+	// sends its credentials when the upstream's Bearer challenge names
+	// them as the token realm (a separate token server).
+	RealmHosts []string
+	Mappings   []Mapping // first matching Public prefix wins; none: identity
+	// PublicURL is tollgate's base URL: redirects to the upstream itself
+	// are rewritten onto it.
+	PublicURL string
+	Logger    *slog.Logger
 	// Transport overrides the default transport (tests).
 	Transport http.RoundTripper
 	// Metrics, if set, observes every upstream round trip as "registry".
 	Metrics *obs.Metrics
+	// Now is the clock of the upstream token cache (nil: time.Now).
+	Now func() time.Time
 }
 
 // Upstream forwards authorized requests to the upstream registry.
 type Upstream struct {
 	base     *url.URL
+	public   *url.URL // nil: redirects are not rewritten
 	mappings []Mapping
-	client   *http.Client // for catalog listing
+	client   *http.Client // for catalog listing and existence checks
 	proxy    *httputil.ReverseProxy
-	logger   *slog.Logger
+	resp     responder
 }
 
 // ctxKey carries the forwarded target from serveV2 to Rewrite.
@@ -59,44 +66,35 @@ type ctxKey struct{}
 type target struct {
 	path, query string
 	rt          route
-	g           *Registry
+	// unknown is the answer for a repository the upstream does not have:
+	// the same refusal as for one the caller may not pull.
+	unknown error
 }
 
-// NewUpstream builds the reverse proxy. Its transport has dial, TLS and
-// response-header timeouts but no whole-body timeout (blobs are large),
-// never asks for compression (bytes pass through untouched) and keeps
-// plenty of idle connections.
+// NewUpstream builds the reverse proxy (see newTransport).
 func NewUpstream(o UpstreamOptions) (*Upstream, error) {
 	base, err := url.Parse(strings.TrimSuffix(o.URL, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("upstream.url: must be an absolute http or https URL")
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" || base.User != nil {
+		return nil, fmt.Errorf("upstream.url: must be an absolute http or https URL without credentials")
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = discardLogger
 	}
 	rt := o.Transport
 	if rt == nil {
-		rt = &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:       o.TLS,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 60 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			MaxIdleConns:          512,
-			MaxIdleConnsPerHost:   128,
-			IdleConnTimeout:       90 * time.Second,
-			DisableCompression:    true,
-			ForceAttemptHTTP2:     true,
-			ReadBufferSize:        64 << 10,
-			WriteBufferSize:       64 << 10,
-		}
+		rt = newTransport(o.TLS, 60*time.Second, 128)
 	}
-	rt = &upstreamAuth{next: rt, user: o.Username, pass: o.Password, tokens: map[string]cachedToken{}}
+	rt = newUpstreamAuth(rt, &url.URL{Scheme: base.Scheme, Host: base.Host}, o.Username, o.Password, o.RealmHosts, o.Now)
 	if o.Metrics != nil {
 		rt = MeasuredTransport(rt, o.Metrics, "registry")
 	}
-	u := &Upstream{base: base, mappings: o.Mappings, logger: o.Logger,
+	u := &Upstream{base: base, mappings: o.Mappings, resp: responder{log: o.Logger, metrics: o.Metrics},
 		client: &http.Client{Transport: rt, Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	if o.PublicURL != "" {
+		if u.public, err = url.Parse(o.PublicURL); err != nil {
+			return nil, fmt.Errorf("public_url: %w", err)
+		}
+	}
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite:        u.rewrite,
 		Transport:      rt,
@@ -163,7 +161,8 @@ func (u *Upstream) upstreamPath(rt route) string {
 }
 
 // forward streams the request for an authorized route to the upstream.
-func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, rt route, g *Registry) {
+// unknown is the answer for a repository the upstream does not have.
+func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, rt route, unknown error) {
 	q := url.Values{}
 	in := r.URL.Query()
 	switch rt.kind {
@@ -178,7 +177,7 @@ func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, rt route, g *
 			q.Set("artifactType", v)
 		}
 	}
-	t := &target{path: u.upstreamPath(rt), query: q.Encode(), rt: rt, g: g}
+	t := &target{path: u.upstreamPath(rt), query: q.Encode(), rt: rt, unknown: unknown}
 	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
 }
 
@@ -195,40 +194,104 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 	out.Header.Del("Authorization")
 	out.Header.Del("Cookie")
 	out.Header.Del("Proxy-Authorization")
+	stripUpgrade(out.Header)
 }
+
+// Errors from modifyResponse, answered by errorHandler.
+var (
+	errUpstreamAuth = errors.New("upstream refused credentials")
+	errNameUnknown  = errors.New("repository unknown upstream")
+)
+
+// maxSmallBody bounds the upstream bodies tollgate reads to rewrite
+// (error envelopes, tag lists).
+const maxSmallBody = 4 << 20
 
 func (u *Upstream) modifyResponse(resp *http.Response) error {
 	t := resp.Request.Context().Value(ctxKey{}).(*target)
-	resp.Header.Del("Set-Cookie")
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	h := resp.Header
+	h.Del("Set-Cookie")
+	h.Del("WWW-Authenticate")
+	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+	switch s := resp.StatusCode; {
+	case s == http.StatusSwitchingProtocols:
+		return errProtocolSwitch
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
 		// Our own credentials were refused: that is the upstream's (or
 		// the operator's) problem, not the client's.
-		u.logger.Error("upstream refused tollgate's credentials", "status", resp.StatusCode, "path", t.path)
+		u.resp.log.Error("upstream refused tollgate's credentials", "status", s, "path", t.path)
 		return errUpstreamAuth
-	case resp.StatusCode == http.StatusNotFound:
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
+	case s == http.StatusNotFound:
+		body, _ := readSmall(resp.Body, 64<<10)
 		// A missing repository must look like one the caller is not
 		// entitled to. distribution answers MANIFEST_UNKNOWN for a tag
 		// of a missing repository, so ask its tag list to tell them apart.
-		if bytes.Contains(body, []byte(codeNameUnknown)) || (t.rt.kind != routeTags && !u.repoExists(resp.Request.Context(), t.rt.name)) {
+		if bytes.Contains(body, []byte(errcode.ErrorCodeNameUnknown.String())) || (t.rt.kind != routeTags && !u.repoExists(resp.Request.Context(), t.rt.name)) {
 			return errNameUnknown
 		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength = int64(len(body))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		if loc := resp.Header.Get("Location"); loc != "" {
-			resp.Header.Set("Location", u.rewriteLocation(loc, t.g))
+		setBody(resp, u.publicErrors(body, t.rt.name))
+	case s >= 400:
+		if u.mapped(t.rt.name) != t.rt.name && resp.Request.Method != http.MethodHead {
+			body, _ := readSmall(resp.Body, 64<<10)
+			setBody(resp, u.publicErrors(body, t.rt.name))
 		}
+	case s >= 300 && s < 400:
+		if loc := h.Get("Location"); loc != "" {
+			h.Set("Location", u.rewriteLocation(loc))
+		}
+	case s == http.StatusOK && t.rt.kind == routeTags && resp.Request.Method == http.MethodGet && u.mapped(t.rt.name) != t.rt.name:
+		body, err := readSmall(resp.Body, maxSmallBody)
+		if err != nil {
+			return err
+		}
+		setBody(resp, publicTagList(body, t.rt.name))
 	}
-	if link := resp.Header.Get("Link"); link != "" && t.rt.kind == routeTags {
-		resp.Header.Set("Link", u.rewriteLink(link, t.rt.name))
+	if link := h.Get("Link"); link != "" && t.rt.kind == routeTags {
+		h.Set("Link", u.rewriteLink(link, t.rt.name))
 	}
-	resp.Header.Del("WWW-Authenticate")
-	resp.Header.Set("Docker-Distribution-Api-Version", "registry/2.0")
 	return nil
+}
+
+// setBody replaces resp's body with b.
+func setBody(resp *http.Response, b []byte) {
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	resp.Header.Del("Content-Encoding")
+}
+
+// publicErrors rewrites an upstream error envelope so that it speaks the
+// public repository name: messages mention it instead of the upstream's,
+// and details (which may hold upstream names or paths) are dropped. A
+// body that is not an envelope becomes a generic one.
+func (u *Upstream) publicErrors(body []byte, public string) []byte {
+	up := u.mapped(public)
+	if up == public {
+		return body
+	}
+	var env struct {
+		Errors []errcode.Error `json:"errors"`
+	}
+	if json.Unmarshal(body, &env) != nil || len(env.Errors) == 0 {
+		env.Errors = []errcode.Error{{Code: errcode.ErrorCodeUnknown, Message: "upstream error"}}
+	}
+	for i := range env.Errors {
+		env.Errors[i].Message = strings.ReplaceAll(env.Errors[i].Message, up, public)
+		env.Errors[i].Detail = nil
+	}
+	out, _ := json.Marshal(env)
+	return out
+}
+
+// publicTagList sets a tag list's name to the public repository name.
+func publicTagList(body []byte, public string) []byte {
+	var list map[string]json.RawMessage
+	if json.Unmarshal(body, &list) != nil {
+		return body
+	}
+	list["name"], _ = json.Marshal(public)
+	out, _ := json.Marshal(list)
+	return out
 }
 
 // repoExists asks the upstream whether a repository exists; when it
@@ -244,21 +307,17 @@ func (u *Upstream) repoExists(ctx context.Context, name string) bool {
 	if err != nil {
 		return true
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return !(resp.StatusCode == http.StatusNotFound && bytes.Contains(body, []byte(codeNameUnknown)))
+	body, _ := readSmall(resp.Body, 64<<10)
+	return !(resp.StatusCode == http.StatusNotFound && bytes.Contains(body, []byte(errcode.ErrorCodeNameUnknown.String())))
 }
 
 // rewriteLocation maps a redirect to the upstream itself onto tollgate's
-// public URL; a redirect elsewhere (a presigned storage URL) passes through
-// unchanged, and tollgate never follows it with credentials.
-func (u *Upstream) rewriteLocation(loc string, g *Registry) string {
+// public URL and public names; a redirect elsewhere (a presigned storage
+// URL) passes through unchanged, and tollgate never follows it with
+// credentials.
+func (u *Upstream) rewriteLocation(loc string) string {
 	l, err := u.base.Parse(loc)
-	if err != nil || l.Host != u.base.Host {
-		return loc
-	}
-	pub, err := url.Parse(g.PublicURL)
-	if err != nil {
+	if err != nil || l.Host != u.base.Host || u.public == nil {
 		return loc
 	}
 	p := strings.TrimPrefix(l.Path, strings.TrimSuffix(u.base.Path, "/"))
@@ -272,7 +331,7 @@ func (u *Upstream) rewriteLocation(loc string, g *Registry) string {
 			}
 		}
 	}
-	l.Scheme, l.Host, l.Path, l.RawPath = pub.Scheme, pub.Host, p, ""
+	l.Scheme, l.Host, l.Path, l.RawPath = u.public.Scheme, u.public.Host, strings.TrimSuffix(u.public.Path, "/")+p, ""
 	return l.String()
 }
 
@@ -282,49 +341,21 @@ func (u *Upstream) rewriteLink(link, public string) string {
 	return strings.Replace(link, strings.TrimSuffix(u.base.Path, "/")+up, "/v2/"+public+"/tags/list", 1)
 }
 
-var (
-	errUpstreamAuth = errors.New("upstream refused credentials")
-	errNameUnknown  = errors.New("repository unknown upstream")
-)
-
 func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	t := r.Context().Value(ctxKey{}).(*target)
-	switch {
-	case errors.Is(err, errNameUnknown):
-		t.g.unauthorized(w, t.rt, authz.ErrInsufficientScope, "authentication required")
-	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
-		// The client went away; the upstream request is already cancelled.
-	case errors.Is(err, errUpstreamAuth):
-		writeOCIError(w, http.StatusBadGateway, codeUnavailable, "upstream registry refused the request", nil)
-	case isTimeout(err):
-		u.logger.Warn("upstream timeout", "path", t.path, "err", err)
-		writeOCIError(w, http.StatusGatewayTimeout, codeUnavailable, "upstream registry timed out", nil)
-	default:
-		u.logger.Warn("upstream unavailable", "path", t.path, "err", err)
-		writeOCIError(w, http.StatusBadGateway, codeUnavailable, "upstream registry unavailable", nil)
+	if errors.Is(err, errNameUnknown) {
+		u.resp.fail(w, r, styleOCI, t.unknown)
+		return
 	}
+	e := &refusal{code: errcode.ErrorCodeUnavailable, status: http.StatusBadGateway, message: "upstream registry unavailable", err: err}
+	switch {
+	case errors.Is(err, errUpstreamAuth):
+		e.message = "upstream registry refused the request"
+	case isTimeout(err):
+		e.status, e.message = http.StatusGatewayTimeout, "upstream registry timed out"
+	}
+	u.resp.fail(w, r, styleOCI, e)
 }
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// MeasuredTransport observes the time to response headers of every round
-// trip through next, and counts failures (no response, or 5xx).
-func MeasuredTransport(next http.RoundTripper, m *obs.Metrics, name string) http.RoundTripper {
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		start := time.Now()
-		resp, err := next.RoundTrip(req)
-		failed := err != nil && req.Context().Err() == nil || resp != nil && resp.StatusCode >= 500
-		m.Upstream(name, time.Since(start).Seconds(), failed)
-		return resp, err
-	})
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // Ping asks the upstream's /v2/ whether it answers at all (any status
 // below 500 will do: it usually wants credentials), for readiness.
@@ -343,179 +374,4 @@ func (u *Upstream) Ping(ctx context.Context) error {
 		return fmt.Errorf("upstream /v2/: status %d", resp.StatusCode)
 	}
 	return nil
-}
-
-// bufferPool gives the reverse proxy 256 KiB copy buffers: with the
-// default 32 KiB a loopback pull loses a good part of its throughput.
-type bufferPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
-
-// upstreamAuth adds tollgate's own credentials to upstream requests: Basic
-// when the upstream accepts it, or the registry token exchange when the
-// upstream answers with a Bearer challenge (tokens cached per scope).
-type upstreamAuth struct {
-	next       http.RoundTripper
-	user, pass string
-
-	mu     sync.Mutex
-	tokens map[string]cachedToken // by challenge scope
-	bearer bool                   // the upstream asked for bearer tokens
-}
-
-type cachedToken struct {
-	token   string
-	expires time.Time
-}
-
-// maxUpstreamTokens bounds the cached upstream tokens: the scopes are
-// repository paths, and callers choose the repository names.
-const maxUpstreamTokens = 10_000
-
-// sweep drops expired tokens, then, if that frees too little, arbitrary
-// ones until the cache is 7/8 full, so a full cache is swept once per
-// many inserts. Called with mu held.
-func (a *upstreamAuth) sweep() {
-	now := time.Now()
-	for k, t := range a.tokens {
-		if !now.Before(t.expires) {
-			delete(a.tokens, k)
-		}
-	}
-	for k := range a.tokens {
-		if len(a.tokens) < maxUpstreamTokens-maxUpstreamTokens/8 {
-			break
-		}
-		delete(a.tokens, k)
-	}
-}
-
-func (a *upstreamAuth) RoundTrip(req *http.Request) (*http.Response, error) {
-	scope := upstreamScope(req.URL.Path)
-	a.mu.Lock()
-	bearer := a.bearer
-	tok, ok := a.tokens[scope]
-	a.mu.Unlock()
-	out := req.Clone(req.Context())
-	switch {
-	case bearer && ok && time.Now().Before(tok.expires):
-		out.Header.Set("Authorization", "Bearer "+tok.token)
-	case a.user != "":
-		out.SetBasicAuth(a.user, a.pass)
-	}
-	resp, err := a.next.RoundTrip(out)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || req.Body != nil && req.Body != http.NoBody {
-		return resp, err
-	}
-	ch := resp.Header.Get("WWW-Authenticate")
-	if !strings.HasPrefix(strings.ToLower(ch), "bearer ") {
-		return resp, nil
-	}
-	token, ttl, err := a.fetchToken(req.Context(), ch)
-	if err != nil {
-		return resp, nil // the 401 stands; modifyResponse reports it
-	}
-	resp.Body.Close()
-	a.mu.Lock()
-	a.bearer = true
-	if _, ok := a.tokens[scope]; !ok && len(a.tokens) >= maxUpstreamTokens {
-		a.sweep()
-	}
-	a.tokens[scope] = cachedToken{token: token, expires: time.Now().Add(ttl - ttl/5)}
-	a.mu.Unlock()
-	out = req.Clone(req.Context())
-	out.Header.Set("Authorization", "Bearer "+token)
-	return a.next.RoundTrip(out)
-}
-
-// upstreamScope is the cache key for a path's bearer token: its repository.
-func upstreamScope(p string) string {
-	for _, s := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
-		if i := strings.Index(p, s); i > 0 {
-			return p[:i]
-		}
-	}
-	return p
-}
-
-func (a *upstreamAuth) fetchToken(ctx context.Context, challenge string) (string, time.Duration, error) {
-	params := parseChallengeParams(challenge[len("bearer "):])
-	realm, err := url.Parse(params["realm"])
-	if err != nil || (realm.Scheme != "http" && realm.Scheme != "https") {
-		return "", 0, errors.New("upstream challenge has no usable realm")
-	}
-	q := realm.Query()
-	if s := params["service"]; s != "" {
-		q.Set("service", s)
-	}
-	if s := params["scope"]; s != "" {
-		q.Set("scope", s)
-	}
-	realm.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
-	if err != nil {
-		return "", 0, err
-	}
-	if a.user != "" {
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(a.user+":"+a.pass)))
-	}
-	resp, err := a.next.RoundTrip(req)
-	if err != nil {
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", 0, fmt.Errorf("upstream token endpoint: status %d", resp.StatusCode)
-	}
-	var tr struct {
-		Token       string `json:"token"`
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int    `json:"expires_in"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tr); err != nil {
-		return "", 0, err
-	}
-	tok := tr.Token
-	if tok == "" {
-		tok = tr.AccessToken
-	}
-	if tok == "" {
-		return "", 0, errors.New("upstream token endpoint returned no token")
-	}
-	ttl := time.Duration(tr.ExpiresIn) * time.Second
-	if ttl < time.Minute {
-		ttl = time.Minute
-	}
-	return tok, ttl, nil
-}
-
-// parseChallengeParams parses `k="v",k2="v2"` (quoted or bare values).
-func parseChallengeParams(s string) map[string]string {
-	out := map[string]string{}
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimLeft(strings.TrimSpace(s), ",") {
-		k, rest, ok := strings.Cut(s, "=")
-		if !ok {
-			break
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		var v string
-		if strings.HasPrefix(rest, `"`) {
-			var b strings.Builder
-			i := 1
-			for ; i < len(rest) && rest[i] != '"'; i++ {
-				if rest[i] == '\\' && i+1 < len(rest) {
-					i++
-				}
-				b.WriteByte(rest[i])
-			}
-			v, s = b.String(), rest[min(i+1, len(rest)):]
-		} else {
-			v, s, _ = strings.Cut(rest, ",")
-		}
-		out[k] = strings.TrimSpace(v)
-	}
-	return out
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
 	"github.com/distribution/reference"
 	"github.com/gorilla/mux"
 
@@ -99,111 +101,105 @@ func parseRoute(r *http.Request) (route, error) {
 	return rt, nil
 }
 
-// caller is who is behind a /v2/ request.
-type caller struct {
-	token   *tollgate.Token // nil for anonymous
-	account *tollgate.Account
-	claims  *authz.Claims // nil when the request used Basic credentials
-}
-
-func (g *Registry) challenge(w http.ResponseWriter, scope, errCode string) {
-	c := authz.Challenge{Realm: g.realm(), Service: g.Service, Error: errCode}
-	if scope != "" {
-		c.Scopes = []string{scope}
-	}
-	w.Header().Set("WWW-Authenticate", c.Header())
-}
-
-// unauthorized answers 401 with the full challenge and an UNAUTHORIZED
-// envelope; a denied repository and a missing one look the same.
-func (g *Registry) unauthorized(w http.ResponseWriter, rt route, errCode, msg string) {
-	scope := ""
-	if rt.name != "" {
-		scope = "repository:" + rt.name + ":pull"
-	} else if rt.kind == routeCatalog {
-		scope = "registry:catalog:*"
-	}
-	g.challenge(w, scope, errCode)
-	var detail any
-	if rt.name != "" {
-		detail = []map[string]string{{"Type": "repository", "Name": rt.name, "Action": "pull"}}
-	}
-	writeOCIError(w, http.StatusUnauthorized, codeUnauthorized, msg, detail)
-}
-
+// serveV2 answers /v2/: the ping and the catalog itself, everything else
+// by the upstream once authorized.
 func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	rt, c, err := g.authorizeV2(r)
+	if err == nil && rt.kind != routeBase && rt.kind != routeCatalog {
+		g.f.metrics.Authorized(time.Since(start).Seconds())
+		g.upstream.forward(w, r, rt, g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
+		return
+	}
+	var body any = struct{}{}
+	if err == nil && rt.kind == routeCatalog {
+		body, err = g.catalog(w, r, c)
+	}
+	if err != nil {
+		g.f.fail(w, r, styleOCI, err)
+		return
+	}
+	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+	writeJSON(w, http.StatusOK, body)
+}
+
+// authorizeV2 parses the route and decides whether the caller may read
+// it. A denied repository and a missing one are refused alike.
+func (g *Registry) authorizeV2(r *http.Request) (route, caller, error) {
 	rt, err := parseRoute(r)
 	if err != nil {
-		writeOCIError(w, http.StatusNotFound, codeNameInvalid, "invalid repository name or path", nil)
-		return
+		return rt, caller{}, refuse(errcode.ErrorCodeNameInvalid, "", "invalid repository name or path")
 	}
 	obs.FromContext(r.Context()).Repo = rt.name
-	c, ok := g.identify(w, r, rt)
-	if !ok {
-		return
+	c, err := g.identify(r, rt)
+	if err != nil {
+		return rt, c, err
 	}
-	read := r.Method == http.MethodGet || r.Method == http.MethodHead
-	if !read || rt.write {
+	if read := r.Method == http.MethodGet || r.Method == http.MethodHead; !read || rt.write {
 		if c.token == nil && c.claims == nil {
-			g.unauthorized(w, rt, "", "authentication required")
-			return
+			return rt, c, g.challenge(rt, "", refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
 		}
-		writeOCIError(w, http.StatusForbidden, codeDenied, "this registry is read-only", nil)
-		return
+		return rt, c, refuse(errcode.ErrorCodeDenied, "", "this registry is read-only")
 	}
-	now := g.now()
-	switch rt.kind {
-	case routeBase:
-		w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
-		writeJSON(w, http.StatusOK, struct{}{})
-		return
-	case routeCatalog:
+	switch {
+	case rt.kind == routeBase:
+		return rt, c, nil
+	case rt.kind == routeCatalog:
 		if c.claims != nil && !c.claims.Allows("registry", "catalog", "*") {
-			g.denied(r, string(authz.NotEntitled))
-			g.unauthorized(w, rt, authz.ErrInsufficientScope, "catalog access not granted")
-			return
+			return rt, c, g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(authz.NotEntitled), "catalog access not granted"))
 		}
-		g.serveCatalog(w, r, func(name string) bool { return g.may(c, name) })
-		return
-	}
-	if c.claims != nil && !c.claims.Allows("repository", rt.name, "pull") {
-		g.denied(r, string(authz.NotEntitled))
-		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
-		return
+		return rt, c, nil
+	case c.claims != nil && !c.claims.Allows("repository", rt.name, "pull"):
+		return rt, c, g.notEntitled(rt)
 	}
 	if c.token != nil {
-		switch reason := authz.Decide(c.token, c.account, now, authz.Resource{Kind: authz.Image, Name: rt.name}); reason {
+		switch reason := authz.Decide(c.token, c.account, g.f.now(), authz.Resource{Kind: authz.Image, Name: rt.name}); reason {
 		case authz.OK:
 		case authz.WrongScope, authz.NotEntitled:
-			if !g.anonymous(rt.name) {
-				g.denied(r, string(reason))
-				g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
-				return
+			if !g.isAnonymous(rt.name) {
+				return rt, c, g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(reason), "authentication required"))
 			}
 		default:
-			g.denied(r, string(reason))
-			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(reason))
-			return
+			return rt, c, g.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason)))
 		}
-		g.allowed(r, c.token)
-		if rt.kind == routeManifest && r.Method == http.MethodGet {
-			g.recordUse(r, c.token.ID)
-		}
-	} else if !g.anonymous(rt.name) {
-		g.denied(r, string(authz.NotEntitled))
-		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
-		return
+	} else if !g.isAnonymous(rt.name) {
+		return rt, c, g.notEntitled(rt)
 	}
-	if _, served := g.Upstream.ToUpstream(rt.name); !served {
+	if g.upstream == nil {
+		return rt, c, tollgate.Unavailable("upstream registry", errors.New("no upstream configured"))
+	}
+	if _, served := g.upstream.ToUpstream(rt.name); !served {
 		// Outside every mapping: no such repository, and it looks like
 		// any other repository the caller may not pull.
-		g.denied(r, string(authz.NotEntitled))
-		g.unauthorized(w, rt, authz.ErrInsufficientScope, "authentication required")
-		return
+		return rt, c, g.notEntitled(rt)
 	}
-	g.Metrics.Authorized(time.Since(start).Seconds())
-	g.Upstream.forward(w, r, rt, g)
+	g.f.allow(r, c.token)
+	if rt.kind == routeManifest && r.Method == http.MethodGet {
+		g.f.used(r, c.token)
+	}
+	return rt, c, nil
+}
+
+func (g *Registry) notEntitled(rt route) error {
+	return g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(authz.NotEntitled), "authentication required"))
+}
+
+// challenge wraps why a /v2/ request was refused in the Bearer challenge
+// for its route: the realm, the scope it needs, and what was wrong. When
+// the answer is a 401 its envelope names the repository, as distribution's
+// does.
+func (g *Registry) challenge(rt route, problem string, err error) error {
+	c := &authz.Challenge{Realm: strings.TrimSuffix(g.publicURL, "/") + "/token", Service: g.service, Problem: problem, Err: err}
+	switch {
+	case rt.name != "":
+		c.Scopes = []string{"repository:" + rt.name + ":pull"}
+		if rf, ok := err.(*refusal); ok && rf.detail == nil {
+			rf.detail = []map[string]string{{"Type": "repository", "Name": rt.name, "Action": "pull"}}
+		}
+	case rt.kind == routeCatalog:
+		c.Scopes = []string{"registry:catalog:*"}
+	}
+	return c
 }
 
 // may reports whether caller c may pull repository name now.
@@ -211,102 +207,45 @@ func (g *Registry) may(c caller, name string) bool {
 	if c.claims != nil && !c.claims.Allows("repository", name, "pull") && !c.claims.Allows("registry", "catalog", "*") {
 		return false
 	}
-	if g.anonymous(name) {
+	if g.isAnonymous(name) {
 		return true
 	}
-	return c.token != nil && authz.Decide(c.token, c.account, g.now(), authz.Resource{Kind: authz.Image, Name: name}).Allowed()
+	return c.token != nil && authz.Decide(c.token, c.account, g.f.now(), authz.Resource{Kind: authz.Image, Name: name}).Allowed()
 }
 
 // identify authenticates the request: a bearer JWT from /token, or Basic
-// with a registry token (curl -u). It answers the request itself and
-// returns false when it cannot go on.
-func (g *Registry) identify(w http.ResponseWriter, r *http.Request, rt route) (caller, bool) {
+// with a registry token (curl -u), or nobody (anonymous pulls, when the
+// repository allows them).
+func (g *Registry) identify(r *http.Request, rt route) (caller, error) {
 	h := r.Header.Get("Authorization")
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch {
 	case h == "":
-		if rt.kind != routeBase && rt.name != "" && g.anonymous(rt.name) {
-			return caller{}, true
+		if rt.name != "" && g.isAnonymous(rt.name) {
+			return caller{}, nil
 		}
-		g.unauthorized(w, rt, "", "authentication required")
-		return caller{}, false
+		return caller{}, g.challenge(rt, "", refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
 	case strings.EqualFold(scheme, "Bearer"):
-		// A valid JWT is never rate limited: only failures count, so a
-		// client behind the same address as an attacker keeps pulling.
-		claims, err := g.Verifier.Verify(strings.TrimSpace(cred))
+		c, err := g.f.byJWT(r, g.verifier, strings.TrimSpace(cred))
 		if err != nil {
-			g.Logger.Debug("bearer token refused", "err", err)
-			g.failed(r, "bad_credentials")
-			if g.blocked(w, r, g.tooMany) {
-				return caller{}, false
-			}
-			g.unauthorized(w, rt, authz.ErrInvalidToken, "invalid token")
-			return caller{}, false
+			return c, g.challenge(rt, authz.ErrInvalidToken, err)
 		}
-		if claims.Subject == "anonymous" {
-			return caller{claims: claims}, true
-		}
-		tok, acct, err := g.Lookup.TokenByID(r.Context(), claims.Subject)
-		if !g.lookupOK(w, rt, err) {
-			return caller{}, false
-		}
-		// The registry token behind the JWT must still be usable now.
-		if reason := authz.Decide(tok, acct, g.now(), authz.Resource{Kind: authz.Any}); !reason.Allowed() {
-			g.denied(r, string(reason))
-			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(reason))
-			return caller{}, false
-		}
-		return caller{token: tok, account: acct, claims: claims}, true
+		return c, nil
 	case strings.EqualFold(scheme, "Basic"):
-		if g.blocked(w, r, g.tooMany) {
-			return caller{}, false
+		var c caller
+		var err error
+		if _, password, ok := authz.ParseBasic(h); ok {
+			c, err = g.f.bySecret(r, password)
+		} else {
+			err = g.f.guess(r, h, "invalid credentials")
 		}
-		_, password, ok := authz.ParseBasic(h)
-		if !ok {
-			g.failed(r, "bad_credentials")
-			g.unauthorized(w, rt, authz.ErrInvalidToken, "invalid credentials")
-			return caller{}, false
+		if err == nil && !c.token.Scope.Has(tollgate.ScopeImages) {
+			err = refuse(errcode.ErrorCodeUnauthorized, string(authz.WrongScope), denyMessage(authz.WrongScope))
 		}
-		tok, acct, err := g.authenticate(r.Context(), password)
-		if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
-			g.failed(r, "bad_credentials")
+		if err != nil {
+			return caller{}, g.challenge(rt, authz.ErrInvalidToken, err)
 		}
-		if !g.lookupOK(w, rt, err) {
-			return caller{}, false
-		}
-		if reason := authz.Decide(tok, acct, g.now(), authz.Resource{Kind: authz.Any}); !reason.Allowed() {
-			g.failed(r, string(reason))
-			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(reason))
-			return caller{}, false
-		}
-		if !tok.Scope.Has(tollgate.ScopeImages) {
-			g.failed(r, string(authz.WrongScope))
-			g.unauthorized(w, rt, authz.ErrInvalidToken, denyMessage(authz.WrongScope))
-			return caller{}, false
-		}
-		return caller{token: tok, account: acct}, true
+		return c, nil
 	}
-	g.unauthorized(w, rt, authz.ErrInvalidToken, "unsupported authorization scheme")
-	return caller{}, false
-}
-
-func (g *Registry) tooMany(w http.ResponseWriter, _ time.Duration) {
-	writeOCIError(w, http.StatusTooManyRequests, codeTooManyRequests, "too many failed authentication attempts, retry later", nil)
-}
-
-func (g *Registry) lookupOK(w http.ResponseWriter, rt route, err error) bool {
-	switch tollgate.ErrorCode(err) {
-	case "":
-		return true
-	case tollgate.EUNAUTHORIZED:
-		g.unauthorized(w, rt, authz.ErrInvalidToken, "invalid credentials")
-	case tollgate.EUNAVAILABLE:
-		g.Logger.Warn("token lookup unavailable", "err", err)
-		w.Header().Set("Retry-After", "5")
-		writeOCIError(w, http.StatusServiceUnavailable, codeUnavailable, "temporarily unavailable, retry later", nil)
-	default:
-		g.Logger.Error("token lookup failed", "err", err)
-		writeOCIError(w, http.StatusInternalServerError, codeUnavailable, "internal error", nil)
-	}
-	return false
+	return caller{}, g.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, "", "unsupported authorization scheme"))
 }

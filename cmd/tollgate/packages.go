@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,36 +17,26 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// packagesHandler builds the /apt/ and /apk/ routes from
-// packages.repositories, sharing g's lookup, keys, usage, metrics and
-// failed-authentication limits. It returns nil when no repository is
-// configured (those paths are then not found).
-func (m *Main) packagesHandler(g *proxy.Registry) (http.Handler, error) {
+// packageOptions turns packages.repositories into the edge's package
+// routes (none configured: those paths are not found).
+func (m *Main) packageOptions() (proxy.PackagesOptions, error) {
 	c := m.Config.Packages
-	if len(c.Repositories) == 0 {
-		return nil, nil
-	}
-	opts := proxy.PackagesOptions{Logger: m.Logger, MaxRedirects: c.MaxRedirects}
+	opts := proxy.PackagesOptions{MaxRedirects: c.MaxRedirects}
 	for i, r := range c.Repositories {
 		field := "packages.repositories[" + strconv.Itoa(i) + "]"
 		pw, err := r.PackagePassword(field)
 		if err != nil {
-			return nil, err
+			return opts, err
 		}
 		repo := proxy.PackageRepo{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw}
 		if r.CAFile != "" {
 			if repo.TLS, err = caTLSConfig(field+".ca_file", r.CAFile); err != nil {
-				return nil, err
+				return opts, err
 			}
 		}
 		opts.Repos = append(opts.Repos, repo)
 	}
-	g.PackageHooks(&opts)
-	p, err := proxy.NewPackages(opts)
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
+	return opts, nil
 }
 
 // caTLSConfig trusts the PEM bundle at path in addition to the system

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -127,7 +125,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			obs.FromContext(r.Context()).Reason = "bad_credentials"
 		},
 	}
-	registry, err := m.registry(keys, tk)
+	registry, err := m.edge(keys, tk)
 	if err != nil {
 		return err
 	}
@@ -355,9 +353,10 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.Debug("redis: " + fmt.Sprintf(format, v...))
 }
 
-// registry builds the image front door: token endpoint, JWTs, and the
-// reverse proxy to the upstream (when one is configured).
-func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) {
+// edge builds the one front door: token endpoint, JWTs, the reverse
+// proxy to the upstream registry (when one is configured) and the package
+// routes, all on one core.
+func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) {
 	c := m.Config
 	signer, err := authz.NewSigner(keys.Signing, c.PublicURL, c.Tokens.JWTLifetime.Duration(), time.Now)
 	if err != nil {
@@ -367,7 +366,7 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 	if err != nil {
 		return nil, err
 	}
-	g := &proxy.Registry{
+	o := proxy.Options{
 		Lookup:    m.Cache,
 		Metrics:   m.Metrics,
 		Limiter:   m.limiter,
@@ -382,36 +381,27 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 		Logger:    m.Logger,
 	}
 	if c.Upstream.URL != "" {
-		opts := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, Logger: m.Logger, Metrics: m.Metrics}
-		if opts.Password, err = c.UpstreamPassword(); err != nil {
+		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics}
+		if uo.Password, err = c.UpstreamPassword(); err != nil {
 			return nil, err
 		}
 		if c.Upstream.CAFile != "" {
-			pem, err := os.ReadFile(c.Upstream.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.ca_file: %w", err)
+			if uo.TLS, err = caTLSConfig("upstream.ca_file", c.Upstream.CAFile); err != nil {
+				return nil, err
 			}
-			pool, err := x509.SystemCertPool()
-			if err != nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("upstream.ca_file: no PEM certificate in %s", c.Upstream.CAFile)
-			}
-			opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
 		for _, mp := range c.Upstream.ParsedMappings() {
-			opts.Mappings = append(opts.Mappings, proxy.Mapping{Public: mp[0], Upstream: mp[1]})
+			uo.Mappings = append(uo.Mappings, proxy.Mapping{Public: mp[0], Upstream: mp[1]})
 		}
-		if g.Upstream, err = proxy.NewUpstream(opts); err != nil {
+		if o.Upstream, err = proxy.NewUpstream(uo); err != nil {
 			return nil, err
 		}
-		m.upstream = g.Upstream
+		m.upstream = o.Upstream
 	}
-	if g.Packages, err = m.packagesHandler(g); err != nil {
+	if o.Packages, err = m.packageOptions(); err != nil {
 		return nil, err
 	}
-	return g.Handler(), nil
+	return proxy.New(o)
 }
 
 // dispatch routes by path prefix without http.ServeMux, which would
