@@ -775,4 +775,3 @@ func TestNewPackagesRefusesBadRepositories(t *testing.T) {
 		t.Error("a repository listed twice was accepted")
 	}
 }
-
