@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 	"github.com/tollgate/tollgate/internal/upstream"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
@@ -57,6 +58,7 @@ type env struct {
 	upCreds  upstream.BasicAuth
 	acctName string
 	bearerUp bool
+	mappings []Mapping
 }
 
 type envOption func(*env, *Options)
@@ -67,6 +69,24 @@ func withAnonymous(patterns ...string) envOption {
 	return func(_ *env, o *Options) {
 		if o != nil {
 			o.Anonymous = patterns
+		}
+	}
+}
+
+// withMappings serves the upstream's repositories under other names.
+func withMappings(m ...Mapping) envOption {
+	return func(e *env, o *Options) {
+		if o == nil {
+			e.mappings = m
+		}
+	}
+}
+
+// withLimiter limits failed authentications.
+func withLimiter(l *ratelimit.Limiter) envOption {
+	return func(_ *env, o *Options) {
+		if o != nil {
+			o.Limiter = l
 		}
 	}
 }
@@ -128,7 +148,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	jwks, _ := authz.JWKS([]*ecdsa.PublicKey{&e.key.PublicKey})
-	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password, PublicURL: public})
+	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password, PublicURL: public, Mappings: e.mappings})
 	if err != nil {
 		t.Fatal(err)
 	}

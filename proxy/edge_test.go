@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/ratelimit"
+)
+
+// TestNoProtocolSwitchThroughTheEdge: an upstream that answers 101 would
+// turn the client's connection into a tunnel to the upstream, carrying
+// requests tollgate never decided. Upgrade headers never go upstream and a
+// 101 never comes back, on image and package routes.
+func TestNoProtocolSwitchThroughTheEdge(t *testing.T) {
+	e := newEnv(t)
+	var sawUpgrade atomic.Bool
+	switcher := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" || strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade") {
+			sawUpgrade.Store(true)
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\ntunnel-open\n")
+		rw.Flush()
+		io.Copy(io.Discard, conn)
+	}))
+	defer switcher.Close()
+
+	ctx := context.Background()
+	if _, err := e.svc.GrantPackages(ctx, "operator", e.acctName); err != nil {
+		t.Fatal(err)
+	}
+	_, secret := e.token(tollgate.TokenCreate{Scope: tollgate.ScopeImages | tollgate.ScopePackages})
+	o := e.opts
+	var err error
+	if o.Upstream, err = NewUpstream(UpstreamOptions{URL: switcher.URL}); err != nil {
+		t.Fatal(err)
+	}
+	o.Packages = PackagesOptions{Repos: []PackageRepo{{Format: FormatApt, Name: "os", URL: switcher.URL}}}
+	edge, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(edge)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	for _, path := range []string{"/v2/demo/hello/manifests/latest", "/apt/os/dists/stable/InRelease"} {
+		t.Run(path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: "+host+"\r\nAuthorization: Basic "+basicAuth("tollgate", secret)+
+				"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if resp.StatusCode == http.StatusSwitchingProtocols || strings.Contains(string(body), "tunnel-open") {
+				t.Fatalf("the upstream's protocol switch reached the client: %d %q", resp.StatusCode, body)
+			}
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("status %d %s, want 502", resp.StatusCode, body)
+			}
+		})
+	}
+	if sawUpgrade.Load() {
+		t.Fatal("the client's Upgrade request reached the upstream")
+	}
+}
+
+func basicAuth(user, pass string) string {
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, pass)
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+// tokenStatus asks /token with Basic credentials from the env's server.
+func (e *env) tokenStatus(secret string) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/token?service="+e.host+"&scope=repository:demo/hello:pull", nil)
+	req.SetBasicAuth("tollgate", secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestValidTokenNeverLockedOutByOthersFailures: the failed-auth limit is
+// per client address, and many customers share one (a NAT, a CI fleet).
+// Once someone behind it has used up the bucket with guesses, a valid
+// token from the same address must still pass on /token, /v2/ and the
+// package routes; only failing attempts are refused.
+func TestValidTokenNeverLockedOutByOthersFailures(t *testing.T) {
+	lim := ratelimit.New(ratelimit.Options{PerMinute: 1, Burst: 3})
+	e := newEnv(t, withLimiter(lim))
+	_, secret := e.token(tollgate.TokenCreate{})
+	limited := false
+	for range 10 {
+		if e.tokenStatus(tollgate.NewSecret(tollgate.TokenPrefix).Reveal()) == http.StatusTooManyRequests {
+			limited = true
+		}
+	}
+	if !limited {
+		t.Fatal("ten different guesses from one address were never limited")
+	}
+	if got := e.tokenStatus(secret); got != http.StatusOK {
+		t.Fatalf("a valid token from the exhausted address got %d at /token", got)
+	}
+	resp := e.do("GET", "/v2/demo/hello/tags/list", map[string]string{"Authorization": "Basic " + basicAuth("x", secret)})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a valid token from the exhausted address got %d on /v2/ with Basic", resp.StatusCode)
+	}
+	if got := e.tokenStatus(tollgate.NewSecret(tollgate.TokenPrefix).Reveal()); got != http.StatusTooManyRequests {
+		t.Fatalf("another guess from the exhausted address got %d, want 429", got)
+	}
+}
+
+// TestRevokedSecretIsNotChargedToTheAddress: a CI fleet that keeps using a
+// token after it was revoked is not guessing. Its failures are charged to
+// that token, so the fleet's address keeps its whole bucket for everyone
+// else, and the fleet keeps hearing why: "revoked".
+func TestRevokedSecretIsNotChargedToTheAddress(t *testing.T) {
+	lim := ratelimit.New(ratelimit.Options{PerMinute: 1, Burst: 3})
+	e := newEnv(t, withLimiter(lim))
+	old, oldSecret := e.token(tollgate.TokenCreate{Name: "old"})
+	if _, err := e.svc.RevokeToken(context.Background(), "operator", old.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if got := e.tokenStatus(oldSecret); got != http.StatusUnauthorized {
+			t.Fatalf("use %d of a revoked token: %d, want 401", i, got)
+		}
+	}
+	// The address still has its whole bucket: three guesses are 401.
+	for i := range 3 {
+		if got := e.tokenStatus(tollgate.NewSecret(tollgate.TokenPrefix).Reveal()); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d from an address that only used a revoked token: %d, want 401", i, got)
+		}
+	}
+}
+
+// TestContainerdRetryOfOneBadCredentialCountsOnce: containerd POSTs
+// /token, and on a 401 tries GET with the same credential. One mistake
+// must cost one token of the bucket, not two.
+func TestContainerdRetryOfOneBadCredentialCountsOnce(t *testing.T) {
+	lim := ratelimit.New(ratelimit.Options{PerMinute: 1, Burst: 2})
+	e := newEnv(t, withLimiter(lim))
+	bad := tollgate.NewSecret(tollgate.TokenPrefix).Reveal()
+	form := url.Values{"grant_type": {"password"}, "username": {"tollgate"}, "password": {bad}, "service": {e.host},
+		"client_id": {"containerd-client"}, "scope": {"repository:demo/hello:pull"}}
+	for i := range 3 { // three pulls with the same wrong password
+		resp, err := http.PostForm(e.srv.URL+"/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("POST %d: %d", i, resp.StatusCode)
+		}
+		if got := e.tokenStatus(bad); got != http.StatusUnauthorized {
+			t.Fatalf("GET retry %d: %d", i, got)
+		}
+	}
+	// The bucket (2) still has room for one more distinct failure.
+	if got := e.tokenStatus(tollgate.NewSecret(tollgate.TokenPrefix).Reveal()); got != http.StatusUnauthorized {
+		t.Fatalf("a second distinct credential got %d: the retries were charged", got)
+	}
+}
+
+// TestTokenResponsesAreNotCached: a JWT is a credential; no shared cache
+// between tollgate and the client may keep one.
+func TestTokenResponsesAreNotCached(t *testing.T) {
+	e := newEnv(t)
+	_, secret := e.token(tollgate.TokenCreate{})
+	resp := e.do("GET", "/token?service="+e.host+"&scope=repository:demo/hello:pull", map[string]string{"Authorization": "Basic " + basicAuth("u", secret)})
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("token answer: %d Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+}
+
+// TestTokenRefusesTooManyScopes: a request for hundreds of scopes would
+// make a huge JWT that every later request must verify.
+func TestTokenRefusesTooManyScopes(t *testing.T) {
+	e := newEnv(t)
+	_, secret := e.token(tollgate.TokenCreate{})
+	q := url.Values{"service": {e.host}}
+	for i := range 300 {
+		q.Add("scope", "repository:demo/r"+strconv.Itoa(i)+":pull")
+	}
+	resp := e.do("GET", "/token?"+q.Encode(), map[string]string{"Authorization": "Basic " + basicAuth("u", secret)})
+	var body struct {
+		ErrorDescription string `json:"error_description"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body.ErrorDescription, "more than 64") {
+		t.Fatalf("300 scopes: %d %+v", resp.StatusCode, body)
+	}
+}
+
+// TestErrorsUseTheRegisteredStatus: distribution registers NAME_INVALID as
+// 400; an unavailable lookup is 503 UNAVAILABLE with Retry-After, never a
+// 500.
+func TestErrorsUseTheRegisteredStatus(t *testing.T) {
+	e := newEnv(t)
+	resp := e.do("GET", "/v2/Bad..Name/manifests/latest", nil)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "NAME_INVALID") {
+		t.Fatalf("invalid name: %d %s", resp.StatusCode, body)
+	}
+
+	o := e.opts
+	o.Lookup = downLookup{}
+	edge, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret := e.token(tollgate.TokenCreate{})
+	for _, path := range []string{"/token?service=" + e.host, "/v2/demo/hello/tags/list"} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", path, nil)
+		req.SetBasicAuth("u", secret)
+		edge.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "UNAVAILABLE") {
+			t.Fatalf("%s with the lookup down: %d %q %s", path, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+	}
+}
+
+type downLookup struct{}
+
+func (downLookup) Token(context.Context, []byte) (*tollgate.Token, *tollgate.Account, error) {
+	return nil, nil, tollgate.Unavailable("store", io.ErrUnexpectedEOF)
+}
+
+func (downLookup) TokenByID(context.Context, string) (*tollgate.Token, *tollgate.Account, error) {
+	return nil, nil, tollgate.Unavailable("store", io.ErrUnexpectedEOF)
+}
+
+// TestUpstreamNamesStayPrivate: with mappings, the upstream's repository
+// names are the vendor's business. Nothing a client receives — tag lists,
+// error messages and details, the catalog — may name them.
+func TestUpstreamNamesStayPrivate(t *testing.T) {
+	e := newEnv(t, withMappings(Mapping{Public: "pub/", Upstream: "demo/"}))
+	if _, err := e.svc.SetSubscription(context.Background(), "operator", e.acctName, tollgate.Subscription{Images: []string{"pub/*"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, secret := e.token(tollgate.TokenCreate{})
+	jwt := e.bearer(secret, "repository:pub/hello:pull", "registry:catalog:*")
+	auth := map[string]string{"Authorization": "Bearer " + jwt}
+	for _, path := range []string{
+		"/v2/pub/hello/tags/list",
+		"/v2/pub/hello/manifests/no-such-tag",
+		"/v2/pub/hello/blobs/sha256:" + strings.Repeat("0", 64),
+		"/v2/_catalog",
+	} {
+		resp := e.do("GET", path, auth)
+		body, _ := io.ReadAll(resp.Body)
+		if strings.Contains(string(body), "demo/") || strings.Contains(resp.Header.Get("Location"), "demo/") || strings.Contains(resp.Header.Get("Link"), "demo/") {
+			t.Errorf("%s (%d) names the upstream repository: %s", path, resp.StatusCode, body)
+		}
+		if path == "/v2/pub/hello/tags/list" {
+			var list struct{ Name string }
+			if json.Unmarshal(body, &list); list.Name != "pub/hello" {
+				t.Errorf("tag list name %q, want pub/hello", list.Name)
+			}
+		}
+	}
+}
+
+// TestUpstreamCredentialsNotSentToForeignRealm: the realm of a Bearer
+// challenge comes from whatever answered tollgate. Credentials go to the
+// upstream's own origin (or hosts the operator named), never elsewhere,
+// and never over plain http when the upstream is https.
+func TestUpstreamCredentialsNotSentToForeignRealm(t *testing.T) {
+	var mu sync.Mutex
+	sent := map[string]string{} // realm host → Authorization it received
+	up := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("{}")), Request: r}
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/token"):
+			mu.Lock()
+			sent[r.URL.Scheme+"://"+r.URL.Host] = r.Header.Get("Authorization")
+			mu.Unlock()
+			resp.Body = io.NopCloser(strings.NewReader(`{"token":"t","expires_in":300}`))
+		case !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
+			resp.StatusCode = http.StatusUnauthorized
+			realm := map[string]string{
+				"/v2/own/manifests/x":     "https://upstream.internal/token",
+				"/v2/named/manifests/x":   "https://auth.vendor.example/token",
+				"/v2/foreign/manifests/x": "https://attacker.example/token",
+				"/v2/plain/manifests/x":   "http://upstream.internal/token",
+			}[r.URL.Path]
+			resp.Header.Set("WWW-Authenticate", `Bearer realm="`+realm+`",service="s",scope="repository:x:pull"`)
+		}
+		return resp, nil
+	})
+	a := newUpstreamAuth(up, &url.URL{Scheme: "https", Host: "upstream.internal"}, "tollgate", "pw", []string{"auth.vendor.example"}, nil)
+	for _, repo := range []string{"own", "named", "foreign", "plain"} {
+		req, _ := http.NewRequest("GET", "https://upstream.internal/v2/"+repo+"/manifests/x", nil)
+		if resp, err := a.RoundTrip(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.HasPrefix(sent["https://upstream.internal"], "Basic ") || !strings.HasPrefix(sent["https://auth.vendor.example"], "Basic ") {
+		t.Fatalf("the trusted realms did not get the credentials: %v", sent)
+	}
+	if got, asked := sent["https://attacker.example"]; !asked || got != "" {
+		t.Fatalf("a foreign realm: asked %v, received %q (want an anonymous request)", asked, got)
+	}
+	if _, asked := sent["http://upstream.internal"]; asked {
+		t.Fatal("a plain-http realm of an https upstream was asked at all")
+	}
+}
