@@ -18,7 +18,7 @@ const maxCatalogPages = 10000
 
 // catalog lists the repositories the caller may pull: the upstream
 // catalog, mapped to public names, filtered, then paged with n and last.
-func (g *Registry) catalog(w http.ResponseWriter, r *http.Request, c caller) (any, error) {
+func (reg *Registry) catalog(w http.ResponseWriter, r *http.Request, c caller) (any, error) {
 	n := 100
 	if v := r.URL.Query().Get("n"); v != "" {
 		i, err := strconv.Atoi(v)
@@ -27,17 +27,17 @@ func (g *Registry) catalog(w http.ResponseWriter, r *http.Request, c caller) (an
 		}
 		n = min(i, 1000)
 	}
-	if g.upstream == nil {
+	if reg.upstream == nil {
 		return map[string][]string{"repositories": {}}, nil
 	}
 	last := r.URL.Query().Get("last")
-	names, err := g.upstream.catalog(r)
+	names, err := reg.upstream.catalog(r)
 	if err != nil {
 		return nil, &refusal{code: errcode.ErrorCodeUnavailable, status: http.StatusBadGateway, message: "upstream registry unavailable", err: err}
 	}
 	visible := []string{}
 	for _, up := range names {
-		if pub, ok := g.upstream.FromUpstream(up); ok && pub > last && g.may(c, pub) {
+		if pub, ok := reg.upstream.FromUpstream(up); ok && pub > last && reg.may(c, pub) {
 			visible = append(visible, pub)
 		}
 	}

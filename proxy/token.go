@@ -43,12 +43,12 @@ type tokenResponse struct {
 
 // serveToken implements GET /token (Basic credentials: docker, podman,
 // crane, oras) and POST /token (OAuth2 password grant: containerd).
-func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
+func (reg *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	resp, err := g.token(w, r)
-	g.f.metrics.TokenIssued(time.Since(start).Seconds())
+	resp, err := reg.token(w, r)
+	reg.f.metrics.TokenIssued(time.Since(start).Seconds())
 	if err != nil {
-		g.f.fail(w, r, styleOAuth, &authz.Basic{Realm: tokenRealm, Err: err})
+		reg.f.fail(w, r, styleOAuth, &authz.Basic{Realm: tokenRealm, Err: err})
 		return
 	}
 	// The answer is a credential: no cache may keep it.
@@ -57,12 +57,12 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // token decides a token request and signs the JWT it grants.
-func (g *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
-	password, form, err := g.tokenCredentials(w, r)
+func (reg *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
+	password, form, err := reg.tokenCredentials(w, r)
 	if err != nil {
 		return nil, err
 	}
-	if svc := form.Get("service"); svc != "" && svc != g.service {
+	if svc := form.Get("service"); svc != "" && svc != reg.service {
 		return nil, badTokenRequest("invalid_request", "unknown service")
 	}
 	requested, err := authz.ParseScopes(form["scope"])
@@ -70,31 +70,31 @@ func (g *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenResponse
 		return nil, badTokenRequest("invalid_scope", tollgate.ErrorMessage(err))
 	}
 	if password == "" {
-		if len(g.anonymous) == 0 {
+		if len(reg.anonymous) == 0 {
 			return nil, refuse(errcode.ErrorCodeUnauthorized, reasonBadCredentials, "authentication required")
 		}
-		return g.issue(anonymousSubject, g.grant(requested, g.isAnonymous), nil)
+		return reg.issue(anonymousSubject, reg.grant(requested, reg.isAnonymous), nil)
 	}
-	c, err := g.f.bySecret(r, password)
+	c, err := reg.f.bySecret(r, password)
 	if err != nil {
 		return nil, err
 	}
 	if !c.token.Scope.Has(tollgate.ScopeImages) {
 		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.WrongScope), denyMessage(authz.WrongScope))
 	}
-	g.f.allow(r, c.token)
-	now := g.f.now()
-	access := g.grant(requested, func(name string) bool {
-		return authz.Decide(c.token, c.account, now, authz.Resource{Kind: authz.Image, Name: name}).Allowed() || g.isAnonymous(name)
+	reg.f.allow(r, c.token)
+	now := reg.f.now()
+	access := reg.grant(requested, func(name string) bool {
+		return authz.Decide(c.token, c.account, now, authz.Resource{Kind: authz.Image, Name: name}).Allowed() || reg.isAnonymous(name)
 	})
-	g.f.used(r, c.token)
-	return g.issue(c.token.ID, access, c.token.ExpiresAt)
+	reg.f.used(r, c.token)
+	return reg.issue(c.token.ID, access, c.token.ExpiresAt)
 }
 
 // tokenCredentials reads the password ("" when none was sent) and the
 // request's parameters: the query of a GET with Basic credentials, the
 // form of a POST with the password grant.
-func (g *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (string, url.Values, error) {
+func (reg *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (string, url.Values, error) {
 	switch r.Method {
 	case http.MethodGet:
 		h := r.Header.Get("Authorization")
@@ -105,7 +105,7 @@ func (g *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (str
 		// the registry token.
 		_, password, ok := authz.ParseBasic(h)
 		if !ok {
-			return "", nil, g.f.guess(r, h, "invalid credentials")
+			return "", nil, reg.f.guess(r, h, "invalid credentials")
 		}
 		return password, r.URL.Query(), nil
 	case http.MethodPost:
@@ -121,7 +121,7 @@ func (g *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (str
 		}
 		password := r.PostForm.Get("password")
 		if r.PostForm.Get("username") == "" || password == "" {
-			return "", nil, g.f.guess(r, password, "invalid credentials")
+			return "", nil, reg.f.guess(r, password, "invalid credentials")
 		}
 		return password, r.PostForm, nil
 	}
@@ -132,8 +132,8 @@ func badTokenRequest(oauth, message string) *refusal {
 	return &refusal{code: errcode.ErrorCodeUnsupported, status: http.StatusBadRequest, oauth: oauth, message: message}
 }
 
-func (g *Registry) isAnonymous(name string) bool {
-	for _, p := range g.anonymous {
+func (reg *Registry) isAnonymous(name string) bool {
+	for _, p := range reg.anonymous {
 		if tollgate.MatchPattern(p, name) {
 			return true
 		}
@@ -144,7 +144,7 @@ func (g *Registry) isAnonymous(name string) bool {
 // grant intersects what was asked with what is allowed: pull on the
 // repositories may(name) allows, the catalog (filtered when listed), and
 // never anything else.
-func (g *Registry) grant(requested []authz.ResourceScope, may func(name string) bool) []authz.Access {
+func (reg *Registry) grant(requested []authz.ResourceScope, may func(name string) bool) []authz.Access {
 	access := []authz.Access{}
 	for _, s := range requested {
 		switch {
@@ -163,8 +163,8 @@ func (g *Registry) grant(requested []authz.ResourceScope, may func(name string) 
 	return access
 }
 
-func (g *Registry) issue(subject string, access []authz.Access, notAfter *time.Time) (*tokenResponse, error) {
-	raw, issuedAt, expiresIn, err := g.signer.Issue(subject, g.service, access, notAfter)
+func (reg *Registry) issue(subject string, access []authz.Access, notAfter *time.Time) (*tokenResponse, error) {
+	raw, issuedAt, expiresIn, err := reg.signer.Issue(subject, reg.service, access, notAfter)
 	if err != nil {
 		// The registry token expires within a second: treat it as expired.
 		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.Expired), denyMessage(authz.Expired))

@@ -103,20 +103,20 @@ func parseRoute(r *http.Request) (route, error) {
 
 // serveV2 answers /v2/: the ping and the catalog itself, everything else
 // by the upstream once authorized.
-func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
+func (reg *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rt, c, err := g.authorizeV2(r)
+	rt, c, err := reg.authorizeV2(r)
 	if err == nil && rt.kind != routeBase && rt.kind != routeCatalog {
-		g.f.metrics.Authorized(time.Since(start).Seconds())
-		g.upstream.forward(w, r, rt, g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
+		reg.f.metrics.Authorized(time.Since(start).Seconds())
+		reg.upstream.forward(w, r, rt, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
 		return
 	}
 	var body any = struct{}{}
 	if err == nil && rt.kind == routeCatalog {
-		body, err = g.catalog(w, r, c)
+		body, err = reg.catalog(w, r, c)
 	}
 	if err != nil {
-		g.f.fail(w, r, styleOCI, err)
+		reg.f.fail(w, r, styleOCI, err)
 		return
 	}
 	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
@@ -125,19 +125,19 @@ func (g *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 
 // authorizeV2 parses the route and decides whether the caller may read
 // it. A denied repository and a missing one are refused alike.
-func (g *Registry) authorizeV2(r *http.Request) (route, caller, error) {
+func (reg *Registry) authorizeV2(r *http.Request) (route, caller, error) {
 	rt, err := parseRoute(r)
 	if err != nil {
 		return rt, caller{}, refuse(errcode.ErrorCodeNameInvalid, "", "invalid repository name or path")
 	}
 	obs.FromContext(r.Context()).Repo = rt.name
-	c, err := g.identify(r, rt)
+	c, err := reg.identify(r, rt)
 	if err != nil {
 		return rt, c, err
 	}
 	if read := r.Method == http.MethodGet || r.Method == http.MethodHead; !read || rt.write {
 		if c.token == nil && c.claims == nil {
-			return rt, c, g.challenge(rt, "", refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
+			return rt, c, reg.challenge(rt, "", refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
 		}
 		return rt, c, refuse(errcode.ErrorCodeDenied, "", "this registry is read-only")
 	}
@@ -146,50 +146,50 @@ func (g *Registry) authorizeV2(r *http.Request) (route, caller, error) {
 		return rt, c, nil
 	case rt.kind == routeCatalog:
 		if c.claims != nil && !c.claims.Allows("registry", "catalog", "*") {
-			return rt, c, g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(authz.NotEntitled), "catalog access not granted"))
+			return rt, c, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(authz.NotEntitled), "catalog access not granted"))
 		}
 		return rt, c, nil
 	case c.claims != nil && !c.claims.Allows("repository", rt.name, "pull"):
-		return rt, c, g.notEntitled(rt)
+		return rt, c, reg.notEntitled(rt)
 	}
 	if c.token != nil {
-		switch reason := authz.Decide(c.token, c.account, g.f.now(), authz.Resource{Kind: authz.Image, Name: rt.name}); reason {
+		switch reason := authz.Decide(c.token, c.account, reg.f.now(), authz.Resource{Kind: authz.Image, Name: rt.name}); reason {
 		case authz.OK:
 		case authz.WrongScope, authz.NotEntitled:
-			if !g.isAnonymous(rt.name) {
-				return rt, c, g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(reason), "authentication required"))
+			if !reg.isAnonymous(rt.name) {
+				return rt, c, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(reason), "authentication required"))
 			}
 		default:
-			return rt, c, g.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason)))
+			return rt, c, reg.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason)))
 		}
-	} else if !g.isAnonymous(rt.name) {
-		return rt, c, g.notEntitled(rt)
+	} else if !reg.isAnonymous(rt.name) {
+		return rt, c, reg.notEntitled(rt)
 	}
-	if g.upstream == nil {
+	if reg.upstream == nil {
 		return rt, c, tollgate.Unavailable("upstream registry", errors.New("no upstream configured"))
 	}
-	if _, served := g.upstream.ToUpstream(rt.name); !served {
+	if _, served := reg.upstream.ToUpstream(rt.name); !served {
 		// Outside every mapping: no such repository, and it looks like
 		// any other repository the caller may not pull.
-		return rt, c, g.notEntitled(rt)
+		return rt, c, reg.notEntitled(rt)
 	}
-	g.f.allow(r, c.token)
+	reg.f.allow(r, c.token)
 	if rt.kind == routeManifest && r.Method == http.MethodGet {
-		g.f.used(r, c.token)
+		reg.f.used(r, c.token)
 	}
 	return rt, c, nil
 }
 
-func (g *Registry) notEntitled(rt route) error {
-	return g.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(authz.NotEntitled), "authentication required"))
+func (reg *Registry) notEntitled(rt route) error {
+	return reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(authz.NotEntitled), "authentication required"))
 }
 
 // challenge wraps why a /v2/ request was refused in the Bearer challenge
 // for its route: the realm, the scope it needs, and what was wrong. When
 // the answer is a 401 its envelope names the repository, as distribution's
 // does.
-func (g *Registry) challenge(rt route, problem string, err error) error {
-	c := &authz.Challenge{Realm: strings.TrimSuffix(g.publicURL, "/") + "/token", Service: g.service, Problem: problem, Err: err}
+func (reg *Registry) challenge(rt route, problem string, err error) error {
+	c := &authz.Challenge{Realm: strings.TrimSuffix(reg.publicURL, "/") + "/token", Service: reg.service, Problem: problem, Err: err}
 	switch {
 	case rt.name != "":
 		c.Scopes = []string{"repository:" + rt.name + ":pull"}
@@ -203,49 +203,49 @@ func (g *Registry) challenge(rt route, problem string, err error) error {
 }
 
 // may reports whether caller c may pull repository name now.
-func (g *Registry) may(c caller, name string) bool {
+func (reg *Registry) may(c caller, name string) bool {
 	if c.claims != nil && !c.claims.Allows("repository", name, "pull") && !c.claims.Allows("registry", "catalog", "*") {
 		return false
 	}
-	if g.isAnonymous(name) {
+	if reg.isAnonymous(name) {
 		return true
 	}
-	return c.token != nil && authz.Decide(c.token, c.account, g.f.now(), authz.Resource{Kind: authz.Image, Name: name}).Allowed()
+	return c.token != nil && authz.Decide(c.token, c.account, reg.f.now(), authz.Resource{Kind: authz.Image, Name: name}).Allowed()
 }
 
 // identify authenticates the request: a bearer JWT from /token, or Basic
 // with a registry token (curl -u), or nobody (anonymous pulls, when the
 // repository allows them).
-func (g *Registry) identify(r *http.Request, rt route) (caller, error) {
+func (reg *Registry) identify(r *http.Request, rt route) (caller, error) {
 	h := r.Header.Get("Authorization")
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch {
 	case h == "":
-		if rt.name != "" && g.isAnonymous(rt.name) {
+		if rt.name != "" && reg.isAnonymous(rt.name) {
 			return caller{}, nil
 		}
-		return caller{}, g.challenge(rt, "", refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
+		return caller{}, reg.challenge(rt, "", refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
 	case strings.EqualFold(scheme, "Bearer"):
-		c, err := g.f.byJWT(r, g.verifier, strings.TrimSpace(cred))
+		c, err := reg.f.byJWT(r, reg.verifier, strings.TrimSpace(cred))
 		if err != nil {
-			return c, g.challenge(rt, authz.ErrInvalidToken, err)
+			return c, reg.challenge(rt, authz.ErrInvalidToken, err)
 		}
 		return c, nil
 	case strings.EqualFold(scheme, "Basic"):
 		var c caller
 		var err error
 		if _, password, ok := authz.ParseBasic(h); ok {
-			c, err = g.f.bySecret(r, password)
+			c, err = reg.f.bySecret(r, password)
 		} else {
-			err = g.f.guess(r, h, "invalid credentials")
+			err = reg.f.guess(r, h, "invalid credentials")
 		}
 		if err == nil && !c.token.Scope.Has(tollgate.ScopeImages) {
 			err = refuse(errcode.ErrorCodeUnauthorized, string(authz.WrongScope), denyMessage(authz.WrongScope))
 		}
 		if err != nil {
-			return caller{}, g.challenge(rt, authz.ErrInvalidToken, err)
+			return caller{}, reg.challenge(rt, authz.ErrInvalidToken, err)
 		}
 		return c, nil
 	}
-	return caller{}, g.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, "", "unsupported authorization scheme"))
+	return caller{}, reg.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, "", "unsupported authorization scheme"))
 }
