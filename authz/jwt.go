@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,6 +95,7 @@ type Signer struct {
 	issuer   string
 	lifetime time.Duration
 	now      func() time.Time
+	reuse    *reuseCache // nil: every Issue signs
 }
 
 // NewSigner returns a Signer issuing tokens from issuer that live for
@@ -158,6 +161,13 @@ func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time
 		return "", time.Time{}, 0, tollgate.Errorf(tollgate.EINVALID, "token needs a subject and an audience")
 	}
 	now := s.now()
+	var key string
+	if s.reuse != nil {
+		key = reuseKey(subject, audience, access, notAfter)
+		if t, ok := s.reuse.get(key, now); ok {
+			return t.raw, t.iat, t.exp.Sub(now).Truncate(time.Second), nil
+		}
+	}
 	exp := now.Add(s.lifetime)
 	if notAfter != nil {
 		if !notAfter.After(now.Add(minRemaining)) {
@@ -184,7 +194,109 @@ func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time
 	if err != nil {
 		return "", time.Time{}, 0, tollgate.Internal(fmt.Errorf("sign token: %w", err))
 	}
+	if s.reuse != nil {
+		s.reuse.put(key, issued{raw: raw, iat: iat.UTC(), exp: expAt.UTC()}, now)
+	}
 	return raw, iat.UTC(), expAt.Sub(iat.Time), nil
+}
+
+// EnableReuse makes Issue hand out the token it signed earlier for the
+// same subject, audience, access and notAfter while at least two thirds
+// of that token's lifetime remain, instead of signing again (ES256
+// signing is most of a token request's cost). The cache holds at most
+// maxBytes of tokens and keys. Reuse changes nothing for revocation: every
+// request with the token re-checks the registry token behind its subject.
+// Call it before the Signer is shared.
+func (s *Signer) EnableReuse(maxBytes int) {
+	s.reuse = &reuseCache{max: maxBytes, m: map[string]issued{}}
+}
+
+// issued is a token Issue signed.
+type issued struct {
+	raw      string
+	iat, exp time.Time
+}
+
+// reuseCache holds signed tokens by what they grant, bounded in bytes.
+type reuseCache struct {
+	max   int
+	mu    sync.Mutex
+	m     map[string]issued
+	bytes int
+}
+
+// reuseKey identifies what a token grants: subject, audience, the access
+// list in order and the expiry cap.
+func reuseKey(subject, audience string, access []Access, notAfter *time.Time) string {
+	var b strings.Builder
+	b.Grow(64 + 64*len(access))
+	b.WriteString(subject)
+	b.WriteByte(0)
+	b.WriteString(audience)
+	b.WriteByte(0)
+	if notAfter != nil {
+		b.WriteString(strconv.FormatInt(notAfter.Unix(), 10))
+	}
+	for _, a := range access {
+		b.WriteByte(0)
+		b.WriteString(a.Type)
+		b.WriteByte(' ')
+		b.WriteString(a.Name)
+		for _, act := range a.Actions {
+			b.WriteByte(' ')
+			b.WriteString(act)
+		}
+	}
+	return b.String()
+}
+
+// fresh reports whether t still has two thirds of its lifetime at now.
+func (t issued) fresh(now time.Time) bool {
+	return t.exp.Sub(now) >= 2*t.exp.Sub(t.iat)/3
+}
+
+func (c *reuseCache) get(key string, now time.Time) (issued, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[key]
+	if ok && !t.fresh(now) {
+		c.drop(key)
+		return issued{}, false
+	}
+	return t, ok
+}
+
+func (c *reuseCache) put(key string, t issued, now time.Time) {
+	cost := len(key) + len(t.raw) + entryOverhead
+	if cost > c.max/8 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drop(key)
+	if c.bytes+cost > c.max {
+		for k, e := range c.m {
+			if !e.fresh(now) {
+				c.drop(k)
+			}
+		}
+		for k := range c.m {
+			if c.bytes+cost <= c.max-c.max/8 {
+				break
+			}
+			c.drop(k)
+		}
+	}
+	c.m[key] = t
+	c.bytes += cost
+}
+
+// drop forgets key. Called with mu held.
+func (c *reuseCache) drop(key string) {
+	if t, ok := c.m[key]; ok {
+		c.bytes -= len(key) + len(t.raw) + entryOverhead
+		delete(c.m, key)
+	}
 }
 
 // wireAccess makes sure access and every actions list encode as arrays,

@@ -1001,3 +1001,60 @@ func BenchmarkVerifyCached(b *testing.B) {
 		}
 	})
 }
+
+// TestIssueReusesWhileTwoThirdsRemain: signing is most of a token
+// request's cost, so the same grant gets the same JWT back — but never one
+// with less than two thirds of its lifetime left, never one for another
+// subject, access list, audience or expiry cap.
+func TestIssueReusesWhileTwoThirdsRemain(t *testing.T) {
+	clk := newClock()
+	s := newSigner(t, newKey(t), clk)
+	s.EnableReuse(1 << 20)
+	first, iat, exp, err := s.Issue("tok_1", testAudience, pullA, nil)
+	if err != nil || exp != testLifetime {
+		t.Fatal(err, exp)
+	}
+	clk.Set(testStart.Add(testLifetime / 3)) // exactly two thirds left
+	again, iat2, exp2, err := s.Issue("tok_1", testAudience, pullA, nil)
+	if err != nil || again != first || !iat2.Equal(iat) || exp2 != testLifetime-testLifetime/3 {
+		t.Fatalf("same grant at a third of the lifetime: reused %v, iat %v→%v, expires_in %v", again == first, iat, iat2, exp2)
+	}
+	notAfter := testStart.Add(time.Hour)
+	for name, issue := range map[string]func() (string, time.Time, time.Duration, error){
+		"other subject":  func() (string, time.Time, time.Duration, error) { return s.Issue("tok_2", testAudience, pullA, nil) },
+		"other audience": func() (string, time.Time, time.Duration, error) { return s.Issue("tok_1", "elsewhere", pullA, nil) },
+		"other access": func() (string, time.Time, time.Duration, error) {
+			return s.Issue("tok_1", testAudience, []Access{{Type: "repository", Name: "b", Actions: []string{"pull"}}}, nil)
+		},
+		"expiry cap": func() (string, time.Time, time.Duration, error) {
+			return s.Issue("tok_1", testAudience, pullA, &notAfter)
+		},
+	} {
+		if raw, _, _, err := issue(); err != nil || raw == first {
+			t.Errorf("%s: got the reused token (%v)", name, err)
+		}
+	}
+	clk.Set(testStart.Add(testLifetime/3 + time.Second)) // less than two thirds left
+	if fresh, _, exp, err := s.Issue("tok_1", testAudience, pullA, nil); err != nil || fresh == first || exp != testLifetime {
+		t.Fatalf("past a third of its lifetime the token was still handed out (%v, expires_in %v)", err, exp)
+	}
+}
+
+// TestIssueReuseCacheIsBoundedInBytes: subjects and access lists come from
+// requests; the reuse cache must not grow with them.
+func TestIssueReuseCacheIsBoundedInBytes(t *testing.T) {
+	clk := newClock()
+	s := newSigner(t, newKey(t), clk)
+	s.EnableReuse(64 << 10)
+	for i := range 500 {
+		if _, _, _, err := s.Issue(fmt.Sprintf("tok_%d", i), testAudience, pullA, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.reuse.mu.Lock()
+		held := s.reuse.bytes
+		s.reuse.mu.Unlock()
+		if held > 64<<10 {
+			t.Fatalf("reuse cache holds %d bytes", held)
+		}
+	}
+}

@@ -337,3 +337,22 @@ func TestUpstreamCredentialsNotSentToForeignRealm(t *testing.T) {
 		t.Fatal("a plain-http realm of an https upstream was asked at all")
 	}
 }
+
+// TestReusedJWTStillDiesWithItsToken: /token hands out the same JWT for
+// the same grant; revoking the registry token must still refuse that JWT
+// on the next request and refuse a new one at /token.
+func TestReusedJWTStillDiesWithItsToken(t *testing.T) {
+	e := newEnv(t)
+	tok, secret := e.token(tollgate.TokenCreate{})
+	first := e.bearer(secret, "repository:demo/hello:pull")
+	if again := e.bearer(secret, "repository:demo/hello:pull"); again != first {
+		t.Fatal("the same grant was signed twice")
+	}
+	if _, err := e.svc.RevokeToken(context.Background(), "operator", tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantChallenge(t, e.do("GET", "/v2/demo/hello/tags/list", map[string]string{"Authorization": "Bearer " + first}), "repository:demo/hello:pull", "invalid_token")
+	if got := e.tokenStatus(secret); got != http.StatusUnauthorized {
+		t.Fatalf("/token with the revoked token: %d", got)
+	}
+}

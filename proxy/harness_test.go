@@ -147,6 +147,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	signer.EnableReuse(1 << 20) // as in production
 	jwks, _ := authz.JWKS([]*ecdsa.PublicKey{&e.key.PublicKey})
 	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password, PublicURL: public, Mappings: e.mappings})
 	if err != nil {

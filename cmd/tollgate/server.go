@@ -353,6 +353,9 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.Debug("redis: " + fmt.Sprintf(format, v...))
 }
 
+// jwtReuseBytes bounds the signed JWTs kept for reuse (a few KiB each).
+const jwtReuseBytes = 8 << 20
+
 // edge builds the one front door: token endpoint, JWTs, the reverse
 // proxy to the upstream registry (when one is configured) and the package
 // routes, all on one core.
@@ -362,6 +365,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 	if err != nil {
 		return nil, fmt.Errorf("keys.jwt_signing_key_file: %w", err)
 	}
+	signer.EnableReuse(jwtReuseBytes)
 	jwks, err := authz.JWKS(keys.Verification)
 	if err != nil {
 		return nil, err
