@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/ratelimit"
+	"github.com/tollgate/tollgate/internal/upstream"
 )
 
 // TestNoProtocolSwitchThroughTheEdge: an upstream that answers 101 would
@@ -354,5 +355,101 @@ func TestReusedJWTStillDiesWithItsToken(t *testing.T) {
 	wantChallenge(t, e.do("GET", "/v2/demo/hello/tags/list", map[string]string{"Authorization": "Bearer " + first}), "repository:demo/hello:pull", "invalid_token")
 	if got := e.tokenStatus(secret); got != http.StatusUnauthorized {
 		t.Fatalf("/token with the revoked token: %d", got)
+	}
+}
+
+// manifestHeaders are what a client reads from a manifest answer.
+var manifestHeaders = []string{"Content-Type", "Content-Length", "Docker-Content-Digest", "Etag"}
+
+const ociAccept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
+
+// TestManifestCacheAnswersLikeTheUpstream: the second HEAD and GET of a
+// tag (kubelet's imagePullPolicy: Always) come from memory, with the
+// headers and bytes the upstream gives.
+func TestManifestCacheAnswersLikeTheUpstream(t *testing.T) {
+	e := newEnv(t, withManifestCache(1<<20, 5*time.Second))
+	_, secret := e.token(tollgate.TokenCreate{})
+	auth := map[string]string{"Authorization": "Bearer " + e.bearer(secret, "repository:demo/hello:pull"), "Accept": ociAccept}
+	for _, method := range []string{"HEAD", "GET"} {
+		for _, ref := range []string{"latest", e.hello.Digest} {
+			first := e.do(method, "/v2/demo/hello/manifests/"+ref, auth)
+			firstBody, _ := io.ReadAll(first.Body)
+			before := e.opts.Upstream.ManifestCacheStats().Hits
+			again := e.do(method, "/v2/demo/hello/manifests/"+ref, auth)
+			againBody, _ := io.ReadAll(again.Body)
+			if e.opts.Upstream.ManifestCacheStats().Hits != before+1 && !(method == "HEAD" && ref == e.hello.Digest) {
+				t.Errorf("%s %s: the second answer did not come from the cache", method, ref)
+			}
+			if first.StatusCode != 200 || again.StatusCode != 200 || string(firstBody) != string(againBody) {
+				t.Fatalf("%s %s: %d then %d, bodies equal %v", method, ref, first.StatusCode, again.StatusCode, string(firstBody) == string(againBody))
+			}
+			for _, h := range manifestHeaders {
+				if first.Header.Get(h) != again.Header.Get(h) {
+					t.Errorf("%s %s: %s %q from the upstream, %q from the cache", method, ref, h, first.Header.Get(h), again.Header.Get(h))
+				}
+			}
+			if again.Header.Get("Docker-Content-Digest") != e.hello.Digest {
+				t.Errorf("%s %s: digest %q", method, ref, again.Header.Get("Docker-Content-Digest"))
+			}
+		}
+	}
+}
+
+// TestManifestCacheNeverStaleBeyondTagTTL: a tag moved upstream is seen
+// through tollgate once the tag TTL has passed, never later.
+func TestManifestCacheNeverStaleBeyondTagTTL(t *testing.T) {
+	const ttl = 5 * time.Second
+	e := newEnv(t, withManifestCache(1<<20, ttl))
+	_, secret := e.token(tollgate.TokenCreate{})
+	auth := map[string]string{"Authorization": "Bearer " + e.bearer(secret, "repository:demo/other:pull"), "Accept": ociAccept}
+	digest := func() string {
+		resp := e.do("HEAD", "/v2/demo/other/manifests/v1", auth)
+		if resp.StatusCode != 200 {
+			t.Fatalf("HEAD: %d", resp.StatusCode)
+		}
+		return resp.Header.Get("Docker-Content-Digest")
+	}
+	if got := digest(); got != e.other.Digest {
+		t.Fatalf("digest %s, want %s", got, e.other.Digest)
+	}
+	moved, err := upstream.Seed(context.Background(), e.up, "demo/other:v1", upstream.SeedOptions{Seed: 42})
+	if err != nil || moved.Digest == e.other.Digest {
+		t.Fatal(err)
+	}
+	e.clock.Add(ttl - time.Second)
+	if got := digest(); got != e.other.Digest && got != moved.Digest {
+		t.Fatalf("within the TTL: %s", got)
+	}
+	e.clock.Add(time.Second)
+	if got := digest(); got != moved.Digest {
+		t.Fatalf("the tag moved upstream %v ago and tollgate still answers %s", ttl, got)
+	}
+}
+
+// TestManifestCacheNeverCrossesAuthorization: the cache is asked only after
+// the request is authorized, and one repository's entry never answers
+// another's.
+func TestManifestCacheNeverCrossesAuthorization(t *testing.T) {
+	e := newEnv(t, withManifestCache(1<<20, time.Minute))
+	_, secret := e.token(tollgate.TokenCreate{})
+	hdr := func(scope string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + e.bearer(secret, scope), "Accept": ociAccept}
+	}
+	if resp := e.do("GET", "/v2/demo/hello/manifests/latest", hdr("repository:demo/hello:pull")); resp.StatusCode != 200 {
+		t.Fatalf("warm-up: %d", resp.StatusCode)
+	}
+	// A token for demo/other asks for demo/hello's cached tag.
+	wantChallenge(t, e.do("GET", "/v2/demo/hello/manifests/latest", hdr("repository:demo/other:pull")), "repository:demo/hello:pull", "insufficient_scope")
+	// demo/other has no "latest": hello's entry must not answer for it.
+	resp := e.do("GET", "/v2/demo/other/manifests/latest", hdr("repository:demo/other:pull"))
+	if resp.StatusCode == 200 {
+		t.Fatal("demo/other:latest was answered with another repository's manifest")
+	}
+	// An account whose subscription no longer covers the repository.
+	if _, err := e.svc.SetSubscription(context.Background(), "operator", e.acctName, tollgate.Subscription{Images: []string{"other/*"}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.do("HEAD", "/v2/demo/hello/manifests/latest", hdr("repository:demo/hello:pull")); resp.StatusCode != 401 {
+		t.Fatalf("de-entitled repository answered %d", resp.StatusCode)
 	}
 }

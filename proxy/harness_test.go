@@ -42,23 +42,25 @@ func (c *clock) Add(d time.Duration) {
 // env is tollgate's image front door in front of a real in-process
 // distribution registry, with a real SQLite store.
 type env struct {
-	t        testing.TB
-	svc      *tollgate.Service
-	up       *upstream.Registry
-	opts     Options // what the edge was built with
-	edge     *Edge
-	verifier *authz.Verifier
-	srv      *httptest.Server
-	host     string // tollgate's host:port
-	clock    *clock
-	key      *ecdsa.PrivateKey
-	hello    upstream.Image // demo/hello:latest (multi-arch)
-	other    upstream.Image // demo/other:v1
-	private  upstream.Image // private/secret:latest (never entitled)
-	upCreds  upstream.BasicAuth
-	acctName string
-	bearerUp bool
-	mappings []Mapping
+	t             testing.TB
+	svc           *tollgate.Service
+	up            *upstream.Registry
+	opts          Options // what the edge was built with
+	edge          *Edge
+	verifier      *authz.Verifier
+	srv           *httptest.Server
+	host          string // tollgate's host:port
+	clock         *clock
+	key           *ecdsa.PrivateKey
+	hello         upstream.Image // demo/hello:latest (multi-arch)
+	other         upstream.Image // demo/other:v1
+	private       upstream.Image // private/secret:latest (never entitled)
+	upCreds       upstream.BasicAuth
+	acctName      string
+	bearerUp      bool
+	mappings      []Mapping
+	manifestCache int           // bytes; 0: no manifest cache
+	tagTTL        time.Duration // of the manifest cache
 }
 
 type envOption func(*env, *Options)
@@ -78,6 +80,15 @@ func withMappings(m ...Mapping) envOption {
 	return func(e *env, o *Options) {
 		if o == nil {
 			e.mappings = m
+		}
+	}
+}
+
+// withManifestCache puts the manifest cache in front of the upstream.
+func withManifestCache(bytes int, tagTTL time.Duration) envOption {
+	return func(e *env, o *Options) {
+		if o == nil {
+			e.manifestCache, e.tagTTL = bytes, tagTTL
 		}
 	}
 }
@@ -149,7 +160,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	signer.EnableReuse(1 << 20) // as in production
 	jwks, _ := authz.JWKS([]*ecdsa.PublicKey{&e.key.PublicKey})
-	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password, PublicURL: public, Mappings: e.mappings})
+	up, err := NewUpstream(UpstreamOptions{URL: e.up.URL, Username: e.upCreds.User, Password: e.upCreds.Password, PublicURL: public, Mappings: e.mappings,
+		ManifestCacheBytes: e.manifestCache, ManifestTagTTL: e.tagTTL, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

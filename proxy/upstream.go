@@ -46,8 +46,14 @@ type UpstreamOptions struct {
 	Transport http.RoundTripper
 	// Metrics, if set, observes every upstream round trip as "registry".
 	Metrics *obs.Metrics
-	// Now is the clock of the upstream token cache (nil: time.Now).
+	// Now is the clock of the upstream token and manifest caches (nil:
+	// time.Now).
 	Now func() time.Time
+	// ManifestCacheBytes bounds the manifest cache (0: no cache);
+	// ManifestTagTTL is how long a tag's digest is believed (0: tags are
+	// always asked upstream; manifests by digest are still cached).
+	ManifestCacheBytes int
+	ManifestTagTTL     time.Duration
 }
 
 // Upstream forwards authorized requests to the upstream registry.
@@ -58,6 +64,8 @@ type Upstream struct {
 	client   *http.Client // for catalog listing and existence checks
 	proxy    *httputil.ReverseProxy
 	resp     responder
+	// manifests answers authorized manifest requests from memory (nil: off).
+	manifests *manifestCache
 }
 
 // ctxKey carries the forwarded target from serveV2 to Rewrite.
@@ -69,6 +77,8 @@ type target struct {
 	// unknown is the answer for a repository the upstream does not have:
 	// the same refusal as for one the caller may not pull.
 	unknown error
+	// accept is set when the answer may fill the manifest cache.
+	accept *string
 }
 
 // NewUpstream builds the reverse proxy (see newTransport).
@@ -90,6 +100,9 @@ func NewUpstream(o UpstreamOptions) (*Upstream, error) {
 	}
 	u := &Upstream{base: base, mappings: o.Mappings, resp: responder{log: o.Logger, metrics: o.Metrics},
 		client: &http.Client{Transport: rt, Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	if o.ManifestCacheBytes > 0 {
+		u.manifests = newManifestCache(o.ManifestCacheBytes, o.ManifestTagTTL, o.Now)
+	}
 	if o.PublicURL != "" {
 		if u.public, err = url.Parse(o.PublicURL); err != nil {
 			return nil, fmt.Errorf("public_url: %w", err)
@@ -178,6 +191,13 @@ func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, rt route, unk
 		}
 	}
 	t := &target{path: u.upstreamPath(rt), query: q.Encode(), rt: rt, unknown: unknown}
+	if rt.kind == routeManifest && u.manifests != nil && cacheable(r) {
+		if u.manifests.serve(w, r, u.mapped(rt.name), rt.ref) {
+			return
+		}
+		accept := acceptKey(r)
+		t.accept = &accept
+	}
 	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
 }
 
@@ -245,6 +265,9 @@ func (u *Upstream) modifyResponse(resp *http.Response) error {
 			return err
 		}
 		setBody(resp, publicTagList(body, t.rt.name))
+	}
+	if t.accept != nil && resp.StatusCode == http.StatusOK {
+		u.manifests.fill(resp, u.mapped(t.rt.name), t.rt.ref, *t.accept)
 	}
 	if link := h.Get("Link"); link != "" && t.rt.kind == routeTags {
 		h.Set("Link", u.rewriteLink(link, t.rt.name))
@@ -355,6 +378,14 @@ func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 		e.status, e.message = http.StatusGatewayTimeout, "upstream registry timed out"
 	}
 	u.resp.fail(w, r, styleOCI, e)
+}
+
+// ManifestCacheStats reports what the manifest cache did (zero without one).
+func (u *Upstream) ManifestCacheStats() ManifestCacheStats {
+	if u.manifests == nil {
+		return ManifestCacheStats{}
+	}
+	return u.manifests.Stats()
 }
 
 // Ping asks the upstream's /v2/ whether it answers at all (any status

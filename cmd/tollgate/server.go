@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -353,6 +354,25 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.Debug("redis: " + fmt.Sprintf(format, v...))
 }
 
+// The manifest cache: bytes held, and how long a tag's digest is believed.
+const (
+	manifestCacheBytes = 64 << 20
+	manifestTagTTL     = 5 * time.Second
+)
+
+// manifestCacheCollectors exposes the manifest cache's counters.
+func manifestCacheCollectors(stats func() proxy.ManifestCacheStats) []prometheus.Collector {
+	counter := func(name, help string, v func(proxy.ManifestCacheStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(stats())) })
+	}
+	return []prometheus.Collector{
+		counter("tollgate_manifest_cache_hits_total", "Manifest requests answered from the manifest cache.", func(s proxy.ManifestCacheStats) uint64 { return s.Hits }),
+		counter("tollgate_manifest_cache_misses_total", "Cacheable manifest requests the manifest cache could not answer.", func(s proxy.ManifestCacheStats) uint64 { return s.Misses }),
+		counter("tollgate_manifest_cache_evictions_total", "Entries evicted from the manifest cache to stay within its byte bound.", func(s proxy.ManifestCacheStats) uint64 { return s.Evictions }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_manifest_cache_bytes", Help: "Bytes held by the manifest cache."}, func() float64 { return float64(stats().Bytes) }),
+	}
+}
+
 // jwtReuseBytes bounds the signed JWTs kept for reuse (a few KiB each).
 const jwtReuseBytes = 8 << 20
 
@@ -385,7 +405,8 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		Logger:    m.Logger,
 	}
 	if c.Upstream.URL != "" {
-		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics}
+		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics,
+			ManifestCacheBytes: manifestCacheBytes, ManifestTagTTL: manifestTagTTL}
 		if uo.Password, err = c.UpstreamPassword(); err != nil {
 			return nil, err
 		}
@@ -401,6 +422,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 			return nil, err
 		}
 		m.upstream = o.Upstream
+		m.Metrics.Register(manifestCacheCollectors(o.Upstream.ManifestCacheStats)...)
 	}
 	if o.Packages, err = m.packageOptions(); err != nil {
 		return nil, err
