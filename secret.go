@@ -6,11 +6,14 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"log/slog"
 	"strings"
+	"sync"
 )
 
 // Secret is a plaintext credential (a registry token or an account API
@@ -70,13 +73,18 @@ func randomBase62(n int) string {
 }
 
 func checksum(s string) string {
+	out := checksumBytes(s)
+	return string(out[:])
+}
+
+func checksumBytes(s string) [secretCheckLen]byte {
 	c := crc32.ChecksumIEEE([]byte(s))
 	var out [secretCheckLen]byte
 	for i := secretCheckLen - 1; i >= 0; i-- {
 		out[i] = base62[c%62]
 		c /= 62
 	}
-	return string(out[:])
+	return out
 }
 
 // ErrMalformedSecret is returned (wrapped in an EUNAUTHORIZED *Error) for
@@ -86,18 +94,18 @@ var ErrMalformedSecret = errors.New("malformed secret")
 // ParseSecret checks the shape and checksum of v for the given prefix
 // without any lookup, so garbage never reaches a store.
 func ParseSecret(prefix, v string) (Secret, error) {
-	bad := &Error{Code: EUNAUTHORIZED, Message: "invalid credentials", Err: ErrMalformedSecret}
+	bad := func() error { return &Error{Code: EUNAUTHORIZED, Message: "invalid credentials", Err: ErrMalformedSecret} }
 	if len(v) != len(prefix)+secretRandomLen+secretCheckLen || !strings.HasPrefix(v, prefix) {
-		return "", bad
+		return "", bad()
 	}
 	for i := len(prefix); i < len(v); i++ {
 		if strings.IndexByte(base62, v[i]) < 0 {
-			return "", bad
+			return "", bad()
 		}
 	}
 	split := len(v) - secretCheckLen
-	if !hmac.Equal([]byte(checksum(v[:split])), []byte(v[split:])) {
-		return "", bad
+	if sum := checksumBytes(v[:split]); subtle.ConstantTimeCompare(sum[:], []byte(v[split:])) != 1 {
+		return "", bad()
 	}
 	return Secret(v), nil
 }
@@ -114,6 +122,7 @@ const KeySize = 32
 type Keys struct {
 	lookup []byte
 	aead   cipher.AEAD
+	macs   sync.Pool // of HMAC-SHA256 under lookup, for Hash
 }
 
 // NewKeys returns Keys for a 32-byte lookup key and a 32-byte sealing key.
@@ -140,9 +149,15 @@ func NewKeys(lookupKey, sealKey []byte) (*Keys, error) {
 
 // Hash returns the lookup hash of s.
 func (k *Keys) Hash(s Secret) []byte {
-	m := hmac.New(sha256.New, k.lookup)
+	m, _ := k.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, k.lookup)
+	}
+	m.Reset()
 	m.Write([]byte(s.Reveal()))
-	return m.Sum(nil)
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	k.macs.Put(m)
+	return sum
 }
 
 // Seal encrypts s, bound to id (the token's public id) so that a sealed

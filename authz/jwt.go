@@ -392,6 +392,16 @@ var (
 // "invalid token" and whose Err says why, for logs; an expired token's
 // error matches jwt.ErrTokenExpired.
 func (v *Verifier) Verify(raw string) (*Claims, error) {
+	c, err := v.Check(raw)
+	if err != nil {
+		return nil, err
+	}
+	return c.clone(), nil
+}
+
+// Check is Verify without the copy, for the request path: the claims it
+// returns are shared with the cache and must never be modified.
+func (v *Verifier) Check(raw string) (*Claims, error) {
 	if raw == "" {
 		return nil, invalidToken(errEmpty)
 	}
@@ -407,7 +417,7 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 			v.mu.Unlock()
 			return nil, invalidToken(err)
 		}
-		return c.clone(), nil
+		return c, nil
 	}
 
 	var wc verifyClaims
@@ -439,7 +449,7 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 	if len(raw) <= maxCachedTokenLen {
 		v.remember(key, c, now)
 	}
-	return c.clone(), nil
+	return c, nil
 }
 
 // keyFor picks the verification key by kid. The parser has already refused

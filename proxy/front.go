@@ -90,7 +90,7 @@ func (f *front) find(ctx context.Context, secret string) (*tollgate.Token, *toll
 
 // byJWT checks a bearer JWT from /token and the registry token behind it.
 func (f *front) byJWT(r *http.Request, verifier *authz.Verifier, raw string) (caller, error) {
-	claims, err := verifier.Verify(raw)
+	claims, err := verifier.Check(raw)
 	if err != nil {
 		f.log.Debug("bearer token refused", "err", err)
 		return caller{}, f.guess(r, raw, "invalid token")

@@ -12,6 +12,13 @@ import (
 	"github.com/tollgate/tollgate/authz"
 )
 
+// The only actions tollgate grants; shared, never modified (the signer
+// copies what it encodes).
+var (
+	pullOnly   = []string{"pull"}
+	allActions = []string{"*"}
+)
+
 // maxTokenBody caps the POST /token form.
 const maxTokenBody = 64 << 10
 
@@ -145,7 +152,7 @@ func (reg *Registry) isAnonymous(name string) bool {
 // repositories may(name) allows, the catalog (filtered when listed), and
 // never anything else.
 func (reg *Registry) grant(requested []authz.ResourceScope, may func(name string) bool) []authz.Access {
-	access := []authz.Access{}
+	access := make([]authz.Access, 0, len(requested))
 	for _, s := range requested {
 		switch {
 		case s.Type == "repository":
@@ -155,9 +162,9 @@ func (reg *Registry) grant(requested []authz.ResourceScope, may func(name string
 			if !validRepoName(s.Name) || !may(s.Name) {
 				continue
 			}
-			access = append(access, authz.Access{Type: "repository", Name: s.Name, Actions: []string{"pull"}})
+			access = append(access, authz.Access{Type: "repository", Name: s.Name, Actions: pullOnly})
 		case s.Type == "registry" && s.Name == "catalog" && slices.Contains(s.Actions, "*"):
-			access = append(access, authz.Access{Type: "registry", Name: "catalog", Actions: []string{"*"}})
+			access = append(access, authz.Access{Type: "registry", Name: "catalog", Actions: allActions})
 		}
 	}
 	return access
