@@ -94,7 +94,9 @@ var ErrMalformedSecret = errors.New("malformed secret")
 // ParseSecret checks the shape and checksum of v for the given prefix
 // without any lookup, so garbage never reaches a store.
 func ParseSecret(prefix, v string) (Secret, error) {
-	bad := func() error { return &Error{Code: EUNAUTHORIZED, Message: "invalid credentials", Err: ErrMalformedSecret} }
+	bad := func() error {
+		return &Error{Code: EUNAUTHORIZED, Message: "invalid credentials", Err: ErrMalformedSecret}
+	}
 	if len(v) != len(prefix)+secretRandomLen+secretCheckLen || !strings.HasPrefix(v, prefix) {
 		return "", bad()
 	}
