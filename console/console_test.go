@@ -657,3 +657,23 @@ func TestStaticAssetsAndHeaders(t *testing.T) {
 		t.Fatalf("unknown page: %d", st)
 	}
 }
+
+// TestSignInPageInASecondTabCannotInvalidateTheFirst: every load of the
+// sign-in page issued a new pre-session cookie, so opening the console in
+// a second tab made the first tab's form fail with "This form has
+// expired".
+func TestSignInPageInASecondTabCannotInvalidateTheFirst(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	e.user("ann@acme.example", tollgate.RoleViewer)
+	b := e.browser()
+	b.get("/console/sign-in") // tab A
+	tabA := b.csrf
+	_, _, h := b.get("/console/sign-in") // tab B
+	if h.Get("Set-Cookie") != "" {
+		t.Errorf("the second load set a cookie again: %v", h["Set-Cookie"])
+	}
+	st, body, h := b.post("/console/sign-in", url.Values{"csrf": {tabA}, "email": {"ann@acme.example"}, "password": {goodPassword}})
+	if st != http.StatusSeeOther || h.Get("Location") != "/console/tokens" {
+		t.Fatalf("tab A's form after tab B loaded: %d %s\n%s", st, h.Get("Location"), body)
+	}
+}
