@@ -299,7 +299,9 @@ func (c *Console) preSessionCSRF(w http.ResponseWriter, r *http.Request) string 
 // cookie (tollgate.NewID("pre_")): anything else is replaced.
 func validPreCookie(v string) bool {
 	return strings.HasPrefix(v, "pre_") && len(v) >= 20 && len(v) <= 64 &&
-		!strings.ContainsFunc(v, func(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_') })
+		!strings.ContainsFunc(v, func(r rune) bool {
+			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
+		})
 }
 
 func (c *Console) preSessionOK(r *http.Request) bool {
