@@ -108,7 +108,8 @@ func (t *Token) Expired(now time.Time) bool {
 	return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)
 }
 
-// ValidateTokenName: 1 to 100 printable characters, not only spaces.
+// ValidateTokenName: 1 to 100 printable characters, not only spaces, no
+// control characters (see IsControl).
 func ValidateTokenName(name string) error {
 	if strings.TrimSpace(name) == "" {
 		return FieldError("name", "must not be empty")
@@ -119,6 +120,9 @@ func ValidateTokenName(name string) error {
 	if utf8.RuneCountInString(name) > 100 {
 		return FieldError("name", "must be at most 100 characters")
 	}
+	if err := checkNoControl("name", name); err != nil {
+		return err
+	}
 	for _, r := range name {
 		if !unicode.IsPrint(r) {
 			return FieldError("name", "must contain only printable characters")
@@ -127,8 +131,8 @@ func ValidateTokenName(name string) error {
 	return nil
 }
 
-// ValidateTokenDescription: optional, at most 500 characters, printable
-// (line breaks and tabs allowed).
+// ValidateTokenDescription: optional, at most 500 printable characters
+// on one line (no control characters, see IsControl).
 func ValidateTokenDescription(d string) error {
 	if !utf8.ValidString(d) {
 		return FieldError("description", "must be valid UTF-8")
@@ -136,8 +140,11 @@ func ValidateTokenDescription(d string) error {
 	if utf8.RuneCountInString(d) > 500 {
 		return FieldError("description", "must be at most 500 characters")
 	}
+	if err := checkNoControl("description", d); err != nil {
+		return err
+	}
 	for _, r := range d {
-		if !unicode.IsPrint(r) && r != '\n' && r != '\t' && r != '\r' {
+		if !unicode.IsPrint(r) {
 			return FieldError("description", "must contain only printable characters")
 		}
 	}

@@ -677,3 +677,32 @@ func TestSignInPageInASecondTabCannotInvalidateTheFirst(t *testing.T) {
 		t.Fatalf("tab A's form after tab B loaded: %d %s\n%s", st, h.Get("Location"), body)
 	}
 }
+
+// TestConsoleCannotShowStoredControlCharacters: a token name or
+// description stored with control or bidirectional characters (before
+// they were refused) was put in the page as it was; html/template escapes
+// HTML, not a right-to-left override that makes a name read as another.
+func TestConsoleCannotShowStoredControlCharacters(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	ctx := context.Background()
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	tok := toks[0]
+	tok.Name, tok.Description = "ci\u202egnp.exe", "one\x1b[2Jtwo\nthree"
+	if err := e.svc.Store.Update(ctx, func(tx tollgate.Tx) error { return tx.UpdateToken(ctx, tok) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/console/tokens", "/console/tokens/" + tok.ID + "/edit", "/console/tokens/" + tok.ID + "/revoke"} {
+		st, body, _ := b.get(path)
+		wantStatus(t, path, st, 200, body)
+		if i := strings.IndexFunc(body, func(r rune) bool { return tollgate.IsControl(r) && r != '\n' }); i >= 0 {
+			t.Errorf("%s holds a control character: %q", path, body[max(0, i-40):min(len(body), i+40)])
+		}
+		if !strings.Contains(body, `ci\u202egnp.exe`) {
+			t.Errorf("%s does not show the name escaped", path)
+		}
+		if !strings.HasSuffix(path, "/revoke") && !strings.Contains(body, `one\x1b[2Jtwo\nthree`) {
+			t.Errorf("%s does not show the description escaped", path)
+		}
+	}
+}

@@ -68,6 +68,18 @@ func must[T any](t *testing.T) func(v T, err error) T {
 
 func ptr[T any](v T) *T { return &v }
 
+// must2 is must for CreateAccount's four results: the account and the
+// default token.
+func must2(t *testing.T) func(a *tollgate.Account, tok *tollgate.Token, _ tollgate.Secret, err error) (*tollgate.Account, *tollgate.Token) {
+	return func(a *tollgate.Account, tok *tollgate.Token, _ tollgate.Secret, err error) (*tollgate.Account, *tollgate.Token) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, tok
+	}
+}
+
 func testService(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 
@@ -95,6 +107,25 @@ func testService(t *testing.T, newStore NewStore) {
 		wantCode(t, err, tollgate.ECONFLICT, "name")
 		_, _, _, err = s.CreateAccount(ctx, "operator", "Acme!")
 		wantCode(t, err, tollgate.EINVALID, "name")
+	})
+
+	t.Run("TokenTextCannotCarryControlCharacters", func(t *testing.T) {
+		s, _ := newService(t, newStore)
+		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		for _, bad := range []string{"ci\ndocker login evil", "ci\x1b[2J", "ci\u202egnp.exe", "ci\u2066x", "ci\x7f", "ci\u0085"} {
+			_, _, err := s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: bad})
+			wantCode(t, err, tollgate.EINVALID, "name")
+			_, _, err = s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "ok", Description: bad})
+			wantCode(t, err, tollgate.EINVALID, "description")
+			_, err = s.EditToken(ctx, "operator", def.ID, tollgate.TokenEdit{Name: ptr(bad)})
+			wantCode(t, err, tollgate.EINVALID, "name")
+			_, err = s.EditToken(ctx, "operator", def.ID, tollgate.TokenEdit{Description: ptr(bad)})
+			wantCode(t, err, tollgate.EINVALID, "description")
+		}
+		toks, _, err := s.ListTokens(ctx, "acme", "")
+		if err != nil || len(toks) != 1 || toks[0].Name != "default" || toks[0].Description != "" {
+			t.Fatalf("after refused writes: %v, %v", toks, err)
+		}
 	})
 
 	t.Run("LimitIsAtomic", func(t *testing.T) {
