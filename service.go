@@ -353,6 +353,9 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		if err != nil {
 			return accountNotFound(err, in.Account)
 		}
+		if err := checkSuspended(actor, a); err != nil {
+			return err
+		}
 		if err := checkScope(a, in.Scope); err != nil {
 			return err
 		}
@@ -373,6 +376,26 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		return nil, "", err
 	}
 	return tok, secret, nil
+}
+
+// checkSuspended refuses a customer (IsCustomerActor) of a suspended
+// account what would give a working secret: creating, revealing or
+// extending a token. Reading, editing other fields and revoking stay
+// allowed; the operator acts as always.
+func checkSuspended(actor string, a *Account) error {
+	if a.Status == AccountSuspended && IsCustomerActor(actor) {
+		return Errorf(EFORBIDDEN, "account %s is suspended: tokens cannot be created, revealed or extended", a.Name)
+	}
+	return nil
+}
+
+// extends reports whether an expiry moving from old to next gives the
+// token more time: later, or no expiry where there was one.
+func extends(old, next *time.Time) bool {
+	if old == nil {
+		return false
+	}
+	return next == nil || next.After(*old)
 }
 
 func checkScope(a *Account, sc Scope) error {
@@ -495,6 +518,13 @@ func (s *Service) RevealToken(ctx context.Context, actor, id string) (Secret, er
 		}
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; its secret is gone for good", id)
+		}
+		a, err := tx.AccountByID(ctx, t.AccountID, false)
+		if err != nil {
+			return err
+		}
+		if err := checkSuspended(actor, a); err != nil {
+			return err
 		}
 		sealed, err := tx.SealedSecret(ctx, id)
 		if err != nil {
@@ -652,8 +682,14 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 		}
 		now := s.now()
 		c := map[string]Change{}
+		oldExpiry := t.ExpiresAt
 		if err := fn(a, t, now, c); err != nil {
 			return err
+		}
+		if extends(oldExpiry, t.ExpiresAt) {
+			if err := checkSuspended(actor, a); err != nil {
+				return err
+			}
 		}
 		out = t
 		if len(c) == 0 {

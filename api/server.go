@@ -216,7 +216,7 @@ func (s *Server) authenticate(r *http.Request) (*actor, error) {
 		}
 		return nil, err
 	}
-	return &actor{name: "account:" + acct.Name, account: acct}, nil
+	return &actor{name: tollgate.AccountActor(acct.Name), account: acct}, nil
 }
 
 // account checks that who may see the named account. To an account key,

@@ -206,7 +206,7 @@ type session struct {
 	csrf    string
 }
 
-func (s *session) actor() string { return "user:" + s.user.Email }
+func (s *session) actor() string { return tollgate.UserActor(s.user.Email) }
 
 // withSession requires a live session whose role passes need, and a
 // valid CSRF token on anything but GET and HEAD.

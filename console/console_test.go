@@ -706,3 +706,47 @@ func TestConsoleCannotShowStoredControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspendedAccountConsoleCannotMintRevealOrExtend: a console user of
+// a suspended account could reveal a token's secret, create a token or
+// extend one; all of them work again on resume without the operator
+// choosing so. Reading the tokens page still works.
+func TestSuspendedAccountConsoleCannotMintRevealOrExtend(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	ctx := context.Background()
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	id := toks[0].ID
+	if _, err := e.svc.ExtendToken(ctx, "operator", id, tollgate.Expiry{At: e.clock.Now().Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SuspendAccount(ctx, "operator", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	const msg = "account acme is suspended: tokens cannot be created, revealed or extended"
+	st, body, _ := b.post("/console/tokens/"+id+"/reveal", nil, "Accept", "application/json")
+	wantStatus(t, "reveal (JSON)", st, http.StatusForbidden, body)
+	if !strings.Contains(body, msg) || strings.Contains(body, tollgate.TokenPrefix) {
+		t.Errorf("reveal (JSON): %s", body)
+	}
+	for what, do := range map[string]func() (int, string, http.Header){
+		"reveal": func() (int, string, http.Header) { return b.post("/console/tokens/"+id+"/reveal", nil) },
+		"create": func() (int, string, http.Header) {
+			return b.post("/console/tokens", url.Values{"name": {"more"}, "images": {"on"}, "never": {"on"}})
+		},
+		"extend": func() (int, string, http.Header) {
+			return b.post("/console/tokens/"+id+"/extend", url.Values{"never": {"on"}})
+		},
+	} {
+		st, body, _ := do()
+		wantStatus(t, what, st, http.StatusForbidden, body)
+		if !strings.Contains(body, msg) {
+			t.Errorf("%s: page lacks %q", what, msg)
+		}
+	}
+	if toks, _, _ := e.svc.ListTokens(ctx, "acme", ""); len(toks) != 1 {
+		t.Fatalf("%d tokens after a refused create", len(toks))
+	}
+	st, body, _ = b.get("/console/tokens")
+	wantStatus(t, "tokens page", st, 200, body)
+}

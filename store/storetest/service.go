@@ -68,6 +68,17 @@ func must[T any](t *testing.T) func(v T, err error) T {
 
 func ptr[T any](v T) *T { return &v }
 
+// must3 is must for CreateToken's three results.
+func must3(t *testing.T) func(tok *tollgate.Token, secret tollgate.Secret, err error) (*tollgate.Token, tollgate.Secret) {
+	return func(tok *tollgate.Token, secret tollgate.Secret, err error) (*tollgate.Token, tollgate.Secret) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok, secret
+	}
+}
+
 // must2 is must for CreateAccount's four results: the account and the
 // default token.
 func must2(t *testing.T) func(a *tollgate.Account, tok *tollgate.Token, _ tollgate.Secret, err error) (*tollgate.Account, *tollgate.Token) {
@@ -126,6 +137,47 @@ func testService(t *testing.T, newStore NewStore) {
 		if err != nil || len(toks) != 1 || toks[0].Name != "default" || toks[0].Description != "" {
 			t.Fatalf("after refused writes: %v, %v", toks, err)
 		}
+	})
+
+	t.Run("SuspendedAccountCustomersCannotMintRevealOrExtend", func(t *testing.T) {
+		s, clk := newService(t, newStore)
+		must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		customer := tollgate.AccountActor("acme")
+		later := clk.Now().Add(48 * time.Hour)
+		tok, _ := must3(t)(s.CreateToken(ctx, customer, tollgate.TokenCreate{Account: "acme", Name: "ci", Expiry: tollgate.Expiry{At: later}}))
+		must[*tollgate.Account](t)(s.SuspendAccount(ctx, "operator", "acme"))
+		const msg = "account acme is suspended: tokens cannot be created, revealed or extended"
+		for _, actor := range []string{customer, tollgate.UserActor("ann@acme.example")} {
+			_, _, err := s.CreateToken(ctx, actor, tollgate.TokenCreate{Account: "acme", Name: "more"})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			if tollgate.ErrorMessage(err) != msg {
+				t.Fatalf("message = %q", tollgate.ErrorMessage(err))
+			}
+			_, err = s.RevealToken(ctx, actor, tok.ID)
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			_, err = s.ExtendToken(ctx, actor, tok.ID, tollgate.Expiry{Never: true})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			_, err = s.ExtendToken(ctx, actor, tok.ID, tollgate.Expiry{At: later.Add(time.Hour)})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			_, err = s.EditToken(ctx, actor, tok.ID, tollgate.TokenEdit{Name: ptr("x"), Expiry: &tollgate.Expiry{At: later.Add(time.Hour)}})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+		}
+		if got := must[*tollgate.Token](t)(first(s.Token(ctx, tok.ID))); got.Name != "ci" || !got.ExpiresAt.Equal(later) {
+			t.Fatalf("a refused write changed the token: %+v", got)
+		}
+		if toks, _, _ := s.ListTokens(ctx, "acme", ""); len(toks) != 2 {
+			t.Fatalf("%d tokens after a refused create", len(toks))
+		}
+		// Reading, renaming, shortening and revoking stay allowed.
+		must[*tollgate.Token](t)(s.EditToken(ctx, customer, tok.ID, tollgate.TokenEdit{Name: ptr("ci-2"), Expiry: &tollgate.Expiry{At: later.Add(-time.Hour)}}))
+		// The operator acts as always.
+		must[tollgate.Secret](t)(s.RevealToken(ctx, "operator", tok.ID))
+		must[*tollgate.Token](t)(s.ExtendToken(ctx, "operator", tok.ID, tollgate.Expiry{Never: true}))
+		must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "by-operator"}))
+		must[*tollgate.Token](t)(s.RevokeToken(ctx, customer, tok.ID))
+		// Resumed, the customer may again.
+		must[*tollgate.Account](t)(s.ResumeAccount(ctx, "operator", "acme"))
+		must3(t)(s.CreateToken(ctx, customer, tollgate.TokenCreate{Account: "acme", Name: "after"}))
 	})
 
 	t.Run("LimitIsAtomic", func(t *testing.T) {
