@@ -750,3 +750,37 @@ func TestSuspendedAccountConsoleCannotMintRevealOrExtend(t *testing.T) {
 	st, body, _ = b.get("/console/tokens")
 	wantStatus(t, "tokens page", st, 200, body)
 }
+
+// TestConsolePagesWithSecretsCannotBeCached: the reveal (page and JSON),
+// the one-time page of a new token and the set-password page hold a
+// secret; a browser or proxy cache must not keep them.
+func TestConsolePagesWithSecretsCannotBeCached(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	ctx := context.Background()
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	id := toks[0].ID
+	_, link, err := e.users.CreateUser(ctx, "operator", tollgate.UserCreate{Account: "acme", Email: "new@acme.example", Role: tollgate.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		st   int
+		body string
+		h    http.Header
+	}
+	get := func(st int, body string, h http.Header) answer { return answer{st, body, h} }
+	for what, a := range map[string]answer{
+		"reveal page":       get(b.post("/console/tokens/"+id+"/reveal", nil)),
+		"reveal JSON":       get(b.post("/console/tokens/"+id+"/reveal", nil, "Accept", "application/json")),
+		"created page":      get(b.post("/console/tokens", url.Values{"name": {"ci"}, "images": {"on"}, "never": {"on"}})),
+		"set-password page": get(e.browser().get(tollgate.SetPasswordURL("", link))),
+	} {
+		if a.st/100 != 2 || !regexp.MustCompile(`tgp?_[0-9A-Za-z]{20}`).MatchString(a.body) {
+			t.Fatalf("%s: %d, or no secret in it", what, a.st)
+		}
+		if got := a.h.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", what, got)
+		}
+	}
+}
