@@ -172,10 +172,27 @@ func ParseExpiry(v string) (Expiry, error) {
 		return Expiry{Now: true}, nil
 	}
 	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return Expiry{At: t.Add(24*time.Hour - time.Second).UTC()}, nil
+		return boundedExpiry(t.Add(24*time.Hour - time.Second).UTC())
 	}
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return Expiry{At: t.UTC()}, nil
+		return boundedExpiry(t.UTC())
 	}
 	return Expiry{}, FieldError("expires", "%q is not a date (YYYY-MM-DD), an RFC 3339 time, \"never\" or \"now\"", v)
+}
+
+// MaxExpiry is the latest expiry a token may have: the last second that
+// RFC 3339, JSON and every store can all write. 9999-12-31T23:00:00-05:00
+// is already past it.
+var MaxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// errExpiryBound is the field error of an expiry past MaxExpiry.
+func errExpiryBound() error {
+	return FieldError("expires", "must be on or before 9999-12-31 UTC")
+}
+
+func boundedExpiry(at time.Time) (Expiry, error) {
+	if at.After(MaxExpiry) {
+		return Expiry{}, errExpiryBound()
+	}
+	return Expiry{At: at}, nil
 }

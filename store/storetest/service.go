@@ -180,6 +180,62 @@ func testService(t *testing.T, newStore NewStore) {
 		must3(t)(s.CreateToken(ctx, customer, tollgate.TokenCreate{Account: "acme", Name: "after"}))
 	})
 
+	t.Run("ExpiryIsBoundedAtYear9999", func(t *testing.T) {
+		s, _ := newService(t, newStore)
+		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		past := tollgate.MaxExpiry.Add(time.Second)
+		_, _, err := s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "far", Expiry: tollgate.Expiry{At: past}})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		if tollgate.ErrorMessage(err) != "expires: must be on or before 9999-12-31 UTC" {
+			t.Fatalf("message = %q", tollgate.ErrorMessage(err))
+		}
+		_, err = s.ExtendToken(ctx, "operator", def.ID, tollgate.Expiry{At: past})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		_, err = s.EditToken(ctx, "operator", def.ID, tollgate.TokenEdit{Expiry: &tollgate.Expiry{At: past}})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		_, err = tollgate.ParseExpiry("9999-12-31T23:00:00-05:00")
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		last, _ := must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "last", Expiry: tollgate.Expiry{At: tollgate.MaxExpiry}}))
+		got := must[*tollgate.Token](t)(first(s.Token(ctx, last.ID)))
+		if !got.ExpiresAt.Equal(tollgate.MaxExpiry) {
+			t.Fatalf("stored expiry %v, want %v", got.ExpiresAt, tollgate.MaxExpiry)
+		}
+	})
+
+	t.Run("BeforeCommitFailureRollsTheWriteBack", func(t *testing.T) {
+		s, _ := newService(t, newStore)
+		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		boom := tollgate.Internal(fmt.Errorf("answer does not encode"))
+		var seen []string
+		bad := tollgate.BeforeCommit(ctx, func(t *tollgate.Token, a *tollgate.Account) error {
+			seen = append(seen, t.Name+"@"+a.Name)
+			return boom
+		})
+		_, _, err := s.CreateToken(bad, "operator", tollgate.TokenCreate{Account: "acme", Name: "ci"})
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, _, _, err = s.CreateAccount(bad, "operator", "globex")
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, err = s.EditToken(bad, "operator", def.ID, tollgate.TokenEdit{Name: ptr("renamed")})
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, err = s.ExtendToken(bad, "operator", def.ID, tollgate.Expiry{At: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)})
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, err = s.RevokeToken(bad, "operator", def.ID)
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		if want := "ci@acme default@globex renamed@acme default@acme default@acme"; strings.Join(seen, " ") != want {
+			t.Fatalf("BeforeCommit saw %q, want %q", strings.Join(seen, " "), want)
+		}
+		toks, _, _ := s.ListTokens(ctx, "acme", "")
+		if len(toks) != 1 || toks[0].Name != "default" || toks[0].ExpiresAt != nil || toks[0].RevokedAt != nil {
+			t.Fatalf("a rolled-back write left a trace: %+v", toks[0])
+		}
+		if _, err := s.Account(ctx, "globex"); tollgate.ErrorCode(err) != tollgate.ENOTFOUND {
+			t.Fatalf("the rolled-back account exists: %v", err)
+		}
+		if evs, _ := s.ListAudit(ctx, "acme", tollgate.AuditPage{}); len(evs) != 2 {
+			t.Fatalf("%d audit events, want the 2 of sign-up", len(evs))
+		}
+	})
+
 	t.Run("LimitIsAtomic", func(t *testing.T) {
 		s, _ := newService(t, newStore)
 		_, def, _, err := s.CreateAccount(ctx, "operator", "acme")
