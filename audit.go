@@ -1,6 +1,9 @@
 package tollgate
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Audit actions, one per lifecycle event.
 const (
@@ -42,4 +45,25 @@ type AuditEvent struct {
 type AuditPage struct {
 	Before int64
 	Limit  int
+}
+
+// Customer actors: an account's API key and a console user. Service holds
+// them to their account's state (a suspended account may read its tokens
+// but not create, reveal or extend them); every other actor ("operator",
+// "system", tollgate dev's) acts for the operator.
+const (
+	accountActorPrefix = "account:"
+	userActorPrefix    = "user:"
+)
+
+// AccountActor is the actor of an account's API key.
+func AccountActor(name string) string { return accountActorPrefix + name }
+
+// UserActor is the actor of a console user.
+func UserActor(email string) string { return userActorPrefix + email }
+
+// IsCustomerActor reports whether actor is an account's key or a console
+// user rather than the operator.
+func IsCustomerActor(actor string) bool {
+	return strings.HasPrefix(actor, accountActorPrefix) || strings.HasPrefix(actor, userActorPrefix)
 }

@@ -44,6 +44,25 @@ func (s *Service) changed(ctx context.Context, accountID string, tokenIDs ...str
 	}
 }
 
+type beforeCommitKey struct{}
+
+// BeforeCommit returns ctx with fn attached. The token writes of Service
+// (CreateAccount, CreateToken, EditToken, ExtendToken, RevokeToken) call
+// fn inside their transaction, last, with the token and its account as
+// they are about to be committed; an error from fn rolls the whole write
+// back and is what the write returns. The API renders its answer there,
+// so that a write whose answer cannot be made leaves nothing behind.
+func BeforeCommit(ctx context.Context, fn func(t *Token, a *Account) error) context.Context {
+	return context.WithValue(ctx, beforeCommitKey{}, fn)
+}
+
+func beforeCommit(ctx context.Context, t *Token, a *Account) error {
+	if fn, ok := ctx.Value(beforeCommitKey{}).(func(*Token, *Account) error); ok && fn != nil {
+		return fn(t, a)
+	}
+	return nil
+}
+
 // DefaultTokenName is the name of the token sign-up creates.
 const DefaultTokenName = "default"
 
@@ -73,15 +92,17 @@ func (s *Service) CreateAccount(ctx context.Context, actor, name string) (*Accou
 		if err := s.insertToken(ctx, tx, tok, secret); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx,
+		if err := insertAudit(ctx, tx,
 			&AuditEvent{AccountID: acct.ID, Time: now, Actor: actor, Action: ActionAccountCreated, Target: acct.Name,
 				Changes: map[string]Change{"name": {To: acct.Name}, "status": {To: string(acct.Status)}}},
-			tokenCreatedEvent(tok, actor))
+			tokenCreatedEvent(tok, actor)); err != nil {
+			return err
+		}
+		return beforeCommit(ctx, tok, acct)
 	})
 	if err != nil {
 		return nil, nil, "", err
 	}
-	tok.AccountName = acct.Name
 	return acct, tok, secret, nil
 }
 
@@ -344,6 +365,9 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		if !at.After(now) {
 			return nil, "", FieldError("expires", "must be in the future")
 		}
+		if at.After(MaxExpiry) {
+			return nil, "", errExpiryBound()
+		}
 		expires = &at
 	}
 	var tok *Token
@@ -352,6 +376,9 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		a, err := tx.AccountByName(ctx, in.Account, true)
 		if err != nil {
 			return accountNotFound(err, in.Account)
+		}
+		if err := checkSuspended(actor, a); err != nil {
+			return err
 		}
 		if err := checkScope(a, in.Scope); err != nil {
 			return err
@@ -367,12 +394,35 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		if err := s.insertToken(ctx, tx, tok, secret); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, tokenCreatedEvent(tok, actor))
+		if err := insertAudit(ctx, tx, tokenCreatedEvent(tok, actor)); err != nil {
+			return err
+		}
+		return beforeCommit(ctx, tok, a)
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return tok, secret, nil
+}
+
+// checkSuspended refuses a customer (IsCustomerActor) of a suspended
+// account what would give a working secret: creating, revealing or
+// extending a token. Reading, editing other fields and revoking stay
+// allowed; the operator acts as always.
+func checkSuspended(actor string, a *Account) error {
+	if a.Status == AccountSuspended && IsCustomerActor(actor) {
+		return Errorf(EFORBIDDEN, "account %s is suspended: tokens cannot be created, revealed or extended", a.Name)
+	}
+	return nil
+}
+
+// extends reports whether an expiry moving from old to next gives the
+// token more time: later, or no expiry where there was one.
+func extends(old, next *time.Time) bool {
+	if old == nil {
+		return false
+	}
+	return next == nil || next.After(*old)
 }
 
 func checkScope(a *Account, sc Scope) error {
@@ -496,6 +546,13 @@ func (s *Service) RevealToken(ctx context.Context, actor, id string) (Secret, er
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; its secret is gone for good", id)
 		}
+		a, err := tx.AccountByID(ctx, t.AccountID, false)
+		if err != nil {
+			return err
+		}
+		if err := checkSuspended(actor, a); err != nil {
+			return err
+		}
 		sealed, err := tx.SealedSecret(ctx, id)
 		if err != nil {
 			return err
@@ -584,6 +641,9 @@ func applyExpiry(t *Token, e Expiry, now time.Time, allowNow bool, c map[string]
 			}
 			return FieldError("expires", "must be in the future")
 		}
+		if at.After(MaxExpiry) {
+			return errExpiryBound()
+		}
 		next = &at
 	}
 	if !sameTime(next, t.ExpiresAt) {
@@ -602,17 +662,24 @@ func (s *Service) RevokeToken(ctx context.Context, actor, id string) (*Token, er
 		if err != nil {
 			return err
 		}
+		a, err := tx.AccountByID(ctx, t.AccountID, false)
+		if err != nil {
+			return err
+		}
 		out = t
 		if t.RevokedAt != nil {
-			return nil
+			return beforeCommit(ctx, t, a)
 		}
 		now := s.now()
 		t.RevokedAt, t.UpdatedAt = &now, now
 		if err := tx.UpdateToken(ctx, t); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: ActionTokenRevoked, Target: t.ID,
-			Changes: map[string]Change{"revoked_at": {To: now.Format(time.RFC3339)}}})
+		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: ActionTokenRevoked, Target: t.ID,
+			Changes: map[string]Change{"revoked_at": {To: now.Format(time.RFC3339)}}}); err != nil {
+			return err
+		}
+		return beforeCommit(ctx, t, a)
 	})
 	if err != nil {
 		return nil, err
@@ -652,18 +719,27 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 		}
 		now := s.now()
 		c := map[string]Change{}
+		oldExpiry := t.ExpiresAt
 		if err := fn(a, t, now, c); err != nil {
 			return err
 		}
+		if extends(oldExpiry, t.ExpiresAt) {
+			if err := checkSuspended(actor, a); err != nil {
+				return err
+			}
+		}
 		out = t
 		if len(c) == 0 {
-			return nil
+			return beforeCommit(ctx, t, a)
 		}
 		t.UpdatedAt = now
 		if err := tx.UpdateToken(ctx, t); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: action, Target: t.ID, Changes: c})
+		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: action, Target: t.ID, Changes: c}); err != nil {
+			return err
+		}
+		return beforeCommit(ctx, t, a)
 	})
 	if err != nil {
 		return nil, err

@@ -108,7 +108,8 @@ func (t *Token) Expired(now time.Time) bool {
 	return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)
 }
 
-// ValidateTokenName: 1 to 100 printable characters, not only spaces.
+// ValidateTokenName: 1 to 100 printable characters, not only spaces, no
+// control characters (see IsControl).
 func ValidateTokenName(name string) error {
 	if strings.TrimSpace(name) == "" {
 		return FieldError("name", "must not be empty")
@@ -119,6 +120,9 @@ func ValidateTokenName(name string) error {
 	if utf8.RuneCountInString(name) > 100 {
 		return FieldError("name", "must be at most 100 characters")
 	}
+	if err := checkNoControl("name", name); err != nil {
+		return err
+	}
 	for _, r := range name {
 		if !unicode.IsPrint(r) {
 			return FieldError("name", "must contain only printable characters")
@@ -127,8 +131,8 @@ func ValidateTokenName(name string) error {
 	return nil
 }
 
-// ValidateTokenDescription: optional, at most 500 characters, printable
-// (line breaks and tabs allowed).
+// ValidateTokenDescription: optional, at most 500 printable characters
+// on one line (no control characters, see IsControl).
 func ValidateTokenDescription(d string) error {
 	if !utf8.ValidString(d) {
 		return FieldError("description", "must be valid UTF-8")
@@ -136,8 +140,11 @@ func ValidateTokenDescription(d string) error {
 	if utf8.RuneCountInString(d) > 500 {
 		return FieldError("description", "must be at most 500 characters")
 	}
+	if err := checkNoControl("description", d); err != nil {
+		return err
+	}
 	for _, r := range d {
-		if !unicode.IsPrint(r) && r != '\n' && r != '\t' && r != '\r' {
+		if !unicode.IsPrint(r) {
 			return FieldError("description", "must contain only printable characters")
 		}
 	}
@@ -165,10 +172,27 @@ func ParseExpiry(v string) (Expiry, error) {
 		return Expiry{Now: true}, nil
 	}
 	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return Expiry{At: t.Add(24*time.Hour - time.Second).UTC()}, nil
+		return boundedExpiry(t.Add(24*time.Hour - time.Second).UTC())
 	}
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return Expiry{At: t.UTC()}, nil
+		return boundedExpiry(t.UTC())
 	}
 	return Expiry{}, FieldError("expires", "%q is not a date (YYYY-MM-DD), an RFC 3339 time, \"never\" or \"now\"", v)
+}
+
+// MaxExpiry is the latest expiry a token may have: the last second that
+// RFC 3339, JSON and every store can all write. 9999-12-31T23:00:00-05:00
+// is already past it.
+var MaxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// errExpiryBound is the field error of an expiry past MaxExpiry.
+func errExpiryBound() error {
+	return FieldError("expires", "must be on or before 9999-12-31 UTC")
+}
+
+func boundedExpiry(at time.Time) (Expiry, error) {
+	if at.After(MaxExpiry) {
+		return Expiry{}, errExpiryBound()
+	}
+	return Expiry{At: at}, nil
 }

@@ -102,6 +102,9 @@ func ValidateEmail(v string) (string, error) {
 	if len(v) > 254 {
 		return "", FieldError("email", "must be at most 254 characters")
 	}
+	if err := checkNoControl("email", v); err != nil {
+		return "", err
+	}
 	a, err := mail.ParseAddress(v)
 	if err != nil || a.Address != v || a.Name != "" || !strings.Contains(v[strings.LastIndexByte(v, '@')+1:], ".") {
 		return "", FieldError("email", "must be an address like name@example.com")

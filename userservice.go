@@ -218,7 +218,7 @@ func (u *Users) SetPassword(ctx context.Context, link, password string) (*User, 
 		if err := tx.DeleteUserSessions(ctx, usr.ID); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, &AuditEvent{AccountID: usr.AccountID, Time: now, Actor: "user:" + usr.Email,
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: usr.AccountID, Time: now, Actor: UserActor(usr.Email),
 			Action: ActionUserPasswordSet, Target: usr.Email, Changes: map[string]Change{"password": {To: "set"}}})
 	})
 	if err != nil {
@@ -269,7 +269,7 @@ func (u *Users) SignIn(ctx context.Context, email, password string) (*User, Secr
 		}
 		// Failed attempts are not recorded (the limiter bounds them); a
 		// session opened is, so an admin can see who signed in when.
-		return insertAudit(ctx, tx, &AuditEvent{AccountID: usr.AccountID, Time: now, Actor: "user:" + usr.Email,
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: usr.AccountID, Time: now, Actor: UserActor(usr.Email),
 			Action: ActionUserSignedIn, Target: usr.Email})
 	})
 	if err != nil {

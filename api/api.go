@@ -170,8 +170,8 @@ func fromAccount(a *tollgate.Account) Account {
 			Images:   nonNil(a.Subscription.Images),
 			Packages: nonNil(a.Subscription.Packages),
 		},
-		CreatedAt: a.CreatedAt.UTC(),
-		UpdatedAt: a.UpdatedAt.UTC(),
+		CreatedAt: wireTime(a.CreatedAt),
+		UpdatedAt: wireTime(a.UpdatedAt),
 	}
 }
 
@@ -189,8 +189,8 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		Description: t.Description,
 		Scope:       t.Scope.Names(),
 		ExpiresAt:   utcPtr(t.ExpiresAt),
-		CreatedAt:   t.CreatedAt.UTC(),
-		UpdatedAt:   t.UpdatedAt.UTC(),
+		CreatedAt:   wireTime(t.CreatedAt),
+		UpdatedAt:   wireTime(t.UpdatedAt),
 		LastUsedAt:  utcPtr(t.LastUsedAt),
 		RevokedAt:   utcPtr(t.RevokedAt),
 		Status:      string(t.Status(a, now)),
@@ -204,7 +204,7 @@ func fromAuditEvent(e *tollgate.AuditEvent) AuditEvent {
 	}
 	return AuditEvent{
 		ID:      e.ID,
-		Time:    e.Time.UTC(),
+		Time:    wireTime(e.Time),
 		Actor:   e.Actor,
 		Action:  e.Action,
 		Target:  e.Target,
@@ -216,8 +216,29 @@ func utcPtr(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := t.UTC()
+	u := wireTime(*t)
 	return &u
+}
+
+// Bounds of what JSON (RFC 3339) can carry: a time outside them fails
+// to encode, which would turn reading a stored row into a 500.
+var (
+	minWireTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxWireTime = tollgate.MaxExpiry
+)
+
+// wireTime is t in UTC, clamped to what JSON can carry. Service keeps
+// expiries within the bounds and a migration repaired older rows; this
+// is the last guard, for any time of any stored row.
+func wireTime(t time.Time) time.Time {
+	t = t.UTC()
+	switch {
+	case t.Before(minWireTime):
+		return minWireTime
+	case t.After(maxWireTime):
+		return maxWireTime
+	}
+	return t
 }
 
 func nonNil(v []string) []string {

@@ -15,19 +15,6 @@ import (
 	"github.com/tollgate/tollgate"
 )
 
-// statusOf is the one table from error codes to HTTP statuses. The client
-// reads the code back from the envelope, not the status.
-var statusOf = map[string]int{
-	tollgate.EINVALID:      http.StatusBadRequest,
-	tollgate.EUNAUTHORIZED: http.StatusUnauthorized,
-	tollgate.EFORBIDDEN:    http.StatusForbidden,
-	tollgate.ENOTFOUND:     http.StatusNotFound,
-	tollgate.ECONFLICT:     http.StatusConflict,
-	tollgate.ELIMIT:        http.StatusConflict,
-	tollgate.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	tollgate.EINTERNAL:     http.StatusInternalServerError,
-}
-
 // codeOf maps a status back to a code, for answers that carry no envelope
 // (a proxy in front of tollgate, say).
 func codeOf(status int) string {
@@ -75,13 +62,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) i
 	return status
 }
 
-// codeStatus returns err's code and its status; an unknown code is internal.
+// codeStatus returns err's code, EINTERNAL for an unknown one, and its
+// status from the one table, tollgate.HTTPStatus.
 func codeStatus(err error) (string, int) {
 	code := tollgate.ErrorCode(err)
-	if status, ok := statusOf[code]; ok {
-		return code, status
+	status := tollgate.HTTPStatus(code)
+	if status == http.StatusInternalServerError {
+		code = tollgate.EINTERNAL
 	}
-	return tollgate.EINTERNAL, http.StatusInternalServerError
+	return code, status
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -216,7 +217,7 @@ func (s *Server) authenticate(r *http.Request) (*actor, error) {
 		}
 		return nil, err
 	}
-	return &actor{name: "account:" + acct.Name, account: acct}, nil
+	return &actor{name: tollgate.AccountActor(acct.Name), account: acct}, nil
 }
 
 // account checks that who may see the named account. To an account key,
@@ -258,13 +259,17 @@ func (s *Server) createAccount(r *http.Request, who *actor) (int, any, error) {
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
-	a, t, secret, err := s.Service.CreateAccount(r.Context(), who.name, in.Name)
+	var out CreateAccountResponse
+	ctx := tollgate.BeforeCommit(r.Context(), func(t *tollgate.Token, a *tollgate.Account) error {
+		out = CreateAccountResponse{Account: fromAccount(a), Token: fromToken(t, a, s.now())}
+		return encodable(out)
+	})
+	_, _, secret, err := s.Service.CreateAccount(ctx, who.name, in.Name)
 	if err != nil {
 		return 0, nil, err
 	}
-	tok := fromToken(t, a, s.now())
-	tok.Secret = secret.Reveal() // shown once, to the operator who signed the account up
-	return http.StatusCreated, CreateAccountResponse{Account: fromAccount(a), Token: tok}, nil
+	out.Token.Secret = secret.Reveal() // shown once, to the operator who signed the account up
+	return http.StatusCreated, out, nil
 }
 
 func (s *Server) listAccounts(r *http.Request, _ *actor) (int, any, error) {
@@ -392,15 +397,11 @@ func (s *Server) createToken(r *http.Request, who *actor) (int, any, error) {
 		}
 		tc.Expiry = e
 	}
-	t, secret, err := s.Service.CreateToken(r.Context(), who.name, tc)
+	ctx, out := s.tokenAnswer(r.Context())
+	_, secret, err := s.Service.CreateToken(ctx, who.name, tc)
 	if err != nil {
 		return 0, nil, err
 	}
-	a, err := s.Service.AccountByID(r.Context(), t.AccountID)
-	if err != nil {
-		return 0, nil, err
-	}
-	out := fromToken(t, a, s.now())
 	out.Secret = secret.Reveal() // shown once, to whoever created it
 	return http.StatusCreated, out, nil
 }
@@ -498,11 +499,11 @@ func (s *Server) editToken(r *http.Request, who *actor) (int, any, error) {
 		}
 		edit.Expiry = &e
 	}
-	t, err := s.Service.EditToken(r.Context(), who.name, id, edit)
-	if err != nil {
+	ctx, out := s.tokenAnswer(r.Context())
+	if _, err := s.Service.EditToken(ctx, who.name, id, edit); err != nil {
 		return 0, nil, err
 	}
-	return s.tokenAnswer(r.Context(), t)
+	return http.StatusOK, out, nil
 }
 
 func (s *Server) extendToken(r *http.Request, who *actor) (int, any, error) {
@@ -533,11 +534,11 @@ func (s *Server) extendToken(r *http.Request, who *actor) (int, any, error) {
 			return 0, nil, err
 		}
 	}
-	t, err := s.Service.ExtendToken(r.Context(), who.name, id, e)
-	if err != nil {
+	ctx, out := s.tokenAnswer(r.Context())
+	if _, err := s.Service.ExtendToken(ctx, who.name, id, e); err != nil {
 		return 0, nil, err
 	}
-	return s.tokenAnswer(r.Context(), t)
+	return http.StatusOK, out, nil
 }
 
 func (s *Server) revokeToken(r *http.Request, who *actor) (int, any, error) {
@@ -545,21 +546,32 @@ func (s *Server) revokeToken(r *http.Request, who *actor) (int, any, error) {
 	if _, _, err := s.token(r.Context(), who, id); err != nil {
 		return 0, nil, err
 	}
-	t, err := s.Service.RevokeToken(r.Context(), who.name, id)
-	if err != nil {
+	ctx, out := s.tokenAnswer(r.Context())
+	if _, err := s.Service.RevokeToken(ctx, who.name, id); err != nil {
 		return 0, nil, err
 	}
-	return s.tokenAnswer(r.Context(), t)
+	return http.StatusOK, out, nil
 }
 
-// tokenAnswer renders t after a write, its status against its account as
-// it is now.
-func (s *Server) tokenAnswer(ctx context.Context, t *tollgate.Token) (int, any, error) {
-	a, err := s.Service.AccountByID(ctx, t.AccountID)
-	if err != nil {
-		return 0, nil, err
+// tokenAnswer returns ctx set to render the answer of a token write into
+// out inside the write's transaction (tollgate.BeforeCommit): with its
+// account as the write leaves it, read nowhere after the commit, and
+// encoded before the commit, so that an answer that cannot be made rolls
+// the write back instead of answering 500 over a committed change.
+func (s *Server) tokenAnswer(ctx context.Context) (context.Context, *Token) {
+	out := new(Token)
+	return tollgate.BeforeCommit(ctx, func(t *tollgate.Token, a *tollgate.Account) error {
+		*out = fromToken(t, a, s.now())
+		return encodable(out)
+	}), out
+}
+
+// encodable checks that v, an answer, encodes; the error is internal.
+func encodable(v any) error {
+	if _, err := json.Marshal(v); err != nil {
+		return tollgate.Internal(fmt.Errorf("api: answer does not encode: %w", err))
 	}
-	return http.StatusOK, fromToken(t, a, s.now()), nil
+	return nil
 }
 
 func (s *Server) listAudit(r *http.Request, who *actor) (int, any, error) {

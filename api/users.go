@@ -49,7 +49,7 @@ type UserList struct {
 
 func fromUser(u *tollgate.User) User {
 	return User{ID: u.ID, Account: u.AccountName, Email: u.Email, Role: string(u.Role), PasswordSet: u.PasswordHash != "",
-		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC()}
+		CreatedAt: wireTime(u.CreatedAt), UpdatedAt: wireTime(u.UpdatedAt)}
 }
 
 // userRoutes are the console-user endpoints, all for the operator.

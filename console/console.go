@@ -206,7 +206,7 @@ type session struct {
 	csrf    string
 }
 
-func (s *session) actor() string { return "user:" + s.user.Email }
+func (s *session) actor() string { return tollgate.UserActor(s.user.Email) }
 
 // withSession requires a live session whose role passes need, and a
 // valid CSRF token on anything but GET and HEAD.
@@ -285,14 +285,23 @@ func (c *Console) csrfOK(r *http.Request, want string) bool {
 // preSessionCSRF returns the CSRF token of the sign-in and set-password
 // forms, setting the pre-session cookie it derives from if need be.
 func (c *Console) preSessionCSRF(w http.ResponseWriter, r *http.Request) string {
-	v := ""
-	if ck, err := r.Cookie(preCookie); err == nil && len(ck.Value) >= 32 && len(ck.Value) <= 64 {
-		v = ck.Value
-	} else {
-		v = tollgate.NewID("pre_")
-		c.setCookie(w, preCookie, v, 0)
+	// Keep a cookie that is there: reissuing it on every load of a form
+	// invalidated the form of every other open tab.
+	if ck, err := r.Cookie(preCookie); err == nil && validPreCookie(ck.Value) {
+		return c.csrfToken("pre", ck.Value)
 	}
+	v := tollgate.NewID("pre_")
+	c.setCookie(w, preCookie, v, 0)
 	return c.csrfToken("pre", v)
+}
+
+// validPreCookie reports whether v has the shape preSessionCSRF gives the
+// cookie (tollgate.NewID("pre_")): anything else is replaced.
+func validPreCookie(v string) bool {
+	return strings.HasPrefix(v, "pre_") && len(v) >= 20 && len(v) <= 64 &&
+		!strings.ContainsFunc(v, func(r rune) bool {
+			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
+		})
 }
 
 func (c *Console) preSessionOK(r *http.Request) bool {
@@ -321,23 +330,8 @@ func (c *Console) clearCookie(w http.ResponseWriter, name string) {
 // load balancer do not share one address.
 func clientIP(r *http.Request) string { return obs.ClientIP(r) }
 
-func statusOf(err error) int {
-	switch tollgate.ErrorCode(err) {
-	case tollgate.EINVALID:
-		return http.StatusBadRequest
-	case tollgate.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case tollgate.EFORBIDDEN:
-		return http.StatusForbidden
-	case tollgate.ENOTFOUND:
-		return http.StatusNotFound
-	case tollgate.ECONFLICT, tollgate.ELIMIT:
-		return http.StatusConflict
-	case tollgate.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is err's status from the one table, tollgate.HTTPStatus.
+func statusOf(err error) int { return tollgate.HTTPStatus(tollgate.ErrorCode(err)) }
 
 // errText is what a page shows for err; internal causes go to the log.
 func (c *Console) errText(r *http.Request, err error) string {

@@ -657,3 +657,130 @@ func TestStaticAssetsAndHeaders(t *testing.T) {
 		t.Fatalf("unknown page: %d", st)
 	}
 }
+
+// TestSignInPageInASecondTabCannotInvalidateTheFirst: every load of the
+// sign-in page issued a new pre-session cookie, so opening the console in
+// a second tab made the first tab's form fail with "This form has
+// expired".
+func TestSignInPageInASecondTabCannotInvalidateTheFirst(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	e.user("ann@acme.example", tollgate.RoleViewer)
+	b := e.browser()
+	b.get("/console/sign-in") // tab A
+	tabA := b.csrf
+	_, _, h := b.get("/console/sign-in") // tab B
+	if h.Get("Set-Cookie") != "" {
+		t.Errorf("the second load set a cookie again: %v", h["Set-Cookie"])
+	}
+	st, body, h := b.post("/console/sign-in", url.Values{"csrf": {tabA}, "email": {"ann@acme.example"}, "password": {goodPassword}})
+	if st != http.StatusSeeOther || h.Get("Location") != "/console/tokens" {
+		t.Fatalf("tab A's form after tab B loaded: %d %s\n%s", st, h.Get("Location"), body)
+	}
+}
+
+// TestConsoleCannotShowStoredControlCharacters: a token name or
+// description stored with control or bidirectional characters (before
+// they were refused) was put in the page as it was; html/template escapes
+// HTML, not a right-to-left override that makes a name read as another.
+func TestConsoleCannotShowStoredControlCharacters(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	ctx := context.Background()
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	tok := toks[0]
+	tok.Name, tok.Description = "ci\u202egnp.exe", "one\x1b[2Jtwo\nthree"
+	if err := e.svc.Store.Update(ctx, func(tx tollgate.Tx) error { return tx.UpdateToken(ctx, tok) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/console/tokens", "/console/tokens/" + tok.ID + "/edit", "/console/tokens/" + tok.ID + "/revoke"} {
+		st, body, _ := b.get(path)
+		wantStatus(t, path, st, 200, body)
+		if i := strings.IndexFunc(body, func(r rune) bool { return tollgate.IsControl(r) && r != '\n' }); i >= 0 {
+			t.Errorf("%s holds a control character: %q", path, body[max(0, i-40):min(len(body), i+40)])
+		}
+		if !strings.Contains(body, `ci\u202egnp.exe`) {
+			t.Errorf("%s does not show the name escaped", path)
+		}
+		if !strings.HasSuffix(path, "/revoke") && !strings.Contains(body, `one\x1b[2Jtwo\nthree`) {
+			t.Errorf("%s does not show the description escaped", path)
+		}
+	}
+}
+
+// TestSuspendedAccountConsoleCannotMintRevealOrExtend: a console user of
+// a suspended account could reveal a token's secret, create a token or
+// extend one; all of them work again on resume without the operator
+// choosing so. Reading the tokens page still works.
+func TestSuspendedAccountConsoleCannotMintRevealOrExtend(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	ctx := context.Background()
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	id := toks[0].ID
+	if _, err := e.svc.ExtendToken(ctx, "operator", id, tollgate.Expiry{At: e.clock.Now().Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SuspendAccount(ctx, "operator", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	const msg = "account acme is suspended: tokens cannot be created, revealed or extended"
+	st, body, _ := b.post("/console/tokens/"+id+"/reveal", nil, "Accept", "application/json")
+	wantStatus(t, "reveal (JSON)", st, http.StatusForbidden, body)
+	if !strings.Contains(body, msg) || strings.Contains(body, tollgate.TokenPrefix) {
+		t.Errorf("reveal (JSON): %s", body)
+	}
+	for what, do := range map[string]func() (int, string, http.Header){
+		"reveal": func() (int, string, http.Header) { return b.post("/console/tokens/"+id+"/reveal", nil) },
+		"create": func() (int, string, http.Header) {
+			return b.post("/console/tokens", url.Values{"name": {"more"}, "images": {"on"}, "never": {"on"}})
+		},
+		"extend": func() (int, string, http.Header) {
+			return b.post("/console/tokens/"+id+"/extend", url.Values{"never": {"on"}})
+		},
+	} {
+		st, body, _ := do()
+		wantStatus(t, what, st, http.StatusForbidden, body)
+		if !strings.Contains(body, msg) {
+			t.Errorf("%s: page lacks %q", what, msg)
+		}
+	}
+	if toks, _, _ := e.svc.ListTokens(ctx, "acme", ""); len(toks) != 1 {
+		t.Fatalf("%d tokens after a refused create", len(toks))
+	}
+	st, body, _ = b.get("/console/tokens")
+	wantStatus(t, "tokens page", st, 200, body)
+}
+
+// TestConsolePagesWithSecretsCannotBeCached: the reveal (page and JSON),
+// the one-time page of a new token and the set-password page hold a
+// secret; a browser or proxy cache must not keep them.
+func TestConsolePagesWithSecretsCannotBeCached(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	ctx := context.Background()
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	id := toks[0].ID
+	_, link, err := e.users.CreateUser(ctx, "operator", tollgate.UserCreate{Account: "acme", Email: "new@acme.example", Role: tollgate.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		st   int
+		body string
+		h    http.Header
+	}
+	get := func(st int, body string, h http.Header) answer { return answer{st, body, h} }
+	for what, a := range map[string]answer{
+		"reveal page":       get(b.post("/console/tokens/"+id+"/reveal", nil)),
+		"reveal JSON":       get(b.post("/console/tokens/"+id+"/reveal", nil, "Accept", "application/json")),
+		"created page":      get(b.post("/console/tokens", url.Values{"name": {"ci"}, "images": {"on"}, "never": {"on"}})),
+		"set-password page": get(e.browser().get(tollgate.SetPasswordURL("", link))),
+	} {
+		if a.st/100 != 2 || !regexp.MustCompile(`tgp?_[0-9A-Za-z]{20}`).MatchString(a.body) {
+			t.Fatalf("%s: %d, or no secret in it", what, a.st)
+		}
+		if got := a.h.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", what, got)
+		}
+	}
+}

@@ -187,7 +187,7 @@ func (c *Console) editTokenPage(w http.ResponseWriter, r *http.Request, s *sessi
 	}
 	v := c.base(s, "Edit token")
 	v.Token = c.tokenView(t, a, c.now(), "")
-	v.Form["name"], v.Form["description"], v.Form["expires"] = t.Name, t.Description, v.Token.ExpiresDate
+	v.Form["name"], v.Form["description"], v.Form["expires"] = v.Token.Name, v.Token.Description, v.Token.ExpiresDate
 	for _, sc := range t.Scope.Names() {
 		v.Form[sc] = "on"
 	}
@@ -356,7 +356,8 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 		v.NextBefore = evs[limit-1].ID
 	}
 	for _, e := range evs {
-		ev := eventView{ID: e.ID, Time: e.Time.UTC().Format("2006-01-02 15:04:05"), Actor: e.Actor, Action: e.Action, Target: e.Target}
+		ev := eventView{ID: e.ID, Time: e.Time.UTC().Format("2006-01-02 15:04:05"), Actor: tollgate.EscapeText(e.Actor),
+			Action: e.Action, Target: tollgate.EscapeText(e.Target)}
 		keys := make([]string, 0, len(e.Changes))
 		for k := range e.Changes {
 			keys = append(keys, k)
@@ -365,9 +366,9 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 		for _, k := range keys {
 			ch := e.Changes[k]
 			if ch.From == "" {
-				ev.Changes = append(ev.Changes, fmt.Sprintf("%s: %s", k, ch.To))
+				ev.Changes = append(ev.Changes, tollgate.EscapeText(fmt.Sprintf("%s: %s", k, ch.To)))
 			} else {
-				ev.Changes = append(ev.Changes, fmt.Sprintf("%s: %s → %s", k, ch.From, ch.To))
+				ev.Changes = append(ev.Changes, tollgate.EscapeText(fmt.Sprintf("%s: %s → %s", k, ch.From, ch.To)))
 			}
 		}
 		v.Events = append(v.Events, ev)

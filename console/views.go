@@ -55,6 +55,9 @@ type packagesView struct {
 	Granted bool
 }
 
+// tokenView is a token as pages show it. Text users typed is escaped
+// (tollgate.EscapeText): html/template escapes HTML, not the control
+// and bidirectional characters that make text pass for something else.
 type tokenView struct {
 	ID          string
 	Name        string
@@ -86,9 +89,9 @@ func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC")
 
 func (c *Console) tokenView(t *tollgate.Token, a *tollgate.Account, now time.Time, secret string) *tokenView {
 	v := &tokenView{
-		ID: t.ID, Name: t.Name, Description: t.Description, Scopes: t.Scope.Names(), Packages: t.Scope.Has(tollgate.ScopePackages),
+		ID: t.ID, Name: tollgate.EscapeText(t.Name), Description: tollgate.EscapeText(t.Description), Scopes: t.Scope.Names(), Packages: t.Scope.Has(tollgate.ScopePackages),
 		Status: string(t.Status(a, now)), Created: fmtTime(t.CreatedAt), Pulls: t.Pulls, Expires: "never", Never: t.ExpiresAt == nil,
-		LastUsed: "never", LastUsedIP: t.LastUsedIP, LastUsedUA: t.LastUsedUA, Secret: secret,
+		LastUsed: "never", LastUsedIP: tollgate.EscapeText(t.LastUsedIP), LastUsedUA: tollgate.EscapeText(t.LastUsedUA), Secret: secret,
 	}
 	if t.ExpiresAt != nil {
 		v.Expires = fmtTime(*t.ExpiresAt)

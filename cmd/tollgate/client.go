@@ -81,11 +81,18 @@ func (f *clientFlags) printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// table prints rows under header. Every cell is stored text: it is
+// escaped (tollgate.EscapeText) so that none can move the cursor, rewrite
+// the terminal or break the columns.
 func table(w io.Writer, header string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = tollgate.EscapeText(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }
@@ -417,7 +424,7 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 		{"Created", fmtTime(&t.CreatedAt)}, {"Updated", fmtTime(&t.UpdatedAt)}, {"Last used", fmtTime(t.LastUsedAt)},
 		{"Revoked", fmtTime(t.RevokedAt)},
 	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], tollgate.EscapeText(kv[1]))
 	}
 	secret := t.Secret
 	if secret == "" {

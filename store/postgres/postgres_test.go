@@ -250,3 +250,49 @@ func TestForUpdateBlocksSecondLocker(t *testing.T) {
 		t.Fatalf("second locker: %v", err)
 	}
 }
+
+// TestMigrationClampsExpiriesPastYear9999: expiries past 9999-12-31 were
+// accepted once; every answer that held such a token failed to encode (a
+// 500 on listing an account's tokens). Migration 0003 clamps them.
+func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
+	ctx := t.Context()
+	dsn := testenv.PostgresDSN(t)
+	db := open(t, dsn)
+	a := newAccount("acme")
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	farAt := time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)
+	nearAt := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	far := &tollgate.Token{ID: tollgate.NewID("tok_"), AccountID: a.ID, Name: "far", Scope: tollgate.ScopeImages, ExpiresAt: &farAt, CreatedAt: now, UpdatedAt: now}
+	near := &tollgate.Token{ID: tollgate.NewID("tok_"), AccountID: a.ID, Name: "near", Scope: tollgate.ScopeImages, ExpiresAt: &nearAt, CreatedAt: now, UpdatedAt: now}
+	if err := db.Update(ctx, func(tx tollgate.Tx) error {
+		if err := tx.InsertAccount(ctx, a); err != nil {
+			return err
+		}
+		if err := tx.InsertToken(ctx, far, []byte("far-hash"), nil); err != nil {
+			return err
+		}
+		return tx.InsertToken(ctx, near, []byte("near-hash"), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version >= 3`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]time.Time{far.ID: tollgate.MaxExpiry, near.ID: nearAt} {
+		var got *tollgate.Token
+		if err := db.View(ctx, func(tx tollgate.Tx) (err error) { got, err = tx.TokenByID(ctx, id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if got.ExpiresAt == nil || !got.ExpiresAt.Equal(want) {
+			t.Errorf("token %s expires %v after the migration, want %v", got.Name, got.ExpiresAt, want)
+		}
+	}
+}

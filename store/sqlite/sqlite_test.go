@@ -201,3 +201,50 @@ func TestViewDoesNotWaitForWriter(t *testing.T) {
 		t.Fatalf("View during a write: %v; want ENOTFOUND without waiting", err)
 	}
 }
+
+// TestMigrationClampsExpiriesPastYear9999: expiries past 9999-12-31 were
+// accepted once; every answer that held such a token failed to encode (a
+// 500 on listing an account's tokens). Migration 0003 clamps them.
+func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "tollgate.db")
+	db := open(t, path)
+	a := newAccount("acme")
+	far, _ := newToken(a, "far")
+	farAt := time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)
+	far.ExpiresAt = &farAt
+	near, nearHash := newToken(a, "near")
+	nearAt := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	near.ExpiresAt = &nearAt
+	if err := db.Update(ctx, func(tx tollgate.Tx) error {
+		if err := tx.InsertAccount(ctx, a); err != nil {
+			return err
+		}
+		if err := tx.InsertToken(ctx, far, []byte("far-hash"), nil); err != nil {
+			return err
+		}
+		return tx.InsertToken(ctx, near, nearHash, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version >= 3`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]time.Time{far.ID: tollgate.MaxExpiry, near.ID: nearAt} {
+		var got *tollgate.Token
+		if err := db.View(ctx, func(tx tollgate.Tx) (err error) { got, err = tx.TokenByID(ctx, id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if got.ExpiresAt == nil || !got.ExpiresAt.Equal(want) {
+			t.Errorf("token %s expires %v after the migration, want %v", got.Name, got.ExpiresAt, want)
+		}
+	}
+}

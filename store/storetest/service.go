@@ -68,6 +68,29 @@ func must[T any](t *testing.T) func(v T, err error) T {
 
 func ptr[T any](v T) *T { return &v }
 
+// must3 is must for CreateToken's three results.
+func must3(t *testing.T) func(tok *tollgate.Token, secret tollgate.Secret, err error) (*tollgate.Token, tollgate.Secret) {
+	return func(tok *tollgate.Token, secret tollgate.Secret, err error) (*tollgate.Token, tollgate.Secret) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok, secret
+	}
+}
+
+// must2 is must for CreateAccount's four results: the account and the
+// default token.
+func must2(t *testing.T) func(a *tollgate.Account, tok *tollgate.Token, _ tollgate.Secret, err error) (*tollgate.Account, *tollgate.Token) {
+	return func(a *tollgate.Account, tok *tollgate.Token, _ tollgate.Secret, err error) (*tollgate.Account, *tollgate.Token) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, tok
+	}
+}
+
 func testService(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 
@@ -95,6 +118,122 @@ func testService(t *testing.T, newStore NewStore) {
 		wantCode(t, err, tollgate.ECONFLICT, "name")
 		_, _, _, err = s.CreateAccount(ctx, "operator", "Acme!")
 		wantCode(t, err, tollgate.EINVALID, "name")
+	})
+
+	t.Run("TokenTextCannotCarryControlCharacters", func(t *testing.T) {
+		s, _ := newService(t, newStore)
+		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		for _, bad := range []string{"ci\ndocker login evil", "ci\x1b[2J", "ci\u202egnp.exe", "ci\u2066x", "ci\x7f", "ci\u0085"} {
+			_, _, err := s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: bad})
+			wantCode(t, err, tollgate.EINVALID, "name")
+			_, _, err = s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "ok", Description: bad})
+			wantCode(t, err, tollgate.EINVALID, "description")
+			_, err = s.EditToken(ctx, "operator", def.ID, tollgate.TokenEdit{Name: ptr(bad)})
+			wantCode(t, err, tollgate.EINVALID, "name")
+			_, err = s.EditToken(ctx, "operator", def.ID, tollgate.TokenEdit{Description: ptr(bad)})
+			wantCode(t, err, tollgate.EINVALID, "description")
+		}
+		toks, _, err := s.ListTokens(ctx, "acme", "")
+		if err != nil || len(toks) != 1 || toks[0].Name != "default" || toks[0].Description != "" {
+			t.Fatalf("after refused writes: %v, %v", toks, err)
+		}
+	})
+
+	t.Run("SuspendedAccountCustomersCannotMintRevealOrExtend", func(t *testing.T) {
+		s, clk := newService(t, newStore)
+		must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		customer := tollgate.AccountActor("acme")
+		later := clk.Now().Add(48 * time.Hour)
+		tok, _ := must3(t)(s.CreateToken(ctx, customer, tollgate.TokenCreate{Account: "acme", Name: "ci", Expiry: tollgate.Expiry{At: later}}))
+		must[*tollgate.Account](t)(s.SuspendAccount(ctx, "operator", "acme"))
+		const msg = "account acme is suspended: tokens cannot be created, revealed or extended"
+		for _, actor := range []string{customer, tollgate.UserActor("ann@acme.example")} {
+			_, _, err := s.CreateToken(ctx, actor, tollgate.TokenCreate{Account: "acme", Name: "more"})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			if tollgate.ErrorMessage(err) != msg {
+				t.Fatalf("message = %q", tollgate.ErrorMessage(err))
+			}
+			_, err = s.RevealToken(ctx, actor, tok.ID)
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			_, err = s.ExtendToken(ctx, actor, tok.ID, tollgate.Expiry{Never: true})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			_, err = s.ExtendToken(ctx, actor, tok.ID, tollgate.Expiry{At: later.Add(time.Hour)})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+			_, err = s.EditToken(ctx, actor, tok.ID, tollgate.TokenEdit{Name: ptr("x"), Expiry: &tollgate.Expiry{At: later.Add(time.Hour)}})
+			wantCode(t, err, tollgate.EFORBIDDEN, "")
+		}
+		if got := must[*tollgate.Token](t)(first(s.Token(ctx, tok.ID))); got.Name != "ci" || !got.ExpiresAt.Equal(later) {
+			t.Fatalf("a refused write changed the token: %+v", got)
+		}
+		if toks, _, _ := s.ListTokens(ctx, "acme", ""); len(toks) != 2 {
+			t.Fatalf("%d tokens after a refused create", len(toks))
+		}
+		// Reading, renaming, shortening and revoking stay allowed.
+		must[*tollgate.Token](t)(s.EditToken(ctx, customer, tok.ID, tollgate.TokenEdit{Name: ptr("ci-2"), Expiry: &tollgate.Expiry{At: later.Add(-time.Hour)}}))
+		// The operator acts as always.
+		must[tollgate.Secret](t)(s.RevealToken(ctx, "operator", tok.ID))
+		must[*tollgate.Token](t)(s.ExtendToken(ctx, "operator", tok.ID, tollgate.Expiry{Never: true}))
+		must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "by-operator"}))
+		must[*tollgate.Token](t)(s.RevokeToken(ctx, customer, tok.ID))
+		// Resumed, the customer may again.
+		must[*tollgate.Account](t)(s.ResumeAccount(ctx, "operator", "acme"))
+		must3(t)(s.CreateToken(ctx, customer, tollgate.TokenCreate{Account: "acme", Name: "after"}))
+	})
+
+	t.Run("ExpiryIsBoundedAtYear9999", func(t *testing.T) {
+		s, _ := newService(t, newStore)
+		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		past := tollgate.MaxExpiry.Add(time.Second)
+		_, _, err := s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "far", Expiry: tollgate.Expiry{At: past}})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		if tollgate.ErrorMessage(err) != "expires: must be on or before 9999-12-31 UTC" {
+			t.Fatalf("message = %q", tollgate.ErrorMessage(err))
+		}
+		_, err = s.ExtendToken(ctx, "operator", def.ID, tollgate.Expiry{At: past})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		_, err = s.EditToken(ctx, "operator", def.ID, tollgate.TokenEdit{Expiry: &tollgate.Expiry{At: past}})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		_, err = tollgate.ParseExpiry("9999-12-31T23:00:00-05:00")
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		last, _ := must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "last", Expiry: tollgate.Expiry{At: tollgate.MaxExpiry}}))
+		got := must[*tollgate.Token](t)(first(s.Token(ctx, last.ID)))
+		if !got.ExpiresAt.Equal(tollgate.MaxExpiry) {
+			t.Fatalf("stored expiry %v, want %v", got.ExpiresAt, tollgate.MaxExpiry)
+		}
+	})
+
+	t.Run("BeforeCommitFailureRollsTheWriteBack", func(t *testing.T) {
+		s, _ := newService(t, newStore)
+		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		boom := tollgate.Internal(fmt.Errorf("answer does not encode"))
+		var seen []string
+		bad := tollgate.BeforeCommit(ctx, func(t *tollgate.Token, a *tollgate.Account) error {
+			seen = append(seen, t.Name+"@"+a.Name)
+			return boom
+		})
+		_, _, err := s.CreateToken(bad, "operator", tollgate.TokenCreate{Account: "acme", Name: "ci"})
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, _, _, err = s.CreateAccount(bad, "operator", "globex")
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, err = s.EditToken(bad, "operator", def.ID, tollgate.TokenEdit{Name: ptr("renamed")})
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, err = s.ExtendToken(bad, "operator", def.ID, tollgate.Expiry{At: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)})
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		_, err = s.RevokeToken(bad, "operator", def.ID)
+		wantCode(t, err, tollgate.EINTERNAL, "")
+		if want := "ci@acme default@globex renamed@acme default@acme default@acme"; strings.Join(seen, " ") != want {
+			t.Fatalf("BeforeCommit saw %q, want %q", strings.Join(seen, " "), want)
+		}
+		toks, _, _ := s.ListTokens(ctx, "acme", "")
+		if len(toks) != 1 || toks[0].Name != "default" || toks[0].ExpiresAt != nil || toks[0].RevokedAt != nil {
+			t.Fatalf("a rolled-back write left a trace: %+v", toks[0])
+		}
+		if _, err := s.Account(ctx, "globex"); tollgate.ErrorCode(err) != tollgate.ENOTFOUND {
+			t.Fatalf("the rolled-back account exists: %v", err)
+		}
+		if evs, _ := s.ListAudit(ctx, "acme", tollgate.AuditPage{}); len(evs) != 2 {
+			t.Fatalf("%d audit events, want the 2 of sign-up", len(evs))
+		}
 	})
 
 	t.Run("LimitIsAtomic", func(t *testing.T) {
