@@ -91,6 +91,11 @@ type CacheConfig struct {
 	// UsageInterval is how often last-used times and pull counts are
 	// written to the store: at most one write per token per interval.
 	UsageInterval Duration `yaml:"usage_interval"`
+	// ManifestBytes bounds the manifest cache (0: off). ManifestTagTTL is
+	// how long a tag's digest is believed before the upstream is asked
+	// again (0: always ask; manifests by digest are still cached).
+	ManifestBytes  int      `yaml:"manifest_bytes"`
+	ManifestTagTTL Duration `yaml:"manifest_tag_ttl"`
 }
 
 // Limits of the cache settings.
@@ -102,6 +107,8 @@ const (
 	MaxNegativeTTL      = Duration(5 * time.Minute)
 	MaxMaxStale         = Duration(24 * time.Hour)
 	MaxUsageInterval    = Duration(time.Hour)
+	MaxManifestBytes    = 4 << 30
+	MaxManifestTagTTL   = Duration(10 * time.Minute)
 	maxRedisKeyPrefixLn = 64
 )
 
@@ -109,13 +116,15 @@ func defaultRedis() RedisConfig { return RedisConfig{KeyPrefix: DefaultRedisKeyP
 
 func defaultCache() CacheConfig {
 	return CacheConfig{
-		L1Size:        100_000,
-		L1TTL:         Duration(30 * time.Second),
-		RedisTTL:      Duration(5 * time.Minute),
-		NegativeTTL:   Duration(10 * time.Second),
-		NegativeSize:  10_000,
-		MaxStale:      Duration(10 * time.Minute),
-		UsageInterval: Duration(30 * time.Second),
+		L1Size:         100_000,
+		L1TTL:          Duration(30 * time.Second),
+		RedisTTL:       Duration(5 * time.Minute),
+		NegativeTTL:    Duration(10 * time.Second),
+		NegativeSize:   10_000,
+		MaxStale:       Duration(10 * time.Minute),
+		UsageInterval:  Duration(30 * time.Second),
+		ManifestBytes:  64 << 20,
+		ManifestTagTTL: Duration(5 * time.Second),
 	}
 }
 
@@ -191,6 +200,10 @@ func (c CacheConfig) validate(p *problems) {
 		{"cache.negative_ttl", c.NegativeTTL, MinCacheTTL, MaxNegativeTTL},
 		{"cache.max_stale", c.MaxStale, 0, MaxMaxStale},
 		{"cache.usage_interval", c.UsageInterval, MinCacheTTL, MaxUsageInterval},
+		{"cache.manifest_tag_ttl", c.ManifestTagTTL, 0, MaxManifestTagTTL},
+	}
+	if c.ManifestBytes < 0 || c.ManifestBytes > MaxManifestBytes {
+		p.add("cache.manifest_bytes", "must be between 0 (off) and %d", MaxManifestBytes)
 	}
 	for _, d := range durations {
 		if d.v < d.lo || d.v > d.h {

@@ -34,6 +34,7 @@ func TestRedisAndCacheDefaults(t *testing.T) {
 		L1Size: 100_000, L1TTL: Duration(30 * time.Second), RedisTTL: Duration(5 * time.Minute),
 		NegativeTTL: Duration(10 * time.Second), NegativeSize: 10_000,
 		MaxStale: Duration(10 * time.Minute), UsageInterval: Duration(30 * time.Second),
+		ManifestBytes: 64 << 20, ManifestTagTTL: Duration(5 * time.Second),
 	}
 	if c.Cache != want {
 		t.Errorf("cache = %+v, want %+v", c.Cache, want)
@@ -66,11 +67,13 @@ cache:
   negative_size: 100
   max_stale: 30m
   usage_interval: 1m
+  manifest_bytes: 0
 `), envMap(map[string]string{
-		"TOLLGATE_CACHE_L1_TTL":       "20s",
-		"TOLLGATE_REDIS_DB":           "3",
-		"TOLLGATE_REDIS_TLS_ENABLED":  "true",
-		"TOLLGATE_CACHE_NEGATIVE_TTL": "7s",
+		"TOLLGATE_CACHE_MANIFEST_TAG_TTL": "0s",
+		"TOLLGATE_CACHE_L1_TTL":           "20s",
+		"TOLLGATE_REDIS_DB":               "3",
+		"TOLLGATE_REDIS_TLS_ENABLED":      "true",
+		"TOLLGATE_CACHE_NEGATIVE_TTL":     "7s",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +89,7 @@ cache:
 		L1Size: 5000, L1TTL: Duration(20 * time.Second), RedisTTL: Duration(time.Minute),
 		NegativeTTL: Duration(7 * time.Second), NegativeSize: 100,
 		MaxStale: Duration(30 * time.Minute), UsageInterval: Duration(time.Minute),
+		ManifestBytes: 0, ManifestTagTTL: 0,
 	}
 	if c.Cache != want {
 		t.Errorf("cache = %+v, want %+v", c.Cache, want)

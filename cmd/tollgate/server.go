@@ -354,12 +354,6 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.Debug("redis: " + fmt.Sprintf(format, v...))
 }
 
-// The manifest cache: bytes held, and how long a tag's digest is believed.
-const (
-	manifestCacheBytes = 64 << 20
-	manifestTagTTL     = 5 * time.Second
-)
-
 // manifestCacheCollectors exposes the manifest cache's counters.
 func manifestCacheCollectors(stats func() proxy.ManifestCacheStats) []prometheus.Collector {
 	counter := func(name, help string, v func(proxy.ManifestCacheStats) uint64) prometheus.Collector {
@@ -406,7 +400,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 	}
 	if c.Upstream.URL != "" {
 		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics,
-			ManifestCacheBytes: manifestCacheBytes, ManifestTagTTL: manifestTagTTL}
+			ManifestCacheBytes: c.Cache.ManifestBytes, ManifestTagTTL: c.Cache.ManifestTagTTL.Duration()}
 		if uo.Password, err = c.UpstreamPassword(); err != nil {
 			return nil, err
 		}
