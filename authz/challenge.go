@@ -115,8 +115,9 @@ const maxBasicHeader = 4 << 10
 
 // ParseBasic parses an HTTP Basic Authorization header value. The scheme
 // is matched without regard to case; the credentials are standard base64,
-// padded or not. The user ends at the first ':'. It fails (ok false) on an
-// empty user or password, control characters, invalid UTF-8, characters
+// padded or not. The user ends at the first ':' and may be empty (a Docker
+// config whose auth is ":TOKEN" works like any other). It fails (ok false)
+// on an empty password, control characters, invalid UTF-8, characters
 // outside the base64 alphabet (Go's decoder would skip newlines) and
 // headers over 4 KiB.
 func ParseBasic(header string) (user, password string, ok bool) {
@@ -147,7 +148,7 @@ func ParseBasic(header string) (user, password string, ok bool) {
 		return "", "", false
 	}
 	user, password, found = strings.Cut(cred, ":")
-	if !found || user == "" || password == "" {
+	if !found || password == "" {
 		return "", "", false
 	}
 	return user, password, true

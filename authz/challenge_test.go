@@ -73,7 +73,7 @@ func TestParseBasic(t *testing.T) {
 		{"basicx", "Basicx " + base64.StdEncoding.EncodeToString([]byte("u:p")), "", "", false},
 		{"tab separator", "Basic\t" + base64.StdEncoding.EncodeToString([]byte("u:p")), "", "", false},
 		{"no colon", basic("tg_abc"), "", "", false},
-		{"empty user", basic(":tg_abc"), "", "", false},
+		{"empty user (a Docker config auth of \":TOKEN\")", basic(":tg_abc"), "", "tg_abc", true},
 		{"empty password", basic("tollgate:"), "", "", false},
 		{"both empty", basic(":"), "", "", false},
 		{"newline in password", basic("u:p\nX-Injected: 1"), "", "", false},

@@ -38,8 +38,10 @@ const (
 	// entryOverhead approximates a cache entry's fixed cost: map slot,
 	// key, Claims struct and its times.
 	entryOverhead = 256
-	// minRemaining is how long a JWT must at least live.
-	minRemaining = time.Second
+	// MinLifetime is how long a JWT lives at least: the token spec asks
+	// for expires_in of 60 s or more (containers/image clamps to it). A
+	// registry token that expires sooner gets no JWT at all.
+	MinLifetime = time.Minute
 )
 
 // Access is one entry of a token's access claim: actions granted on a
@@ -112,8 +114,8 @@ func NewSigner(key *ecdsa.PrivateKey, issuer string, lifetime time.Duration, now
 	if issuer == "" {
 		return nil, errors.New("authz: signer: empty issuer")
 	}
-	if lifetime < time.Second {
-		return nil, fmt.Errorf("authz: signer: lifetime %v is under a second", lifetime)
+	if lifetime < MinLifetime {
+		return nil, fmt.Errorf("authz: signer: lifetime %v is under %v", lifetime, MinLifetime)
 	}
 	if now == nil {
 		now = time.Now
@@ -170,8 +172,8 @@ func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time
 	}
 	exp := now.Add(s.lifetime)
 	if notAfter != nil {
-		if !notAfter.After(now.Add(minRemaining)) {
-			return "", time.Time{}, 0, &tollgate.Error{Code: tollgate.EUNAUTHORIZED, Message: "token expired"}
+		if notAfter.Before(now.Add(MinLifetime)) {
+			return "", time.Time{}, 0, &tollgate.Error{Code: tollgate.EUNAUTHORIZED, Message: "registry token expires within a minute: extend it to keep pulling"}
 		}
 		if notAfter.Before(exp) {
 			exp = *notAfter
@@ -250,9 +252,11 @@ func reuseKey(subject, audience string, access []Access, notAfter *time.Time) st
 	return b.String()
 }
 
-// fresh reports whether t still has two thirds of its lifetime at now.
+// fresh reports whether t still has two thirds of its lifetime at now,
+// and never less than MinLifetime.
 func (t issued) fresh(now time.Time) bool {
-	return t.exp.Sub(now) >= 2*t.exp.Sub(t.iat)/3
+	left := t.exp.Sub(now)
+	return left >= 2*t.exp.Sub(t.iat)/3 && left >= MinLifetime
 }
 
 func (c *reuseCache) get(key string, now time.Time) (issued, bool) {

@@ -261,9 +261,10 @@ func TestIssueNotAfter(t *testing.T) {
 		{"no expiry", nil, testLifetime},
 		{"later than lifetime", at(time.Hour), testLifetime},
 		{"exactly lifetime", at(testLifetime), testLifetime},
-		{"sooner than lifetime", at(time.Minute), time.Minute},
+		{"sooner than lifetime", at(2 * time.Minute), 2 * time.Minute},
 		{"fraction truncated", at(90*time.Second + 700*time.Millisecond), 90 * time.Second},
-		{"just over a second", at(time.Second + time.Millisecond), time.Second},
+		{"exactly a minute (expires_in is never below 60)", at(time.Minute), time.Minute},
+		{"under a minute", at(time.Minute - time.Millisecond), 0},
 		{"one second", at(time.Second), 0},
 		{"now", at(0), 0},
 		{"past", at(-time.Hour), 0},
@@ -753,7 +754,7 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	v.mu.Unlock()
 
 	// Short-lived tokens first: they are the ones evicted when it fills.
-	short, err := NewSigner(key, testIssuer, time.Second, clk.Now)
+	short, err := NewSigner(key, testIssuer, MinLifetime, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -762,7 +763,7 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	clk.Set(testStart.Add(time.Second + testLeeway)) // the short ones expire
+	clk.Set(testStart.Add(MinLifetime + testLeeway)) // the short ones expire
 	var live []string
 	for range 6 {
 		raw := issue(t, s)

@@ -453,3 +453,48 @@ func TestManifestCacheNeverCrossesAuthorization(t *testing.T) {
 		t.Fatalf("de-entitled repository answered %d", resp.StatusCode)
 	}
 }
+
+// TestEmptyUserNameWorksLikeAnyOther: a Docker config whose auth is
+// base64(":TOKEN") (some tools write it that way) must pull like any
+// other user name: tollgate reads only the password.
+func TestEmptyUserNameWorksLikeAnyOther(t *testing.T) {
+	e := newEnv(t)
+	_, secret := e.token(tollgate.TokenCreate{})
+	if got := e.do("GET", "/token?service="+e.host+"&scope=repository:demo/hello:pull", map[string]string{"Authorization": "Basic " + basicAuth("", secret)}); got.StatusCode != 200 {
+		t.Fatalf("/token with an empty user name: %d", got.StatusCode)
+	}
+	form := url.Values{"grant_type": {"password"}, "username": {""}, "password": {secret}, "service": {e.host}}
+	resp, err := http.PostForm(e.srv.URL+"/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /token with an empty user name: %d", resp.StatusCode)
+	}
+}
+
+// TestExpiresInNeverBelowSixtySeconds: the token spec asks for at least
+// 60 s; a registry token that expires sooner gets a refusal that says
+// what to do instead of a JWT that clients would round up and reuse
+// after it died.
+func TestExpiresInNeverBelowSixtySeconds(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	_, soon := e.token(tollgate.TokenCreate{Name: "soon", Expiry: tollgate.Expiry{At: now.Add(90 * time.Second)}})
+	resp := e.do("GET", "/token?service="+e.host, map[string]string{"Authorization": "Basic " + basicAuth("u", soon)})
+	var tr tokenResponse
+	json.NewDecoder(resp.Body).Decode(&tr)
+	if resp.StatusCode != 200 || tr.ExpiresIn < 60 || tr.ExpiresIn > 90 {
+		t.Fatalf("token expiring in 90 s: %d expires_in %d", resp.StatusCode, tr.ExpiresIn)
+	}
+	e.clock.Add(45 * time.Second)
+	resp = e.do("GET", "/token?service="+e.host, map[string]string{"Authorization": "Basic " + basicAuth("u", soon)})
+	var refusal struct {
+		Description string `json:"error_description"`
+	}
+	json.NewDecoder(resp.Body).Decode(&refusal)
+	if resp.StatusCode != 401 || !strings.Contains(refusal.Description, "extend") {
+		t.Fatalf("token expiring in 45 s: %d %q", resp.StatusCode, refusal.Description)
+	}
+}

@@ -108,8 +108,8 @@ func (reg *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (s
 		if h == "" {
 			return "", r.URL.Query(), nil
 		}
-		// Any non-empty user name (ParseBasic insists); the password is
-		// the registry token.
+		// Any user name, even an empty one; the password is the
+		// registry token.
 		_, password, ok := authz.ParseBasic(h)
 		if !ok {
 			return "", nil, reg.f.guess(r, h, "invalid credentials")
@@ -127,7 +127,7 @@ func (reg *Registry) tokenCredentials(w http.ResponseWriter, r *http.Request) (s
 			return "", nil, badTokenRequest("unsupported_grant_type", "only grant_type=password is supported")
 		}
 		password := r.PostForm.Get("password")
-		if r.PostForm.Get("username") == "" || password == "" {
+		if password == "" {
 			return "", nil, reg.f.guess(r, password, "invalid credentials")
 		}
 		return password, r.PostForm, nil
@@ -172,10 +172,14 @@ func (reg *Registry) grant(requested []authz.ResourceScope, may func(name string
 
 func (reg *Registry) issue(subject string, access []authz.Access, notAfter *time.Time) (*tokenResponse, error) {
 	raw, issuedAt, expiresIn, err := reg.signer.Issue(subject, reg.service, access, notAfter)
-	if err != nil {
-		// The registry token expires within a second: treat it as expired.
-		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.Expired), denyMessage(authz.Expired))
+	if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
+		// The registry token expires within authz.MinLifetime: no JWT
+		// may live that briefly, and the refusal says what to do.
+		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.Expired), tollgate.ErrorMessage(err))
 	}
-	return &tokenResponse{Token: raw, AccessToken: raw, ExpiresIn: max(1, int(expiresIn/time.Second)),
+	if err != nil {
+		return nil, err
+	}
+	return &tokenResponse{Token: raw, AccessToken: raw, ExpiresIn: int(expiresIn / time.Second),
 		IssuedAt: issuedAt.UTC().Format(time.RFC3339)}, nil
 }
