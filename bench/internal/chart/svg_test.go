@@ -1,0 +1,44 @@
+package chart
+
+import (
+	"bytes"
+	"encoding/xml"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestNumber(t *testing.T) {
+	for in, want := range map[float64]string{1234567: "1,234,567", 20000: "20,000", 999.6: "1,000", 12.34: "12.3", 0.5: "0.50"} {
+		if got := Number(in); got != want {
+			t.Errorf("Number(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestBarsIsWellFormedSVG: labels come from target names; whatever they
+// hold, the file must stay well-formed XML that browsers render.
+func TestBarsIsWellFormedSVG(t *testing.T) {
+	var b bytes.Buffer
+	if err := Bars(&b, `tokens <&> "quotes"`, "req/s", []Bar{{Label: "tollgate <sqlite>", Value: 21000, Note: "p99 4 ms"}, {Label: "ceiling", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	d := xml.NewDecoder(strings.NewReader(out))
+	rects := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			rects++
+		}
+	}
+	if rects != 3 || !strings.Contains(out, "21,000 req/s") {
+		t.Fatalf("%d rects in\n%s", rects, out)
+	}
+}
