@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/obs"
 )
 
 // Server serves the management API. Every write goes through Service,
@@ -38,8 +39,8 @@ type Server struct {
 	// PackageRepos are the configured package repositories, reported by
 	// /api/v1/info for the set-up commands.
 	PackageRepos []tollgate.PackageRepo
-	// Logger receives one line per request and the causes of internal
-	// errors; nil discards.
+	// Logger receives the causes of internal errors (the request line is
+	// obs.Observer's); nil discards.
 	Logger *slog.Logger
 	// Blocked and Failed, if set, limit failed authentications per
 	// client, as on the registry routes: Blocked is asked before a
@@ -127,11 +128,10 @@ func (s *Server) Handler() http.Handler {
 }
 
 // serve wraps a route: authenticate, check operator-only routes, run the
-// handler, write its answer, log the request.
+// handler, write its answer. The request's one access log line is
+// obs.Observer's; serve adds the actor to it.
 func (s *Server) serve(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		actorName := "-"
 		status, body, err := func() (int, any, error) {
 			presented := r.Header.Get("Authorization") != ""
 			if presented && s.Blocked != nil {
@@ -148,21 +148,17 @@ func (s *Server) serve(rt route) http.Handler {
 				}
 				return 0, nil, err
 			}
-			actorName = who.name
+			obs.FromContext(r.Context()).Actor = who.name
 			if rt.operatorOnly && !who.operator() {
 				return 0, nil, tollgate.Errorf(tollgate.EFORBIDDEN, "only the operator may do this")
 			}
 			return rt.h(r, who)
 		}()
 		if err != nil {
-			status = s.writeError(w, r, err)
+			s.writeError(w, r, err)
 		} else {
 			writeJSON(w, status, body)
 		}
-		// The path holds account names and token ids, which are not
-		// secret; the query, body and Authorization header are not logged.
-		s.log().InfoContext(r.Context(), "api request", "method", r.Method, "path", logPath(r),
-			"status", status, "actor", actorName, "duration", time.Since(start))
 	})
 }
 

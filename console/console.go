@@ -59,8 +59,9 @@ type Console struct {
 	// nil derives them from the account's subscription (each name that is
 	// not a pattern, as both an apt and an apk repository).
 	Repos func(a *tollgate.Account) []tollgate.PackageRepo
-	// Logger gets one line per request (never a query, a form or a
-	// cookie); nil discards.
+	// Logger gets the causes of internal errors (the request line is
+	// obs.Observer's, to which the console adds the signed-in user); nil
+	// discards.
 	Logger *slog.Logger
 	// SignInLimit is how many failed sign-ins an address (SignInLimit*4)
 	// or an email (SignInLimit) may make per SignInWindow before being
@@ -140,7 +141,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, nil, http.StatusNotFound, "There is no such page.")
 	})
-	return c.logged(headers(mux))
+	return headers(mux)
 }
 
 // headers sets what every console answer carries: no caching of pages
@@ -164,37 +165,6 @@ func cacheStatic(next http.Handler) http.Handler {
 		// The assets hold nothing secret; pages still say no-store.
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		next.ServeHTTP(w, r)
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// logged writes one line per request: the path without its query (a
-// set-password link is in the query), never a form or a cookie.
-func (c *Console) logged(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		c.log().InfoContext(r.Context(), "console request", "method", r.Method, "path", obs.RedactPath(r.URL.Path),
-			"status", rec.status, "duration", time.Since(start))
 	})
 }
 
@@ -232,6 +202,9 @@ func (c *Console) withSession(need func(tollgate.Role) bool, h func(http.Respons
 			c.errorPage(w, r, nil, statusOf(err), tollgate.ErrorMessage(err))
 			return
 		}
+		// The request's one log line (obs.Observer's) names the user by
+		// id: no e-mail address in the logs.
+		obs.FromContext(r.Context()).Actor = "user:" + u.ID
 		s := &session{user: u, account: a, secret: ck.Value}
 		s.csrf = c.csrfToken("session", ck.Value)
 		// The CSRF check parses the form: cap it here (the largest form
