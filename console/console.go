@@ -17,7 +17,6 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
-	"github.com/tollgate/tollgate/internal/obs"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/obs"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 )
 
 //go:embed templates/*.html
@@ -68,10 +69,31 @@ type Console struct {
 	// told to wait. Defaults: 5 per 15 minutes.
 	SignInLimit  int
 	SignInWindow time.Duration
+	// IPLimiter and EmailLimiter, if set, are the limiters of failed
+	// sign-ins by client address and by e-mail (see SignInLimiterOptions,
+	// which cmd/tollgate gives Redis to share them across replicas); nil
+	// ones are made in memory from SignInLimit and SignInWindow.
+	IPLimiter    *ratelimit.Limiter
+	EmailLimiter *ratelimit.Limiter
 
-	once    sync.Once
-	pages   map[string]*template.Template
-	limiter *limiter
+	once  sync.Once
+	pages map[string]*template.Template
+}
+
+// SignInLimiterOptions are the options of the sign-in limiters for limit
+// failures per window per e-mail, and ipFactor times that per address
+// (defaults for zero values: 5 per 15 minutes). A bucket starts full and
+// gets one attempt back every window/limit.
+func SignInLimiterOptions(limit int, window time.Duration) (ip, email ratelimit.Options) {
+	if limit <= 0 {
+		limit = 5
+	}
+	if window <= 0 {
+		window = 15 * time.Minute
+	}
+	ip = ratelimit.Options{Burst: limit * ipFactor, Every: window / time.Duration(limit*ipFactor)}
+	email = ratelimit.Options{Burst: limit, Every: window / time.Duration(limit)}
+	return ip, email
 }
 
 func (c *Console) now() time.Time {
@@ -93,14 +115,15 @@ func (c *Console) secure() bool { return strings.HasPrefix(c.PublicURL, "https:/
 func (c *Console) init() {
 	c.once.Do(func() {
 		c.pages = parsePages()
-		limit, window := c.SignInLimit, c.SignInWindow
-		if limit <= 0 {
-			limit = 5
+		ip, email := SignInLimiterOptions(c.SignInLimit, c.SignInWindow)
+		if c.IPLimiter == nil {
+			ip.Now = c.now
+			c.IPLimiter = ratelimit.New(ip)
 		}
-		if window <= 0 {
-			window = 15 * time.Minute
+		if c.EmailLimiter == nil {
+			email.Now = c.now
+			c.EmailLimiter = ratelimit.New(email)
 		}
-		c.limiter = newLimiter(limit, window, c.now)
 	})
 }
 
