@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/api"
+	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/store/sqlite"
 )
 
@@ -104,14 +105,16 @@ func newEnv(t *testing.T, wrap ...func(tollgate.Store) tollgate.Store) *env {
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	svc.Now = clk.Now
 	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := &api.Server{
 		Service:         svc,
 		AdminKey:        adminKey,
 		PublicURL:       "https://registry.example.com:8443",
 		RegistryService: "registry.example.com",
-		Logger:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:          logger,
 	}
-	srv := httptest.NewServer(s.Handler())
+	// As cmd/tollgate serves it: behind the one access log.
+	srv := httptest.NewServer((&obs.Observer{Logger: logger}).Wrap(s.Handler()))
 	t.Cleanup(srv.Close)
 	return &env{
 		t: t, svc: svc, srv: srv, logs: logs, clock: clk,

@@ -86,7 +86,7 @@ func TestSecretsNotLeakedIntoLogs(t *testing.T) {
 	e.do("GET", "/api/v1/accounts/"+key+"/tokens", adminKey, nil)
 
 	logs := e.logs.String()
-	if !strings.Contains(logs, `"msg":"api request"`) || !strings.Contains(logs, `"actor":"account:acme"`) {
+	if !strings.Contains(logs, `"msg":"request"`) || !strings.Contains(logs, `"actor":"account:acme"`) {
 		t.Fatalf("the test saw no request logs:\n%s", logs)
 	}
 	secrets = append(secrets, adminKey)
@@ -104,5 +104,26 @@ func TestSecretsNotLeakedIntoLogs(t *testing.T) {
 	}
 	if m := secretShape.FindString(logs); m != "" {
 		t.Errorf("something shaped like a secret is logged: %s...", m[:6])
+	}
+}
+
+// TestAPIRequestIsLoggedOnce: the API wrote its own request line next to
+// the access log's, so every API request was logged twice (and counted
+// twice by whoever reads the logs). One line, with the actor.
+func TestAPIRequestIsLoggedOnce(t *testing.T) {
+	e := newEnv(t)
+	acme, _ := e.account("acme")
+	before := strings.Count(e.logs.String(), "\n")
+	if _, err := acme.ListTokens(context.Background(), "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(e.logs.String()), "\n")[before:]
+	if len(lines) != 1 {
+		t.Fatalf("one request logged %d lines:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for _, want := range []string{`"msg":"request"`, `"path":"/api/v1/accounts/acme/tokens"`, `"status":200`, `"actor":"account:acme"`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the line lacks %s: %s", want, lines[0])
+		}
 	}
 }

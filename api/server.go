@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/obs"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 )
 
 // Server serves the management API. Every write goes through Service,
@@ -38,15 +40,17 @@ type Server struct {
 	// PackageRepos are the configured package repositories, reported by
 	// /api/v1/info for the set-up commands.
 	PackageRepos []tollgate.PackageRepo
-	// Logger receives one line per request and the causes of internal
-	// errors; nil discards.
+	// Logger receives the causes of internal errors (the request line is
+	// obs.Observer's); nil discards.
 	Logger *slog.Logger
-	// Blocked and Failed, if set, limit failed authentications per
-	// client, as on the registry routes: Blocked is asked before a
-	// presented key is looked at (true: 429 with Retry-After), Failed is
-	// told of every presented key that does not authenticate.
-	Blocked func(r *http.Request) (retryAfter time.Duration, blocked bool)
-	Failed  func(r *http.Request)
+	// Limiter, if set, limits failed authentications per client address
+	// (obs.ClientIP), shared with the registry routes. Only a presented
+	// key that does not authenticate is charged, and only such a key is
+	// refused (429 with Retry-After) once the address's bucket is empty:
+	// a request with a valid key always passes, whoever else fails.
+	Limiter *ratelimit.Limiter
+	// Metrics, if set, counts refusals of the limiter.
+	Metrics *obs.Metrics
 }
 
 // ActorOperator is the audit actor of the admin key.
@@ -127,43 +131,46 @@ func (s *Server) Handler() http.Handler {
 }
 
 // serve wraps a route: authenticate, check operator-only routes, run the
-// handler, write its answer, log the request.
+// handler, write its answer. The request's one access log line is
+// obs.Observer's; serve adds the actor to it.
 func (s *Server) serve(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		actorName := "-"
 		status, body, err := func() (int, any, error) {
-			presented := r.Header.Get("Authorization") != ""
-			if presented && s.Blocked != nil {
-				if retry, blocked := s.Blocked(r); blocked {
-					w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry/time.Second))))
-					return http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
-						Code: tollgate.ELIMIT, Message: "too many failed authentications, retry later"}}, nil
-				}
-			}
 			who, err := s.authenticate(r)
 			if err != nil {
-				if presented && s.Failed != nil && tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
-					s.Failed(r)
+				if r.Header.Get("Authorization") != "" && tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
+					return s.failed(w, r, err)
 				}
 				return 0, nil, err
 			}
-			actorName = who.name
+			obs.FromContext(r.Context()).Actor = who.name
 			if rt.operatorOnly && !who.operator() {
 				return 0, nil, tollgate.Errorf(tollgate.EFORBIDDEN, "only the operator may do this")
 			}
 			return rt.h(r, who)
 		}()
 		if err != nil {
-			status = s.writeError(w, r, err)
+			s.writeError(w, r, err)
 		} else {
 			writeJSON(w, status, body)
 		}
-		// The path holds account names and token ids, which are not
-		// secret; the query, body and Authorization header are not logged.
-		s.log().InfoContext(r.Context(), "api request", "method", r.Method, "path", logPath(r),
-			"status", status, "actor", actorName, "duration", time.Since(start))
 	})
+}
+
+// failed charges a presented key that did not authenticate to the
+// client's address, and refuses it with 429 once the address has no
+// failures left; err is the 401 it gets otherwise.
+func (s *Server) failed(w http.ResponseWriter, r *http.Request, err error) (int, any, error) {
+	info := obs.FromContext(r.Context())
+	info.Reason = "bad_credentials"
+	if blocked, retry := s.Limiter.Take(r.Context(), obs.ClientIP(r)); blocked {
+		info.Reason = "rate_limited"
+		s.Metrics.RateLimited(info.Route)
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry/time.Second))))
+		return http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
+			Code: tollgate.ELIMIT, Message: "too many failed authentications, retry later"}}, nil
+	}
+	return 0, nil, err
 }
 
 // logPath is r's path for the logs, with anything shaped like a secret

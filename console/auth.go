@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/obs"
 )
 
 // ipFactor: an address may fail this many times the per-email limit (an
@@ -36,36 +37,39 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	v.CSRF = c.preSessionCSRF(w, r)
 	// No valid email is longer than 254 characters: a longer one must not
-	// keep a long key in the limiter for the whole window.
-	ipKey, emailKey := "ip:"+clientIP(r), "email:"+strings.ToLower(email[:min(len(email), 254)])
+	// keep a long key in the limiter.
+	ctx := r.Context()
+	ipKey, emailKey := "console-ip:"+clientIP(r), "console-email:"+strings.ToLower(email[:min(len(email), 254)])
 	// The attempt counts as a failure before the password is checked, so
 	// that a burst of concurrent attempts cannot all pass the limit while
 	// the first ones are still being checked; it is given back if it was
 	// not a wrong password.
-	if blocked, wait := c.limiter.take(ipKey, ipFactor); blocked {
+	if blocked, wait := c.IPLimiter.Take(ctx, ipKey); blocked {
 		c.tooMany(w, r, v, wait.Minutes())
 		return
 	}
-	if blocked, wait := c.limiter.take(emailKey, 1); blocked {
-		c.limiter.refund(ipKey)
+	if blocked, wait := c.EmailLimiter.Take(ctx, emailKey); blocked {
+		c.IPLimiter.Refund(ctx, ipKey)
 		c.tooMany(w, r, v, wait.Minutes())
 		return
 	}
-	_, secret, err := c.Users.SignIn(r.Context(), email, r.PostFormValue("password"))
+	u, secret, err := c.Users.SignIn(ctx, email, r.PostFormValue("password"))
 	if err != nil {
 		status := statusOf(err)
 		if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
 			status = http.StatusOK // the form again, with the message
+			obs.FromContext(ctx).Reason = "bad_credentials"
 		} else {
-			c.limiter.refund(ipKey)
-			c.limiter.refund(emailKey)
+			c.IPLimiter.Refund(ctx, ipKey)
+			c.EmailLimiter.Refund(ctx, emailKey)
 		}
 		v.Error = c.errText(r, err)
 		c.render(w, r, status, "signin", v)
 		return
 	}
-	c.limiter.refund(ipKey)
-	c.limiter.clear(emailKey)
+	obs.FromContext(ctx).Actor = "user:" + u.ID
+	c.IPLimiter.Refund(ctx, ipKey)
+	c.EmailLimiter.Reset(ctx, emailKey)
 	life := c.Users.SessionLifetime
 	if life <= 0 {
 		life = tollgate.DefaultSessionLifetime
@@ -84,6 +88,7 @@ func (c *Console) tooMany(w http.ResponseWriter, r *http.Request, v *view, minut
 	if n == 1 {
 		unit = "minute"
 	}
+	obs.FromContext(r.Context()).Reason = "rate_limited"
 	v.Error = fmt.Sprintf("Too many failed sign-ins. Wait %d %s and try again.", n, unit)
 	w.Header().Set("Retry-After", fmt.Sprint(n*60))
 	c.render(w, r, http.StatusTooManyRequests, "signin", v)

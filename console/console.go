@@ -17,7 +17,6 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
-	"github.com/tollgate/tollgate/internal/obs"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/obs"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 )
 
 //go:embed templates/*.html
@@ -59,18 +60,40 @@ type Console struct {
 	// nil derives them from the account's subscription (each name that is
 	// not a pattern, as both an apt and an apk repository).
 	Repos func(a *tollgate.Account) []tollgate.PackageRepo
-	// Logger gets one line per request (never a query, a form or a
-	// cookie); nil discards.
+	// Logger gets the causes of internal errors (the request line is
+	// obs.Observer's, to which the console adds the signed-in user); nil
+	// discards.
 	Logger *slog.Logger
 	// SignInLimit is how many failed sign-ins an address (SignInLimit*4)
 	// or an email (SignInLimit) may make per SignInWindow before being
 	// told to wait. Defaults: 5 per 15 minutes.
 	SignInLimit  int
 	SignInWindow time.Duration
+	// IPLimiter and EmailLimiter, if set, are the limiters of failed
+	// sign-ins by client address and by e-mail (see SignInLimiterOptions,
+	// which cmd/tollgate gives Redis to share them across replicas); nil
+	// ones are made in memory from SignInLimit and SignInWindow.
+	IPLimiter    *ratelimit.Limiter
+	EmailLimiter *ratelimit.Limiter
 
-	once    sync.Once
-	pages   map[string]*template.Template
-	limiter *limiter
+	once  sync.Once
+	pages map[string]*template.Template
+}
+
+// SignInLimiterOptions are the options of the sign-in limiters for limit
+// failures per window per e-mail, and ipFactor times that per address
+// (defaults for zero values: 5 per 15 minutes). A bucket starts full and
+// gets one attempt back every window/limit.
+func SignInLimiterOptions(limit int, window time.Duration) (ip, email ratelimit.Options) {
+	if limit <= 0 {
+		limit = 5
+	}
+	if window <= 0 {
+		window = 15 * time.Minute
+	}
+	ip = ratelimit.Options{Burst: limit * ipFactor, Every: window / time.Duration(limit*ipFactor)}
+	email = ratelimit.Options{Burst: limit, Every: window / time.Duration(limit)}
+	return ip, email
 }
 
 func (c *Console) now() time.Time {
@@ -92,14 +115,15 @@ func (c *Console) secure() bool { return strings.HasPrefix(c.PublicURL, "https:/
 func (c *Console) init() {
 	c.once.Do(func() {
 		c.pages = parsePages()
-		limit, window := c.SignInLimit, c.SignInWindow
-		if limit <= 0 {
-			limit = 5
+		ip, email := SignInLimiterOptions(c.SignInLimit, c.SignInWindow)
+		if c.IPLimiter == nil {
+			ip.Now = c.now
+			c.IPLimiter = ratelimit.New(ip)
 		}
-		if window <= 0 {
-			window = 15 * time.Minute
+		if c.EmailLimiter == nil {
+			email.Now = c.now
+			c.EmailLimiter = ratelimit.New(email)
 		}
-		c.limiter = newLimiter(limit, window, c.now)
 	})
 }
 
@@ -140,7 +164,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, nil, http.StatusNotFound, "There is no such page.")
 	})
-	return c.logged(headers(mux))
+	return headers(mux)
 }
 
 // headers sets what every console answer carries: no caching of pages
@@ -164,37 +188,6 @@ func cacheStatic(next http.Handler) http.Handler {
 		// The assets hold nothing secret; pages still say no-store.
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		next.ServeHTTP(w, r)
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// logged writes one line per request: the path without its query (a
-// set-password link is in the query), never a form or a cookie.
-func (c *Console) logged(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		c.log().InfoContext(r.Context(), "console request", "method", r.Method, "path", obs.RedactPath(r.URL.Path),
-			"status", rec.status, "duration", time.Since(start))
 	})
 }
 
@@ -232,6 +225,9 @@ func (c *Console) withSession(need func(tollgate.Role) bool, h func(http.Respons
 			c.errorPage(w, r, nil, statusOf(err), tollgate.ErrorMessage(err))
 			return
 		}
+		// The request's one log line (obs.Observer's) names the user by
+		// id: no e-mail address in the logs.
+		obs.FromContext(r.Context()).Actor = "user:" + u.ID
 		s := &session{user: u, account: a, secret: ck.Value}
 		s.csrf = c.csrfToken("session", ck.Value)
 		// The CSRF check parses the form: cap it here (the largest form

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/console"
+	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/internal/password"
 	"github.com/tollgate/tollgate/store/sqlite"
 )
@@ -79,11 +80,12 @@ func newEnv(t *testing.T, publicURL string) *env {
 	svc.Now = clk.Now
 	users := &tollgate.Users{Store: db, Keys: keys, Hasher: password.Fast, Now: clk.Now}
 	logs := &syncBuffer{}
-	c := &console.Console{Service: svc, Users: users, PublicURL: publicURL,
-		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := &console.Console{Service: svc, Users: users, PublicURL: publicURL, Logger: logger}
 	mux := http.NewServeMux()
 	mux.Handle("/console/", c.Handler())
-	srv := httptest.NewServer(mux)
+	// As cmd/tollgate serves it: behind the one access log.
+	srv := httptest.NewServer((&obs.Observer{Logger: logger}).Wrap(mux))
 	t.Cleanup(srv.Close)
 	if _, _, _, err := svc.CreateAccount(context.Background(), "operator", "acme"); err != nil {
 		t.Fatal(err)
@@ -413,10 +415,11 @@ func TestSignInIsRateLimited(t *testing.T) {
 			wantStatus(t, "failed sign-in", st, 200, body)
 		}
 	}
-	// Now even the right password waits.
+	// Now even the right password waits, until an attempt is back: one
+	// per 15/5 minutes.
 	st, body, h := b.signIn("ann@acme.example", goodPassword)
 	wantStatus(t, "sign-in over the limit", st, http.StatusTooManyRequests, body)
-	if !strings.Contains(body, "Too many failed sign-ins. Wait 15 minutes") || h.Get("Retry-After") != "900" {
+	if !strings.Contains(body, "Too many failed sign-ins. Wait 3 minutes") || h.Get("Retry-After") != "180" {
 		t.Fatalf("message %q, Retry-After %q", body, h.Get("Retry-After"))
 	}
 	// Another email from the same address still gets its tries, up to the
@@ -782,5 +785,31 @@ func TestConsolePagesWithSecretsCannotBeCached(t *testing.T) {
 		if got := a.h.Get("Cache-Control"); got != "no-store" {
 			t.Errorf("%s: Cache-Control %q, want no-store", what, got)
 		}
+	}
+}
+
+// TestConsoleRequestIsLoggedOnce: the console wrote its own request line
+// next to the access log's; every page was logged twice. One line, naming
+// the signed-in user by id (not by e-mail).
+func TestConsoleRequestIsLoggedOnce(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	u, err := e.users.ListUsers(context.Background(), "acme")
+	if err != nil || len(u) != 1 {
+		t.Fatal(err)
+	}
+	before := strings.Count(e.logs.String(), "\n")
+	b.get("/console/tokens")
+	lines := strings.Split(strings.TrimSpace(e.logs.String()), "\n")[before:]
+	if len(lines) != 1 {
+		t.Fatalf("one request logged %d lines:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for _, want := range []string{`"msg":"request"`, `"path":"/console/tokens"`, `"actor":"user:` + u[0].ID + `"`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the line lacks %s: %s", want, lines[0])
+		}
+	}
+	if strings.Contains(lines[0], "ann@acme.example") {
+		t.Errorf("the line holds the e-mail: %s", lines[0])
 	}
 }

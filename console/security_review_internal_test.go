@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/password"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 	"github.com/tollgate/tollgate/store/sqlite"
 )
 
@@ -54,36 +55,39 @@ func TestSignInEmailsCannotBloatTheLimiter(t *testing.T) {
 		req.AddCookie(pre)
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
-	c.limiter.mu.Lock()
-	defer c.limiter.mu.Unlock()
-	if len(c.limiter.buckets) < 2 {
-		t.Fatalf("the sign-ins were not counted: %d buckets", len(c.limiter.buckets))
+	ipBuckets, ipBytes := c.IPLimiter.Stats()
+	emailBuckets, emailBytes := c.EmailLimiter.Stats()
+	if ipBuckets < 1 || emailBuckets < 2 {
+		t.Fatalf("the sign-ins were not counted: %d address and %d e-mail buckets", ipBuckets, emailBuckets)
 	}
-	size := 0
-	for k := range c.limiter.buckets {
-		size += len(k)
-	}
-	if size > 10*300+100 {
+	if size := ipBytes + emailBytes; size > 10*300+100 {
 		t.Fatalf("10 failed sign-ins keep %d bytes of keys in the limiter", size)
 	}
 }
 
-// TestSignInLimiterStaysBoundedAndKeepsBlockedKeys floods the limiter with
-// one failure from each of many addresses: memory stays bounded and the
-// email under attack stays blocked.
+// TestSignInLimiterStaysBoundedAndKeepsBlockedKeys floods the sign-in
+// limiter with one failure from each of many addresses: memory stays
+// bounded and the e-mail under attack stays blocked. (The limiter is
+// internal/ratelimit's, whose TestFloodCannotEvictABlockedBucket holds the
+// same for every user of it.)
 func TestSignInLimiterStaysBoundedAndKeepsBlockedKeys(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	l := newLimiter(5, 15*time.Minute, func() time.Time { return now })
+	c := &Console{}
+	c.SignInLimit = 5
+	ipOpts, emailOpts := SignInLimiterOptions(5, 15*time.Minute)
+	ipOpts.Now, emailOpts.Now = func() time.Time { return now }, func() time.Time { return now }
+	c.IPLimiter, c.EmailLimiter = ratelimit.New(ipOpts), ratelimit.New(emailOpts)
+	ctx := context.Background()
 	for range 5 {
-		l.take("email:victim@example.com", 1)
+		c.EmailLimiter.Take(ctx, "console-email:victim@example.com")
 	}
-	for i := range maxBuckets + 5000 {
-		l.take(fmt.Sprintf("ip:2001:db8::%x", i), 1)
+	for i := range 120_000 {
+		c.EmailLimiter.Take(ctx, fmt.Sprintf("console-ip:2001:db8::%x", i))
 	}
-	if n := len(l.buckets); n > maxBuckets {
-		t.Fatalf("%d buckets, bound %d", n, maxBuckets)
+	if n, _ := c.EmailLimiter.Stats(); n > 100_000 {
+		t.Fatalf("%d buckets, bound 100000", n)
 	}
-	if blocked, _ := l.take("email:victim@example.com", 1); !blocked {
+	if blocked, _ := c.EmailLimiter.Take(ctx, "console-email:victim@example.com"); !blocked {
 		t.Fatal("the flood evicted the blocked email's bucket")
 	}
 }

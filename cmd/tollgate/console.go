@@ -9,6 +9,7 @@ import (
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/console"
 	"github.com/tollgate/tollgate/internal/password"
+	"github.com/tollgate/tollgate/internal/ratelimit"
 )
 
 // users is the console users' service on m's store and keys, with the
@@ -20,11 +21,19 @@ func (m *Main) users() *tollgate.Users {
 // consoleHandler builds the web console. Its apt/apk commands name the
 // configured package repositories the account is entitled to.
 func (m *Main) consoleHandler() http.Handler {
+	// The sign-in limiters are internal/ratelimit's, shared through Redis
+	// by every replica when there is one.
+	ip, email := console.SignInLimiterOptions(0, 0)
+	for _, o := range []*ratelimit.Options{&ip, &email} {
+		o.Redis, o.KeyPrefix, o.Logger = m.redis, m.Config.Redis.KeyPrefix, m.Logger
+	}
 	c := &console.Console{
-		Service:   m.Service,
-		Users:     m.users(),
-		PublicURL: m.Config.PublicURL,
-		Logger:    m.Logger,
+		Service:      m.Service,
+		Users:        m.users(),
+		PublicURL:    m.Config.PublicURL,
+		Logger:       m.Logger,
+		IPLimiter:    ratelimit.New(ip),
+		EmailLimiter: ratelimit.New(email),
 	}
 	if repos := m.packageRepos(); len(repos) > 0 {
 		c.Repos = func(a *tollgate.Account) []tollgate.PackageRepo { return entitledRepos(repos, a.Subscription) }

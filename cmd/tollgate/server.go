@@ -112,19 +112,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		RegistryService: m.Config.Service,
 		PackageRepos:    m.packageRepos(),
 		Logger:          m.Logger,
-		Blocked: func(r *http.Request) (time.Duration, bool) {
-			is, retry := m.limiter.Blocked(r.Context(), obs.ClientIP(r))
-			if is {
-				info := obs.FromContext(r.Context())
-				info.Reason = "rate_limited"
-				m.Metrics.RateLimited(info.Route)
-			}
-			return retry, is
-		},
-		Failed: func(r *http.Request) {
-			m.limiter.Fail(r.Context(), obs.ClientIP(r))
-			obs.FromContext(r.Context()).Reason = "bad_credentials"
-		},
+		Limiter:         m.limiter,
+		Metrics:         m.Metrics,
 	}
 	registry, err := m.edge(keys, tk)
 	if err != nil {

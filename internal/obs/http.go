@@ -24,6 +24,9 @@ type Info struct {
 	TokenID  string // public token id
 	Account  string
 	Reason   string // why it was denied, when it was
+	// Actor is who the API or the console authenticated: "operator",
+	// "account:NAME", "user:usr_..." (never a secret, never an e-mail).
+	Actor string
 }
 
 type infoKey struct{}
@@ -116,6 +119,9 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 		}
 		if info.TokenID != "" {
 			attrs = append(attrs, slog.String("token_id", info.TokenID), slog.String("account", info.Account))
+		}
+		if info.Actor != "" {
+			attrs = append(attrs, slog.String("actor", info.Actor))
 		}
 		if info.Reason != "" {
 			attrs = append(attrs, slog.String("reason", info.Reason))

@@ -1,12 +1,22 @@
-// Package ratelimit limits failed authentications per client address with
-// a token bucket: each failure takes a token, tokens come back at a steady
-// rate, and an address with an empty bucket is refused (429) before its
-// credentials are even looked at. Successful requests take nothing, so a
-// valid token is never slowed by anyone else's failures.
+// Package ratelimit is tollgate's one limiter of failed authentications:
+// a token bucket per key (a client address; for console sign-ins also an
+// e-mail). Each failure takes a token, tokens come back at a steady rate,
+// and a key with an empty bucket is refused (429). Successful requests
+// take nothing, so a valid credential is never slowed by anyone else's
+// failures.
+//
+// Two ways to charge: Blocked then Fail (the registry routes: ask, look
+// the credential up, count it if it failed), or Take, which checks and
+// charges in one atomic step, for callers that must count an attempt
+// before a slow check so that concurrent attempts cannot all pass the
+// limit (console sign-ins: Refund gives the token back if the attempt was
+// not a failure, Reset forgets a key after a success).
 //
 // With Redis the buckets are shared by every replica (one Lua script per
 // call, atomic); without it, or while Redis fails, each replica keeps its
-// own in memory.
+// own in memory, bounded: when full, buckets that are full again go first,
+// then those that do not block, so that a flood of new keys cannot evict
+// the bucket of a key under attack.
 package ratelimit
 
 import (
@@ -47,6 +57,9 @@ const maxBuckets = 100_000
 // Options configures a Limiter.
 type Options struct {
 	PerMinute int // sustained failures per minute; 0 disables the limiter
+	// Every, if set, replaces PerMinute: one token back per Every (for
+	// slow rates, such as 5 sign-ins per 15 minutes).
+	Every     time.Duration
 	Burst     int
 	Redis     redis.UniversalClient // optional
 	KeyPrefix string                // Redis key prefix
@@ -56,7 +69,11 @@ type Options struct {
 
 // New returns a Limiter, or nil (which allows everything) when PerMinute is 0.
 func New(o Options) *Limiter {
-	if o.PerMinute <= 0 {
+	rate := float64(o.PerMinute) / 60
+	if o.Every > 0 {
+		rate = 1 / o.Every.Seconds()
+	}
+	if rate <= 0 {
 		return nil
 	}
 	if o.Now == nil {
@@ -66,7 +83,7 @@ func New(o Options) *Limiter {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Limiter{
-		rate: float64(o.PerMinute) / 60, burst: float64(max(o.Burst, 1)), now: o.Now,
+		rate: rate, burst: float64(max(o.Burst, 1)), now: o.Now,
 		rdb: o.Redis, prefix: o.KeyPrefix + "v1:rl:", log: o.Logger,
 		buckets: map[string]*bucket{},
 	}
@@ -97,6 +114,68 @@ func (l *Limiter) Fail(ctx context.Context, key string) {
 	}
 }
 
+// Take checks and charges key's bucket in one atomic step: with a token
+// left it takes it and reports false; with none it takes nothing and
+// reports true and when a token is back.
+func (l *Limiter) Take(ctx context.Context, key string) (bool, time.Duration) {
+	if l == nil {
+		return false, 0
+	}
+	tokens, ok := l.redisCall(ctx, key, costTake)
+	if !ok {
+		tokens = l.local(key, costTake)
+	}
+	// tokens is what is left: -1 marks a refusal (nothing was taken).
+	if tokens >= 0 {
+		return false, 0
+	}
+	left := tokens + 1 // what the bucket held
+	return true, max(time.Second, time.Duration(math.Ceil((1-left)/l.rate))*time.Second)
+}
+
+// Refund gives back a token that Take took for an attempt that turned out
+// not to be a failure.
+func (l *Limiter) Refund(ctx context.Context, key string) {
+	if l == nil {
+		return
+	}
+	if _, ok := l.redisCall(ctx, key, -1); !ok {
+		l.local(key, -1)
+	}
+}
+
+// Reset forgets key's bucket (a successful sign-in clears its e-mail).
+func (l *Limiter) Reset(ctx context.Context, key string) {
+	if l == nil {
+		return
+	}
+	if l.rdb != nil {
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		l.rdb.Del(ctx, l.redisKey(key))
+	}
+	l.mu.Lock()
+	delete(l.buckets, key)
+	l.mu.Unlock()
+}
+
+// Stats reports the in-memory buckets and the bytes of their keys.
+func (l *Limiter) Stats() (buckets, keyBytes int) {
+	if l == nil {
+		return 0, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.buckets {
+		keyBytes += len(k)
+	}
+	return len(l.buckets), keyBytes
+}
+
+// costTake asks local and the script to take a token only if one is
+// left, and to answer -1 + what was left otherwise.
+const costTake = -2
+
 // local refills key's bucket, takes cost tokens (not below zero) and
 // returns what is left.
 func (l *Limiter) local(key string, cost float64) float64 {
@@ -105,8 +184,8 @@ func (l *Limiter) local(key string, cost float64) float64 {
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
 	if !ok {
-		if cost == 0 {
-			return l.burst
+		if cost <= 0 && cost != costTake {
+			return l.burst // nothing to take: no bucket needed
 		}
 		if len(l.buckets) >= maxBuckets {
 			l.sweep(now)
@@ -116,35 +195,50 @@ func (l *Limiter) local(key string, cost float64) float64 {
 	}
 	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
-	b.tokens = math.Max(0, b.tokens-cost)
+	if cost == costTake {
+		if b.tokens < 1 {
+			return b.tokens - 1
+		}
+		cost = 1
+	}
+	b.tokens = math.Min(l.burst, math.Max(0, b.tokens-cost))
 	return b.tokens
 }
 
-// sweep drops buckets that are full again, then, if still too many, any.
+// sweep bounds the map, down to 7/8 full so that it runs rarely: buckets
+// that are full again go first, then those that would not block (a flood
+// of new keys each holds one failure), and only then, if every bucket
+// blocks, any. The buckets of keys under attack are the last to go.
 func (l *Limiter) sweep(now time.Time) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, k)
+	target := maxBuckets * 7 / 8
+	for _, keep := range []float64{l.burst, 1, math.Inf(1)} {
+		for k, b := range l.buckets {
+			if len(l.buckets) < target {
+				return
+			}
+			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= keep || math.IsInf(keep, 1) {
+				delete(l.buckets, k)
+			}
 		}
-	}
-	for k := range l.buckets {
-		if len(l.buckets) < maxBuckets*7/8 {
-			break
-		}
-		delete(l.buckets, k)
 	}
 }
 
 // bucketScript refills and charges one bucket atomically:
 // KEYS[1] bucket; ARGV rate/s, burst, now (µs), cost. Returns tokens left
-// as a string (Lua numbers come back as integers otherwise).
+// as a string (Lua numbers come back as integers otherwise). Cost -2
+// (costTake) takes one token only if one is left, and returns what was
+// left minus one otherwise; a negative cost gives tokens back.
 var bucketScript = redis.NewScript(`
 local rate, burst, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local b = redis.call('HMGET', KEYS[1], 't', 'l')
 local tokens, last = tonumber(b[1]), tonumber(b[2])
 if tokens == nil then tokens, last = burst, now end
 tokens = math.min(burst, tokens + math.max(0, now - last) / 1e6 * rate)
-tokens = math.max(0, tokens - cost)
+if cost == -2 then
+  if tokens < 1 then return tostring(tokens - 1) end
+  cost = 1
+end
+tokens = math.min(burst, math.max(0, tokens - cost))
 if cost > 0 or b[1] then
   redis.call('HSET', KEYS[1], 't', tostring(tokens), 'l', tostring(now))
   redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
@@ -159,7 +253,7 @@ func (l *Limiter) redisCall(ctx context.Context, key string, cost float64) (floa
 	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	now := l.now().UnixMicro()
-	v, err := bucketScript.Run(ctx, l.rdb, []string{"{" + l.prefix + key + "}"}, l.rate, l.burst, now, cost).Text()
+	v, err := bucketScript.Run(ctx, l.rdb, []string{l.redisKey(key)}, l.rate, l.burst, now, cost).Text()
 	if err != nil {
 		if !l.redisDown.Swap(true) {
 			l.log.Warn("rate limiter: Redis unavailable, limiting per replica", "err", err)
@@ -172,3 +266,5 @@ func (l *Limiter) redisCall(ctx context.Context, key string, cost float64) (floa
 	f, err := strconv.ParseFloat(v, 64)
 	return f, err == nil
 }
+
+func (l *Limiter) redisKey(key string) string { return "{" + l.prefix + key + "}" }
