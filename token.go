@@ -77,6 +77,9 @@ type Token struct {
 	LastUsedUA  string
 	Pulls       int64 // requests served, as recorded by RecordUsage
 	RevokedAt   *time.Time
+	// Policy narrows what the token may do (restrictions, networks,
+	// pause, valid-from); the zero value narrows nothing.
+	Policy TokenPolicy
 }
 
 // TokenStatus is what a user sees of a token's state.
@@ -87,18 +90,25 @@ const (
 	TokenExpired   TokenStatus = "expired"
 	TokenRevoked   TokenStatus = "revoked"
 	TokenSuspended TokenStatus = "suspended" // its account is suspended
+	TokenPaused    TokenStatus = "paused"    // refused until resumed
+	TokenScheduled TokenStatus = "scheduled" // not valid yet (Policy.ValidFrom)
 )
 
 // Status returns the token's state at now. Revocation wins over
-// everything, then the account's suspension, then expiry.
+// everything, then the account's suspension, the pause, expiry, and a
+// valid-from date still ahead.
 func (t *Token) Status(acct *Account, now time.Time) TokenStatus {
 	switch {
 	case t.RevokedAt != nil:
 		return TokenRevoked
 	case acct != nil && acct.Status == AccountSuspended:
 		return TokenSuspended
+	case t.Policy.PausedAt != nil:
+		return TokenPaused
 	case t.Expired(now):
 		return TokenExpired
+	case t.Policy.ValidFrom != nil && now.Before(*t.Policy.ValidFrom):
+		return TokenScheduled
 	}
 	return TokenActive
 }

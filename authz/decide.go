@@ -5,6 +5,7 @@
 package authz
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -22,10 +23,13 @@ const (
 	Package
 )
 
-// Resource is the thing a request wants.
+// Resource is the thing a request wants, and where it is asked from.
 type Resource struct {
 	Kind Kind
 	Name string // repository name for Image, repository name for Package
+	// Client is the client's address (behind trusted proxies). The zero
+	// value is an unknown address: refused by any network rule.
+	Client netip.Addr
 }
 
 // Reason says why a decision denies; "" means allowed. The values double
@@ -39,14 +43,22 @@ const (
 	Suspended   Reason = "suspended"
 	WrongScope  Reason = "wrong_scope"
 	NotEntitled Reason = "not_entitled"
+	// The token's own policy (tollgate.TokenPolicy).
+	Paused            Reason = "paused"
+	NotYetValid       Reason = "not_yet_valid"
+	AddressNotAllowed Reason = "address_not_allowed"
+	Restricted        Reason = "restricted"
 )
 
 // Allowed reports whether r is OK.
 func (r Reason) Allowed() bool { return r == OK }
 
 // Decide judges tok (of account acct) for res at now. The order is fixed:
-// revoked, suspended, expired, scope, entitlement; the first failing rule
-// is the reason. A nil token or account is never allowed.
+// revoked, suspended, paused, expired, not yet valid, client address,
+// scope, entitlement (the subscription), restriction (the token's policy);
+// the first failing rule is the reason. The policy only ever narrows: a
+// resource must pass both the subscription and the restriction. A nil
+// token or account is never allowed.
 func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Resource) Reason {
 	if tok == nil || acct == nil || tok.AccountID != acct.ID {
 		return Revoked
@@ -56,8 +68,15 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 		return Revoked
 	case tollgate.TokenSuspended:
 		return Suspended
+	case tollgate.TokenPaused:
+		return Paused
 	case tollgate.TokenExpired:
 		return Expired
+	case tollgate.TokenScheduled:
+		return NotYetValid
+	}
+	if !tok.Policy.AllowsAddress(res.Client) {
+		return AddressNotAllowed
 	}
 	switch res.Kind {
 	case Any:
@@ -69,6 +88,9 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 		if !acct.Subscription.EntitledImage(res.Name) {
 			return NotEntitled
 		}
+		if !tok.Policy.AllowsImage(res.Name) {
+			return Restricted
+		}
 		return OK
 	case Package:
 		if !tok.Scope.Has(tollgate.ScopePackages) {
@@ -78,6 +100,9 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 		// access must be granted now.
 		if acct.PackageAccess != tollgate.PackageAccessGranted || !acct.Subscription.EntitledPackages(res.Name) {
 			return NotEntitled
+		}
+		if !tok.Policy.AllowsPackages(res.Name) {
+			return Restricted
 		}
 		return OK
 	}
