@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -26,6 +27,16 @@ func TestDecide(t *testing.T) {
 		return t
 	}
 	img := func(n string) Resource { return Resource{Kind: Image, Name: n} }
+	from := func(r Resource, addr string) Resource { r.Client = netip.MustParseAddr(addr); return r }
+	withNet := func(cidrs ...string) func(t *tollgate.Token) {
+		return func(t *tollgate.Token) {
+			ns, err := tollgate.ParseNetworks("networks", cidrs)
+			if err != nil {
+				panic(err)
+			}
+			t.Policy.Networks = ns
+		}
+	}
 	pkg := func(n string) Resource { return Resource{Kind: Package, Name: n} }
 
 	tests := []struct {
@@ -56,6 +67,26 @@ func TestDecide(t *testing.T) {
 		{"account mismatch", tok(nil), acct(func(a *tollgate.Account) { a.ID = "acc_2" }), img("nginx"), Revoked},
 		{"nil token", nil, acct(nil), img("nginx"), Revoked},
 		{"nil account", tok(nil), nil, img("nginx"), Revoked},
+
+		// The token's own policy only narrows.
+		{"paused", tok(func(t *tollgate.Token) { t.Policy.PausedAt = &past }), acct(nil), img("nginx"), Paused},
+		{"paused login", tok(func(t *tollgate.Token) { t.Policy.PausedAt = &past }), acct(nil), Resource{}, Paused},
+		{"revoked beats paused", tok(func(t *tollgate.Token) { t.Policy.PausedAt = &past; t.RevokedAt = &past }), acct(nil), img("nginx"), Revoked},
+		{"not yet valid", tok(func(t *tollgate.Token) { t.Policy.ValidFrom = &future }), acct(nil), img("nginx"), NotYetValid},
+		{"valid from now on", tok(func(t *tollgate.Token) { t.Policy.ValidFrom = &now }), acct(nil), img("nginx"), OK},
+		{"restricted to another image", tok(func(t *tollgate.Token) { t.Policy.Images = []string{"team-a/*"} }), acct(nil), img("nginx"), Restricted},
+		{"restricted to this image", tok(func(t *tollgate.Token) { t.Policy.Images = []string{"team-a/*"} }), acct(nil), img("team-a/app"), OK},
+		{"restriction never widens the subscription", tok(func(t *tollgate.Token) { t.Policy.Images = []string{"**"} }), acct(nil), img("redis"), NotEntitled},
+		{"package restriction", tok(func(t *tollgate.Token) { t.Policy.Packages = []string{"extras"} }), acct(nil), pkg("os"), Restricted},
+		{"package restriction never widens", tok(func(t *tollgate.Token) { t.Policy.Packages = []string{"extras"} }), acct(nil), pkg("extras"), NotEntitled},
+		{"image restriction leaves packages alone", tok(func(t *tollgate.Token) { t.Policy.Images = []string{"team-a/*"} }), acct(nil), pkg("os"), OK},
+		{"address inside the network", tok(withNet("10.1.0.0/16")), acct(nil), from(img("nginx"), "10.1.2.3"), OK},
+		{"address outside the network", tok(withNet("10.1.0.0/16")), acct(nil), from(img("nginx"), "10.2.0.1"), AddressNotAllowed},
+		{"address rule on login", tok(withNet("10.1.0.0/16")), acct(nil), from(Resource{}, "192.0.2.1"), AddressNotAllowed},
+		{"unknown address with a rule fails closed", tok(withNet("10.1.0.0/16")), acct(nil), img("nginx"), AddressNotAllowed},
+		{"IPv6 inside", tok(withNet("2001:db8::/32")), acct(nil), from(img("nginx"), "2001:db8::1"), OK},
+		{"IPv6 outside", tok(withNet("2001:db8::/32")), acct(nil), from(img("nginx"), "2001:db9::1"), AddressNotAllowed},
+		{"IPv4-mapped IPv6 client", tok(withNet("10.1.0.0/16")), acct(nil), from(img("nginx"), "::ffff:10.1.0.9"), OK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

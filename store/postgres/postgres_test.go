@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -105,8 +106,9 @@ func TestConcurrentMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir("migrations")
-	if n != len(entries) || version != len(entries) {
-		t.Fatalf("schema_migrations: %d rows up to version %d; want %d", n, version, len(entries))
+	latest, _ := strconv.Atoi(strings.SplitN(entries[len(entries)-1].Name(), "_", 2)[0])
+	if n != len(entries) || version != latest {
+		t.Fatalf("schema_migrations: %d rows up to version %d; want %d up to %d", n, version, len(entries), latest)
 	}
 }
 
@@ -280,11 +282,17 @@ func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version >= 3`); err != nil {
+	// Run migration 0003 over rows written before it existed.
+	ms, err := postgres.LoadMigrations()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
+	for _, m := range ms {
+		if m.Version == 3 {
+			if _, err := conn.Exec(ctx, m.SQL); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	for id, want := range map[string]time.Time{far.ID: tollgate.MaxExpiry, near.ID: nearAt} {
 		var got *tollgate.Token

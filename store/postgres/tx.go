@@ -164,7 +164,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 }
 
 const tokenColumns = `t.id, t.account_id, a.name, t.name, t.description, t.scope, t.expires_at,
-	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at`
+	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy`
 
 const tokenFrom = ` FROM tokens t JOIN accounts a ON a.id = t.account_id `
 
@@ -172,15 +172,19 @@ func (t *tx) InsertToken(ctx context.Context, tok *tollgate.Token, hash, sealed 
 	if err := t.writable(); err != nil {
 		return err
 	}
-	_, err := t.guardedExec(ctx, `
+	policy, err := codec.MarshalPolicy(tok.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
+	_, err = t.guardedExec(ctx, `
 		INSERT INTO tokens (id, account_id, name, description, scope, expires_at,
 			created_at, updated_at, last_used_at, last_used_ip, last_used_ua, pulls, revoked_at,
-			secret_hash, secret_sealed)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			secret_hash, secret_sealed, policy)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		tok.ID, tok.AccountID, tok.Name, tok.Description, int32(tok.Scope), nullTime(tok.ExpiresAt),
 		utc(tok.CreatedAt), utc(tok.UpdatedAt), nullTime(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
 		tok.Pulls, nullTime(tok.RevokedAt),
-		codec.NullBytes(hash), codec.NullBytes(sealed))
+		codec.NullBytes(hash), codec.NullBytes(sealed), policy)
 	return dbError(err, "account not found", "a token with this id or secret already exists")
 }
 
@@ -207,12 +211,16 @@ func (t *tx) UpdateToken(ctx context.Context, tok *tollgate.Token) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
+	policy, err := codec.MarshalPolicy(tok.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	tag, err := t.q.Exec(ctx, `
 		UPDATE tokens SET name = $1, description = $2, scope = $3, expires_at = $4,
-			updated_at = $5, revoked_at = $6
-		WHERE id = $7`,
+			updated_at = $5, revoked_at = $6, policy = $7
+		WHERE id = $8`,
 		tok.Name, tok.Description, int32(tok.Scope), nullTime(tok.ExpiresAt),
-		utc(tok.UpdatedAt), nullTime(tok.RevokedAt), tok.ID)
+		utc(tok.UpdatedAt), nullTime(tok.RevokedAt), policy, tok.ID)
 	return affectedOne(tag, err, "token not found", "")
 }
 
@@ -338,11 +346,16 @@ func scanAccount(s pgx.Row) (*tollgate.Account, error) {
 
 func scanToken(s pgx.Row) (*tollgate.Token, error) {
 	var (
-		tok   tollgate.Token
-		scope int32
+		tok    tollgate.Token
+		scope  int32
+		policy string
 	)
 	if err := s.Scan(&tok.ID, &tok.AccountID, &tok.AccountName, &tok.Name, &tok.Description, &scope, &tok.ExpiresAt,
-		&tok.CreatedAt, &tok.UpdatedAt, &tok.LastUsedAt, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &tok.RevokedAt); err != nil {
+		&tok.CreatedAt, &tok.UpdatedAt, &tok.LastUsedAt, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &tok.RevokedAt, &policy); err != nil {
+		return nil, err
+	}
+	var err error
+	if tok.Policy, err = codec.UnmarshalPolicy(policy); err != nil {
 		return nil, err
 	}
 	tok.Scope = tollgate.Scope(scope)

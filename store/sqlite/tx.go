@@ -111,7 +111,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 }
 
 const tokenColumns = `t.id, t.account_id, a.name, t.name, t.description, t.scope, t.expires_at,
-	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at`
+	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy`
 
 const tokenFrom = ` FROM tokens t JOIN accounts a ON a.id = t.account_id `
 
@@ -119,15 +119,19 @@ func (t *tx) InsertToken(ctx context.Context, tok *tollgate.Token, hash, sealed 
 	if err := t.writable(); err != nil {
 		return err
 	}
-	_, err := t.q.ExecContext(ctx, `
+	policy, err := codec.MarshalPolicy(tok.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
+	_, err = t.q.ExecContext(ctx, `
 		INSERT INTO tokens (id, account_id, name, description, scope, expires_at,
 			created_at, updated_at, last_used_at, last_used_ip, last_used_ua, pulls, revoked_at,
-			secret_hash, secret_sealed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			secret_hash, secret_sealed, policy)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tok.ID, tok.AccountID, tok.Name, tok.Description, int64(tok.Scope), nullMicros(tok.ExpiresAt),
 		micros(tok.CreatedAt), micros(tok.UpdatedAt), nullMicros(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
 		tok.Pulls, nullMicros(tok.RevokedAt),
-		codec.NullBytes(hash), codec.NullBytes(sealed))
+		codec.NullBytes(hash), codec.NullBytes(sealed), policy)
 	return dbError(err, "account not found", "a token with this id or secret already exists")
 }
 
@@ -154,12 +158,16 @@ func (t *tx) UpdateToken(ctx context.Context, tok *tollgate.Token) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
+	policy, err := codec.MarshalPolicy(tok.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	res, err := t.q.ExecContext(ctx, `
 		UPDATE tokens SET name = ?, description = ?, scope = ?, expires_at = ?,
-			updated_at = ?, revoked_at = ?
+			updated_at = ?, revoked_at = ?, policy = ?
 		WHERE id = ?`,
 		tok.Name, tok.Description, int64(tok.Scope), nullMicros(tok.ExpiresAt),
-		micros(tok.UpdatedAt), nullMicros(tok.RevokedAt), tok.ID)
+		micros(tok.UpdatedAt), nullMicros(tok.RevokedAt), policy, tok.ID)
 	return affectedOne(res, err, "token not found", "")
 }
 
@@ -295,9 +303,14 @@ func scanToken(s scanner) (*tollgate.Token, error) {
 		scope                        int64
 		created, updatedAt           int64
 		expires, lastUsed, revokedAt sql.NullInt64
+		policy                       string
 	)
 	if err := s.Scan(&tok.ID, &tok.AccountID, &tok.AccountName, &tok.Name, &tok.Description, &scope, &expires,
-		&created, &updatedAt, &lastUsed, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &revokedAt); err != nil {
+		&created, &updatedAt, &lastUsed, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &revokedAt, &policy); err != nil {
+		return nil, err
+	}
+	var err error
+	if tok.Policy, err = codec.UnmarshalPolicy(policy); err != nil {
 		return nil, err
 	}
 	tok.Scope = tollgate.Scope(scope)

@@ -186,11 +186,13 @@ func txFmtToken(tok *tollgate.Token) string {
 	if tok == nil {
 		return "<nil>"
 	}
+	p := tok.Policy
 	return fmt.Sprintf("id=%q account=%q/%q name=%q desc=%q scope=%d expires=%s created=%s updated=%s "+
-		"used=%s ip=%q ua=%q pulls=%d revoked=%s",
+		"used=%s ip=%q ua=%q pulls=%d revoked=%s policy=images%q packages%q networks%q from=%s paused=%s",
 		tok.ID, tok.AccountID, tok.AccountName, tok.Name, tok.Description, tok.Scope, txFmtTimePtr(tok.ExpiresAt),
 		txFmtTime(tok.CreatedAt), txFmtTime(tok.UpdatedAt), txFmtTimePtr(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
-		tok.Pulls, txFmtTimePtr(tok.RevokedAt))
+		tok.Pulls, txFmtTimePtr(tok.RevokedAt), p.Images, p.Packages, tollgate.FormatNetworks(p.Networks),
+		txFmtTimePtr(p.ValidFrom), txFmtTimePtr(p.PausedAt))
 }
 
 // txWantAccount compares got with want, whose times are expected back in UTC.
@@ -710,6 +712,12 @@ func txTokenUpdate(t *testing.T, s tollgate.Store) {
 		{"ExpiryMoved", func(tok *tollgate.Token) { tok.ExpiresAt = txTime(72*time.Hour + time.Microsecond) }},
 		{"ExpiryCleared", func(tok *tollgate.Token) { tok.ExpiresAt = nil }},
 		{"DescriptionCleared", func(tok *tollgate.Token) { tok.Description = "" }},
+		{"PolicySet", func(tok *tollgate.Token) {
+			ns, _ := tollgate.ParseNetworks("networks", []string{"10.0.0.0/8", "2001:db8::/32"})
+			tok.Policy = tollgate.TokenPolicy{Images: []string{"team-a/**", "nginx"}, Packages: []string{"os"}, Networks: ns,
+				ValidFrom: txTime(2 * time.Hour), PausedAt: txTime(3*time.Hour + time.Microsecond)}
+		}},
+		{"PolicyCleared", func(tok *tollgate.Token) { tok.Policy = tollgate.TokenPolicy{} }},
 		{"Revoked", func(tok *tollgate.Token) { tok.RevokedAt = txTime(time.Hour) }},
 	}
 	for i, tc := range tests {

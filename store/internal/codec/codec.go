@@ -1,10 +1,11 @@
 // Package codec encodes the values both stores keep as JSON text
-// (subscription lists, audit changes) the same way.
+// (subscription lists, audit changes, token policies) the same way.
 package codec
 
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate"
 )
@@ -66,4 +67,48 @@ func UnmarshalChanges(s string) (map[string]tollgate.Change, error) {
 		return nil, nil
 	}
 	return c, nil
+}
+
+// policyJSON is how a token policy is stored.
+type policyJSON struct {
+	Images    []string   `json:"images,omitempty"`
+	Packages  []string   `json:"packages,omitempty"`
+	Networks  []string   `json:"networks,omitempty"`
+	ValidFrom *time.Time `json:"valid_from,omitempty"`
+	PausedAt  *time.Time `json:"paused_at,omitempty"`
+}
+
+// MarshalPolicy stores a token policy as JSON text; the zero policy is "{}".
+func MarshalPolicy(p tollgate.TokenPolicy) (string, error) {
+	b, err := json.Marshal(policyJSON{Images: p.Images, Packages: p.Packages, Networks: tollgate.FormatNetworks(p.Networks),
+		ValidFrom: p.ValidFrom, PausedAt: p.PausedAt})
+	return string(b), err
+}
+
+// UnmarshalPolicy reads what MarshalPolicy wrote. A network that no longer
+// parses is an error, never dropped: dropping it would widen the token.
+func UnmarshalPolicy(s string) (tollgate.TokenPolicy, error) {
+	var pj policyJSON
+	if strings.TrimSpace(s) != "" {
+		if err := json.Unmarshal([]byte(s), &pj); err != nil {
+			return tollgate.TokenPolicy{}, err
+		}
+	}
+	p := tollgate.TokenPolicy{Images: pj.Images, Packages: pj.Packages, ValidFrom: utcPtr(pj.ValidFrom), PausedAt: utcPtr(pj.PausedAt)}
+	if len(pj.Networks) > 0 {
+		ns, err := tollgate.ParseNetworks("policy.networks", pj.Networks)
+		if err != nil {
+			return tollgate.TokenPolicy{}, err
+		}
+		p.Networks = ns
+	}
+	return p, nil
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
