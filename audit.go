@@ -20,6 +20,8 @@ const (
 	ActionTokenExtended      = "token.extended"
 	ActionTokenRevoked       = "token.revoked"
 	ActionTokenRevealed      = "token.revealed"
+	ActionTokenPaused        = "token.paused"
+	ActionTokenResumed       = "token.resumed"
 )
 
 // Change is one field's old and new value, rendered as text. Secrets are

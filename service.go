@@ -3,6 +3,7 @@ package tollgate
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -334,6 +335,9 @@ type TokenCreate struct {
 	Description string
 	Scope       Scope  // 0 means images
 	Expiry      Expiry // zero value means never
+	// Policy narrows the token (PausedAt is ignored: a new token is not
+	// paused).
+	Policy TokenPolicy
 }
 
 // CreateToken creates a token and returns its secret, the only time the
@@ -354,6 +358,11 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 	if in.Scope&^(ScopeImages|ScopePackages) != 0 {
 		return nil, "", FieldError("scope", "unknown scope")
 	}
+	in.Policy.PausedAt = nil
+	if err := in.Policy.Validate(); err != nil {
+		return nil, "", err
+	}
+	in.Policy = normalizePolicy(in.Policy)
 	now := s.now()
 	var expires *time.Time
 	switch {
@@ -391,6 +400,10 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 			return Errorf(ELIMIT, "account %s already holds %d active tokens", a.Name, MaxActiveTokens)
 		}
 		tok, secret = s.newToken(a, in.Name, in.Description, in.Scope, expires, now)
+		tok.Policy = in.Policy
+		if err := checkValidFrom(tok); err != nil {
+			return err
+		}
 		if err := s.insertToken(ctx, tx, tok, secret); err != nil {
 			return err
 		}
@@ -451,13 +464,57 @@ func (s *Service) insertToken(ctx context.Context, tx Tx, t *Token, secret Secre
 }
 
 func tokenCreatedEvent(t *Token, actor string) *AuditEvent {
-	return &AuditEvent{AccountID: t.AccountID, Time: t.CreatedAt, Actor: actor, Action: ActionTokenCreated, Target: t.ID,
-		Changes: map[string]Change{
-			"name":        {To: t.Name},
-			"description": {To: t.Description},
-			"scope":       {To: t.Scope.String()},
-			"expires_at":  {To: formatExpiry(t.ExpiresAt)},
-		}}
+	c := map[string]Change{
+		"name":        {To: t.Name},
+		"description": {To: t.Description},
+		"scope":       {To: t.Scope.String()},
+		"expires_at":  {To: formatExpiry(t.ExpiresAt)},
+	}
+	policyChanges(TokenPolicy{}, t.Policy, c)
+	return &AuditEvent{AccountID: t.AccountID, Time: t.CreatedAt, Actor: actor, Action: ActionTokenCreated, Target: t.ID, Changes: c}
+}
+
+// normalizePolicy drops duplicate patterns and truncates times as the
+// stores keep them.
+func normalizePolicy(p TokenPolicy) TokenPolicy {
+	p.Images, p.Packages = dedupe(p.Images), dedupe(p.Packages)
+	if p.ValidFrom != nil {
+		v := p.ValidFrom.UTC().Truncate(time.Microsecond)
+		p.ValidFrom = &v
+	}
+	return p
+}
+
+// checkValidFrom refuses a valid-from date at or after the expiry: such
+// a token could never be used.
+func checkValidFrom(t *Token) error {
+	if t.Policy.ValidFrom != nil && t.ExpiresAt != nil && !t.Policy.ValidFrom.Before(*t.ExpiresAt) {
+		return FieldError("valid_from", "must be before the token's expiry (%s)", t.ExpiresAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// policyChanges records in c what differs between two policies, for the
+// audit log.
+func policyChanges(from, to TokenPolicy, c map[string]Change) {
+	list := func(key string, a, b []string) {
+		if !slices.Equal(a, b) {
+			c[key] = Change{From: strings.Join(a, ","), To: strings.Join(b, ",")}
+		}
+	}
+	list("restrict_images", from.Images, to.Images)
+	list("restrict_packages", from.Packages, to.Packages)
+	list("networks", FormatNetworks(from.Networks), FormatNetworks(to.Networks))
+	if !sameTime(from.ValidFrom, to.ValidFrom) {
+		c["valid_from"] = Change{From: formatTimeOrNone(from.ValidFrom), To: formatTimeOrNone(to.ValidFrom)}
+	}
+}
+
+func formatTimeOrNone(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.Format(time.RFC3339)
 }
 
 func formatExpiry(t *time.Time) string {
@@ -508,7 +565,7 @@ func tokenNotFound(err error, id string) error {
 // those with the given status.
 func (s *Service) ListTokens(ctx context.Context, accountName string, status TokenStatus) ([]*Token, *Account, error) {
 	switch status {
-	case "", TokenActive, TokenExpired, TokenRevoked, TokenSuspended:
+	case "", TokenActive, TokenExpired, TokenRevoked, TokenSuspended, TokenPaused, TokenScheduled:
 	default:
 		return nil, nil, FieldError("status", "must be one of active, expired, revoked, suspended")
 	}
@@ -571,6 +628,12 @@ type TokenEdit struct {
 	Description *string
 	Scope       *Scope
 	Expiry      *Expiry // Now expires the token at once; a past time is refused
+	// The policy's parts; nil leaves a part as it is, an empty list
+	// removes a restriction, a zero ValidFrom removes the date.
+	RestrictImages   *[]string
+	RestrictPackages *[]string
+	Networks         *[]netip.Prefix
+	ValidFrom        *time.Time
 }
 
 // EditToken changes any field of a token that is not revoked. A new
@@ -590,7 +653,8 @@ func (s *Service) EditToken(ctx context.Context, actor, id string, in TokenEdit)
 		return nil, FieldError("scope", "must name at least one of images, packages")
 	}
 	action := ActionTokenEdited
-	if in.Name == nil && in.Description == nil && in.Scope == nil && in.Expiry != nil {
+	if in.Name == nil && in.Description == nil && in.Scope == nil && in.Expiry != nil &&
+		in.RestrictImages == nil && in.RestrictPackages == nil && in.Networks == nil && in.ValidFrom == nil {
 		action = ActionTokenExtended
 	}
 	return s.editToken(ctx, actor, id, action, func(a *Account, t *Token, now time.Time, c map[string]Change) error {
@@ -610,8 +674,66 @@ func (s *Service) EditToken(ctx context.Context, actor, id string, in TokenEdit)
 			t.Scope = *in.Scope
 		}
 		if in.Expiry != nil {
-			return applyExpiry(t, *in.Expiry, now, true, c)
+			if err := applyExpiry(t, *in.Expiry, now, true, c); err != nil {
+				return err
+			}
 		}
+		return applyPolicyEdit(t, in, c)
+	})
+}
+
+// applyPolicyEdit sets the policy parts in names and records the changes.
+func applyPolicyEdit(t *Token, in TokenEdit, c map[string]Change) error {
+	next := t.Policy
+	if in.RestrictImages != nil {
+		next.Images = *in.RestrictImages
+	}
+	if in.RestrictPackages != nil {
+		next.Packages = *in.RestrictPackages
+	}
+	if in.Networks != nil {
+		next.Networks = *in.Networks
+	}
+	if in.ValidFrom != nil {
+		next.ValidFrom = nil
+		if !in.ValidFrom.IsZero() {
+			next.ValidFrom = in.ValidFrom
+		}
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	next = normalizePolicy(next)
+	policyChanges(t.Policy, next, c)
+	t.Policy = next
+	return checkValidFrom(t)
+}
+
+// PauseToken stops a token until ResumeToken: it is refused like a revoked
+// one on every replica as fast as a revocation, but can be resumed.
+// Pausing a paused token changes nothing.
+func (s *Service) PauseToken(ctx context.Context, actor, id string) (*Token, error) {
+	return s.editToken(ctx, actor, id, ActionTokenPaused, func(_ *Account, t *Token, now time.Time, c map[string]Change) error {
+		if t.Policy.PausedAt == nil {
+			t.Policy.PausedAt = &now
+			c["paused_at"] = Change{To: now.Format(time.RFC3339)}
+		}
+		return nil
+	})
+}
+
+// ResumeToken lets a paused token work again. A customer of a suspended
+// account may not resume (it would give a working secret back).
+func (s *Service) ResumeToken(ctx context.Context, actor, id string) (*Token, error) {
+	return s.editToken(ctx, actor, id, ActionTokenResumed, func(a *Account, t *Token, _ time.Time, c map[string]Change) error {
+		if t.Policy.PausedAt == nil {
+			return nil
+		}
+		if err := checkSuspended(actor, a); err != nil {
+			return err
+		}
+		c["paused_at"] = Change{From: t.Policy.PausedAt.Format(time.RFC3339)}
+		t.Policy.PausedAt = nil
 		return nil
 	})
 }

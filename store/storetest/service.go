@@ -425,6 +425,85 @@ func testService(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("TokenPolicyRoundTripsAndIsAudited", func(t *testing.T) {
+		s, c := newService(t, newStore)
+		must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		nets, err := tollgate.ParseNetworks("networks", []string{"10.0.0.0/8"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := c.Now().Add(time.Hour)
+		tok, _ := must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "ci",
+			Policy: tollgate.TokenPolicy{Images: []string{"team-a/*", "team-a/*"}, Networks: nets, ValidFrom: &from}}))
+		got, ga, err := s.Token(ctx, tok.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Policy.Images) != 1 || got.Policy.Images[0] != "team-a/*" || len(got.Policy.Networks) != 1 ||
+			got.Policy.ValidFrom == nil || !got.Policy.ValidFrom.Equal(from) {
+			t.Fatalf("stored policy = %+v", got.Policy)
+		}
+		if st := got.Status(ga, c.Now()); st != tollgate.TokenScheduled {
+			t.Fatalf("status before valid_from = %s", st)
+		}
+		edited := must[*tollgate.Token](t)(s.EditToken(ctx, "operator", tok.ID, tollgate.TokenEdit{
+			RestrictImages: ptr([]string{}), RestrictPackages: ptr([]string{"os"}), ValidFrom: &time.Time{}}))
+		if len(edited.Policy.Images) != 0 || len(edited.Policy.Packages) != 1 || edited.Policy.ValidFrom != nil || len(edited.Policy.Networks) != 1 {
+			t.Fatalf("edited policy = %+v", edited.Policy)
+		}
+		events, err := s.ListAudit(ctx, "acme", tollgate.AuditPage{})
+		if err != nil || events[0].Action != tollgate.ActionTokenEdited {
+			t.Fatalf("audit = %v %v", events, err)
+		}
+		for _, k := range []string{"restrict_images", "restrict_packages", "valid_from"} {
+			if _, ok := events[0].Changes[k]; !ok {
+				t.Errorf("the edit's audit event lacks %s: %+v", k, events[0].Changes)
+			}
+		}
+		// Bad input names its field.
+		_, _, err = s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "x", Policy: tollgate.TokenPolicy{Images: []string{"Bad"}}})
+		wantCode(t, err, tollgate.EINVALID, "restrict_images[0]")
+		exp := tollgate.Expiry{At: c.Now().Add(time.Hour)}
+		late := c.Now().Add(2 * time.Hour)
+		_, _, err = s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "x", Expiry: exp, Policy: tollgate.TokenPolicy{ValidFrom: &late}})
+		wantCode(t, err, tollgate.EINVALID, "valid_from")
+	})
+
+	t.Run("PauseAndResume", func(t *testing.T) {
+		s, c := newService(t, newStore)
+		_, tok, _, _ := s.CreateAccount(ctx, "operator", "acme")
+		must[*tollgate.Token](t)(s.PauseToken(ctx, "operator", tok.ID))
+		gt, ga, _ := s.Token(ctx, tok.ID)
+		if st := gt.Status(ga, c.Now()); st != tollgate.TokenPaused {
+			t.Fatalf("status after pause = %s", st)
+		}
+		if toks, _, _ := s.ListTokens(ctx, "acme", tollgate.TokenPaused); len(toks) != 1 {
+			t.Fatalf("paused list = %v", toks)
+		}
+		must[*tollgate.Token](t)(s.PauseToken(ctx, "operator", tok.ID)) // again: nothing changes
+		// A suspended account's customer may pause but not resume.
+		must[*tollgate.Account](t)(s.SuspendAccount(ctx, "operator", "acme"))
+		_, err := s.ResumeToken(ctx, tollgate.AccountActor("acme"), tok.ID)
+		wantCode(t, err, tollgate.EFORBIDDEN, "")
+		must[*tollgate.Account](t)(s.ResumeAccount(ctx, "operator", "acme"))
+		must[*tollgate.Token](t)(s.ResumeToken(ctx, tollgate.AccountActor("acme"), tok.ID))
+		gt, ga, _ = s.Token(ctx, tok.ID)
+		if st := gt.Status(ga, c.Now()); st != tollgate.TokenActive {
+			t.Fatalf("status after resume = %s", st)
+		}
+		events, _ := s.ListAudit(ctx, "acme", tollgate.AuditPage{})
+		var actions []string
+		for _, e := range events {
+			actions = append(actions, e.Action)
+		}
+		if !strings.Contains(strings.Join(actions, " "), "token.resumed") || !strings.Contains(strings.Join(actions, " "), "token.paused") {
+			t.Fatalf("audit actions = %v", actions)
+		}
+		must[*tollgate.Token](t)(s.RevokeToken(ctx, "operator", tok.ID))
+		_, err = s.PauseToken(ctx, "operator", tok.ID)
+		wantCode(t, err, tollgate.ECONFLICT, "")
+	})
+
 	t.Run("SuspendAndResume", func(t *testing.T) {
 		s, c := newService(t, newStore)
 		_, tok, secret, _ := s.CreateAccount(ctx, "operator", "acme")
