@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -265,7 +267,7 @@ func TestNoSecretsInRedis(t *testing.T) {
 	}
 	secret := f.secret.Reveal()
 	for _, k := range keys {
-		if !strings.HasPrefix(k, prefix+"v1:") {
+		if !strings.HasPrefix(k, prefix+"v"+strconv.Itoa(FormatVersion)+":") {
 			t.Errorf("key %q lacks the format version", k)
 		}
 		v, _ := rdb.Get(ctx, k).Result()
@@ -274,7 +276,7 @@ func TestNoSecretsInRedis(t *testing.T) {
 				t.Errorf("a secret is in Redis: %q", k)
 			}
 		}
-		if !strings.Contains(v, `"v":1`) {
+		if !strings.Contains(v, `"v":`+strconv.Itoa(FormatVersion)+`,`) {
 			t.Errorf("value of %s has no format version: %s", k, v)
 		}
 	}
@@ -287,11 +289,11 @@ func TestFormatVersion(t *testing.T) {
 	f := newFixture(t, sqliteStore(t))
 	ctx := context.Background()
 	key, _ := newKeyspace(prefix).entity("t", f.tok.ID)
-	if key != prefix+"v1:{t:"+f.tok.ID+"}" {
+	if key != prefix+"v"+strconv.Itoa(FormatVersion)+":{t:"+f.tok.ID+"}" {
 		t.Fatalf("key %q", key)
 	}
 	// A value a future version might write under an old key by mistake.
-	future := `{"v":2,"id":"` + f.tok.ID + `","account_id":"` + f.acct.ID + `","scope":0}`
+	future := `{"v":` + strconv.Itoa(FormatVersion+1) + `,"id":"` + f.tok.ID + `","account_id":"` + f.acct.ID + `","scope":0}`
 	if err := rdb.Set(ctx, key, future, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,7 @@ func TestFormatVersion(t *testing.T) {
 	if tok.Scope != tollgate.ScopeImages || c.Stats().Store.Hit != 2 {
 		t.Errorf("read the other version's entry: %+v %+v", tok, c.Stats())
 	}
-	if v, _ := rdb.Get(ctx, key).Result(); !strings.Contains(v, `"v":1`) {
+	if v, _ := rdb.Get(ctx, key).Result(); !strings.Contains(v, `"v":`+strconv.Itoa(FormatVersion)+`,`) {
 		t.Errorf("entry not replaced: %s", v)
 	}
 
@@ -314,7 +316,7 @@ func TestFormatVersion(t *testing.T) {
 	if s := other.Stats(); s.L2.Hit != 0 {
 		t.Errorf("another prefix read this one's entries: %+v", s)
 	}
-	rdb.Del(ctx, prefix+"other:v1:{t:"+f.tok.ID+"}", prefix+"other:v1:{a:"+f.acct.ID+"}")
+	rdb.Del(ctx, prefix+"other:v"+strconv.Itoa(FormatVersion)+":{t:"+f.tok.ID+"}", prefix+"other:v"+strconv.Itoa(FormatVersion)+":{a:"+f.acct.ID+"}")
 }
 
 func TestTruncate(t *testing.T) {
@@ -331,5 +333,31 @@ func TestTruncate(t *testing.T) {
 		if got := truncate(tt.in, tt.n); got != tt.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
 		}
+	}
+}
+
+// TestRedisEntryKeepsTheTokenPolicy: another replica reads a token from
+// Redis. Losing its policy on the way would make a restricted, paused or
+// network-bound token unrestricted there.
+func TestRedisEntryKeepsTheTokenPolicy(t *testing.T) {
+	from, paused := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	nets, err := tollgate.ParseNetworks("networks", []string{"10.0.0.0/8", "2001:db8::/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages,
+		Policy: tollgate.TokenPolicy{Images: []string{"team-a/*"}, Packages: []string{"os"}, Networks: nets, ValidFrom: &from, PausedAt: &paused}}
+	data, err := encodeToken(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, ok := decodeToken(data, "tok_1")
+	if !ok {
+		t.Fatal("not decoded")
+	}
+	p := out.Policy
+	if !slices.Equal(p.Images, in.Policy.Images) || !slices.Equal(p.Packages, in.Policy.Packages) || !slices.Equal(p.Networks, nets) ||
+		p.ValidFrom == nil || !p.ValidFrom.Equal(from) || p.PausedAt == nil || !p.PausedAt.Equal(paused) {
+		t.Fatalf("policy after Redis: %+v", p)
 	}
 }

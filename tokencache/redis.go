@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -24,7 +25,10 @@ import (
 // rolling upgrade that follows, the new version must keep deleting the
 // previous version's keys and publishing on its channel (or the upgrade
 // must accept revocations taking up to l1_ttl on old replicas).
-const FormatVersion = 1
+// Version 2: tokens carry their policy (restrictions, networks, pause,
+// valid-from). A version-1 entry would read as a token without a policy,
+// that is, wider than it is.
+const FormatVersion = 2
 
 // Redis layout, under base = <prefix>v<FormatVersion>:
 //
@@ -99,6 +103,15 @@ type wireToken struct {
 	CreatedAt   time.Time  `json:"created_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	Policy      wirePolicy `json:"policy"`
+}
+
+type wirePolicy struct {
+	Images    []string       `json:"images,omitempty"`
+	Packages  []string       `json:"packages,omitempty"`
+	Networks  []netip.Prefix `json:"networks,omitempty"`
+	ValidFrom *time.Time     `json:"valid_from,omitempty"`
+	PausedAt  *time.Time     `json:"paused_at,omitempty"`
 }
 
 type wireAccount struct {
@@ -129,6 +142,8 @@ func encodeToken(t *tollgate.Token) ([]byte, error) {
 		V: FormatVersion, ID: t.ID, AccountID: t.AccountID, AccountName: t.AccountName,
 		Name: t.Name, Description: t.Description, Scope: uint8(t.Scope),
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, RevokedAt: t.RevokedAt,
+		Policy: wirePolicy{Images: t.Policy.Images, Packages: t.Policy.Packages, Networks: t.Policy.Networks,
+			ValidFrom: t.Policy.ValidFrom, PausedAt: t.Policy.PausedAt},
 	})
 }
 
@@ -143,6 +158,8 @@ func decodeToken(data []byte, id string) (*tollgate.Token, bool) {
 		ID: w.ID, AccountID: w.AccountID, AccountName: w.AccountName, Name: w.Name,
 		Description: w.Description, Scope: tollgate.Scope(w.Scope), ExpiresAt: utcPtr(w.ExpiresAt),
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),
+		Policy: tollgate.TokenPolicy{Images: w.Policy.Images, Packages: w.Policy.Packages, Networks: w.Policy.Networks,
+			ValidFrom: utcPtr(w.Policy.ValidFrom), PausedAt: utcPtr(w.Policy.PausedAt)},
 	}, true
 }
 
