@@ -37,7 +37,7 @@ func (reg *Registry) catalog(w http.ResponseWriter, r *http.Request, c caller) (
 	}
 	visible := []string{}
 	for _, up := range names {
-		if pub, ok := reg.upstream.FromUpstream(up); ok && pub > last && reg.may(c, pub) {
+		if pub, ok := reg.upstream.FromUpstream(up); ok && pub > last && reg.may(r, c, pub) {
 			visible = append(visible, pub)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -73,10 +74,31 @@ func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
 	default:
 		return caller{}, err
 	}
-	if reason := authz.Decide(tok, acct, f.now(), authz.Resource{Kind: authz.Any}); !reason.Allowed() {
+	if reason := authz.Decide(tok, acct, f.now(), authz.Resource{Kind: authz.Any, Client: clientAddr(r)}); !reason.Allowed() {
+		if reason == authz.AddressNotAllowed {
+			return caller{}, denied(reason) // a valid secret in the wrong place: no guess
+		}
 		return caller{}, f.unusable(r, tok, reason)
 	}
 	return caller{token: tok, account: acct}, nil
+}
+
+// clientAddr is the client's address as ops.trusted_proxies defines it;
+// the zero Addr when it cannot be parsed (refused by any network rule).
+func clientAddr(r *http.Request) netip.Addr {
+	a, _ := netip.ParseAddr(obs.ClientIP(r))
+	return a.Unmap()
+}
+
+// denied is the refusal of a decision against a known token: 403 for
+// what the token's own policy forbids (docker shows "denied: …"), 401
+// with the reason otherwise.
+func denied(reason authz.Reason) *refusal {
+	switch reason {
+	case authz.AddressNotAllowed, authz.Restricted:
+		return refuse(errcode.ErrorCodeDenied, string(reason), denyMessage(reason))
+	}
+	return refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))
 }
 
 // find looks a secret up; malformed secrets never reach the lookup.
@@ -102,10 +124,11 @@ func (f *front) byJWT(r *http.Request, verifier *authz.Verifier, raw string) (ca
 	if err != nil {
 		return caller{}, err
 	}
-	// The registry token behind the JWT must still be usable now. The JWT
-	// was issued to it, so this is no guess: nothing is charged.
-	if reason := authz.Decide(tok, acct, f.now(), authz.Resource{Kind: authz.Any}); !reason.Allowed() {
-		return caller{}, refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))
+	// The registry token behind the JWT must still be usable now, from
+	// here. The JWT was issued to it, so this is no guess: nothing is
+	// charged.
+	if reason := authz.Decide(tok, acct, f.now(), authz.Resource{Kind: authz.Any, Client: clientAddr(r)}); !reason.Allowed() {
+		return caller{}, denied(reason)
 	}
 	return caller{token: tok, account: acct, claims: claims}, nil
 }
@@ -164,6 +187,14 @@ func denyMessage(r authz.Reason) string {
 		return "account suspended"
 	case authz.WrongScope:
 		return "registry token lacks the images scope"
+	case authz.Paused:
+		return "registry token paused: resume it to pull again"
+	case authz.NotYetValid:
+		return "registry token not valid yet (see its valid-from date)"
+	case authz.AddressNotAllowed:
+		return "registry token may not be used from this address (its allowed-networks rule)"
+	case authz.Restricted:
+		return "repository outside this registry token's restrictions"
 	}
 	return "access denied"
 }

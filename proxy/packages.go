@@ -187,9 +187,9 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	if err != nil {
 		return nil, &authz.Basic{Realm: PackageRealm, Err: err}
 	}
-	switch reason := authz.Decide(c.token, c.account, p.f.now(), authz.Resource{Kind: authz.Package, Name: name}); reason {
+	switch reason := authz.Decide(c.token, c.account, p.f.now(), authz.Resource{Kind: authz.Package, Name: name, Client: clientAddr(r)}); reason {
 	case authz.OK:
-	case authz.WrongScope, authz.NotEntitled:
+	case authz.WrongScope, authz.NotEntitled, authz.Restricted, authz.AddressNotAllowed:
 		return nil, refuse(errcode.ErrorCodeDenied, string(reason), packageDenyMessage(reason, c.account, name))
 	default:
 		return nil, &authz.Basic{Realm: PackageRealm, Err: refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))}
@@ -211,6 +211,10 @@ func packageDenyMessage(reason authz.Reason, acct *tollgate.Account, repo string
 	switch {
 	case reason == authz.WrongScope:
 		return "forbidden: this token does not have the packages scope"
+	case reason == authz.Restricted:
+		return "forbidden: this token is restricted to other package repositories than " + repo
+	case reason == authz.AddressNotAllowed:
+		return "forbidden: this token may not be used from this address (its allowed-networks rule)"
 	case acct.PackageAccess != tollgate.PackageAccessGranted:
 		return "forbidden: package access has not been granted to this account"
 	}

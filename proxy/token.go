@@ -90,9 +90,8 @@ func (reg *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenRespon
 		return nil, refuse(errcode.ErrorCodeUnauthorized, string(authz.WrongScope), denyMessage(authz.WrongScope))
 	}
 	reg.f.allow(r, c.token)
-	now := reg.f.now()
 	access := reg.grant(requested, func(name string) bool {
-		return authz.Decide(c.token, c.account, now, authz.Resource{Kind: authz.Image, Name: name}).Allowed() || reg.isAnonymous(name)
+		return reg.decideImage(r, c, name).Allowed() || reg.isAnonymous(name)
 	})
 	reg.f.used(r, c.token)
 	return reg.issue(c.token.ID, access, c.token.ExpiresAt)

@@ -150,15 +150,24 @@ func (reg *Registry) authorizeV2(r *http.Request) (route, caller, error) {
 		}
 		return rt, c, nil
 	case c.claims != nil && !c.claims.Allows("repository", rt.name, "pull"):
+		if c.token != nil && reg.decideImage(r, c, rt.name) == authz.Restricted {
+			return rt, c, denied(authz.Restricted) // entitled, but not with this token: say so
+		}
 		return rt, c, reg.notEntitled(rt)
 	}
 	if c.token != nil {
-		switch reason := authz.Decide(c.token, c.account, reg.f.now(), authz.Resource{Kind: authz.Image, Name: rt.name}); reason {
+		switch reason := reg.decideImage(r, c, rt.name); reason {
 		case authz.OK:
-		case authz.WrongScope, authz.NotEntitled:
-			if !reg.isAnonymous(rt.name) {
+		case authz.WrongScope, authz.NotEntitled, authz.Restricted:
+			switch {
+			case reg.isAnonymous(rt.name):
+			case reason == authz.Restricted:
+				return rt, c, denied(reason)
+			default:
 				return rt, c, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, string(reason), "authentication required"))
 			}
+		case authz.AddressNotAllowed:
+			return rt, c, denied(reason)
 		default:
 			return rt, c, reg.challenge(rt, authz.ErrInvalidToken, refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason)))
 		}
@@ -203,14 +212,20 @@ func (reg *Registry) challenge(rt route, problem string, err error) error {
 }
 
 // may reports whether caller c may pull repository name now.
-func (reg *Registry) may(c caller, name string) bool {
+func (reg *Registry) may(r *http.Request, c caller, name string) bool {
 	if c.claims != nil && !c.claims.Allows("repository", name, "pull") && !c.claims.Allows("registry", "catalog", "*") {
 		return false
 	}
 	if reg.isAnonymous(name) {
 		return true
 	}
-	return c.token != nil && authz.Decide(c.token, c.account, reg.f.now(), authz.Resource{Kind: authz.Image, Name: name}).Allowed()
+	return c.token != nil && reg.decideImage(r, c, name).Allowed()
+}
+
+// decideImage judges c's token for image repository name, from r's
+// client address.
+func (reg *Registry) decideImage(r *http.Request, c caller, name string) authz.Reason {
+	return authz.Decide(c.token, c.account, reg.f.now(), authz.Resource{Kind: authz.Image, Name: name, Client: clientAddr(r)})
 }
 
 // identify authenticates the request: a bearer JWT from /token, or Basic
