@@ -6,6 +6,7 @@
 package api
 
 import (
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -66,8 +67,22 @@ type Token struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
 	RevokedAt   *time.Time `json:"revoked_at"`
-	Status      string     `json:"status"` // active, expired, revoked, suspended
-	Secret      string     `json:"secret,omitempty"`
+	Status      string     `json:"status"` // active, expired, revoked, suspended, paused, scheduled
+	// Restrictions narrow the account's subscription for this token
+	// (empty lists: no restriction).
+	Restrictions Restrictions `json:"restrictions"`
+	ValidFrom    *time.Time   `json:"valid_from"` // null: valid from creation
+	PausedAt     *time.Time   `json:"paused_at"`  // null: not paused
+	Secret       string       `json:"secret,omitempty"`
+}
+
+// Restrictions are a token's own limits: image repository patterns,
+// package repository names and client networks (CIDRs). Always arrays on
+// the wire, never null.
+type Restrictions struct {
+	Images   []string `json:"images"`
+	Packages []string `json:"packages"`
+	Networks []string `json:"networks"`
 }
 
 // TokenList is an account's tokens. Active counts the tokens that are not
@@ -128,6 +143,12 @@ type CreateTokenRequest struct {
 	Description string   `json:"description,omitempty"`
 	Scope       []string `json:"scope,omitempty"`
 	ExpiresAt   string   `json:"expires_at,omitempty"`
+	// The token's own policy (see Restrictions); ValidFrom takes an RFC
+	// 3339 time or a date (from the start of that day, UTC).
+	RestrictImages   []string `json:"restrict_images,omitempty"`
+	RestrictPackages []string `json:"restrict_packages,omitempty"`
+	Networks         []string `json:"networks,omitempty"`
+	ValidFrom        string   `json:"valid_from,omitempty"`
 }
 
 // EditTokenRequest is the body of PATCH /api/v1/tokens/{id}. Nil fields
@@ -138,6 +159,12 @@ type EditTokenRequest struct {
 	Description *string  `json:"description,omitempty"`
 	Scope       []string `json:"scope,omitempty"`
 	ExpiresAt   *string  `json:"expires_at,omitempty"`
+	// Policy parts: nil leaves them, an empty list removes a restriction,
+	// an empty ValidFrom removes the date.
+	RestrictImages   *[]string `json:"restrict_images,omitempty"`
+	RestrictPackages *[]string `json:"restrict_packages,omitempty"`
+	Networks         *[]string `json:"networks,omitempty"`
+	ValidFrom        *string   `json:"valid_from,omitempty"`
 }
 
 // ExtendTokenRequest is the body of POST /api/v1/tokens/{id}/extend:
@@ -194,7 +221,27 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		LastUsedAt:  utcPtr(t.LastUsedAt),
 		RevokedAt:   utcPtr(t.RevokedAt),
 		Status:      string(t.Status(a, now)),
+		Restrictions: Restrictions{
+			Images:   nonNil(t.Policy.Images),
+			Packages: nonNil(t.Policy.Packages),
+			Networks: tollgate.FormatNetworks(t.Policy.Networks),
+		},
+		ValidFrom: utcPtr(t.Policy.ValidFrom),
+		PausedAt:  utcPtr(t.Policy.PausedAt),
 	}
+}
+
+// ParseValidFrom reads a valid-from date: an RFC 3339 time, or a date
+// meaning the start of that day, UTC.
+func ParseValidFrom(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, tollgate.FieldError("valid_from", "%q is not a date (YYYY-MM-DD) or an RFC 3339 time", v)
 }
 
 func fromAuditEvent(e *tollgate.AuditEvent) AuditEvent {

@@ -163,6 +163,16 @@ func (c *Client) RevokeToken(ctx context.Context, id string) (*Token, error) {
 	return c.token(ctx, "POST", id, "revoke", nil, nil)
 }
 
+// PauseToken stops a token until ResumeToken.
+func (c *Client) PauseToken(ctx context.Context, id string) (*Token, error) {
+	return c.token(ctx, "POST", id, "pause", nil, nil)
+}
+
+// ResumeToken lets a paused token work again.
+func (c *Client) ResumeToken(ctx context.Context, id string) (*Token, error) {
+	return c.token(ctx, "POST", id, "resume", nil, nil)
+}
+
 func (c *Client) token(ctx context.Context, method, id, action string, q url.Values, body any) (*Token, error) {
 	path := "tokens/" + url.PathEscape(id)
 	if action != "" {

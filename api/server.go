@@ -98,6 +98,8 @@ func (s *Server) Handler() http.Handler {
 		{"DELETE", p + "/tokens/{id}", false, s.revokeToken},
 		{"POST", p + "/tokens/{id}/extend", false, s.extendToken},
 		{"POST", p + "/tokens/{id}/revoke", false, s.revokeToken},
+		{"POST", p + "/tokens/{id}/pause", false, s.pauseToken},
+		{"POST", p + "/tokens/{id}/resume", false, s.resumeToken},
 	}
 	routes = append(routes, s.userRoutes()...)
 	mux := http.NewServeMux()
@@ -348,7 +350,7 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 	}
 	status := tollgate.TokenStatus(r.URL.Query().Get("status"))
 	switch status {
-	case "", tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended:
+	case "", tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended, tollgate.TokenPaused, tollgate.TokenScheduled:
 	default:
 		return 0, nil, tollgate.FieldError("status", "must be one of active, expired, revoked, suspended")
 	}
@@ -373,10 +375,14 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 // createTokenBody is what POST .../tokens accepts; pointers tell absent
 // and null from empty.
 type createTokenBody struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Scope       *[]string `json:"scope"`
-	ExpiresAt   *string   `json:"expires_at"`
+	Name             string    `json:"name"`
+	Description      string    `json:"description"`
+	Scope            *[]string `json:"scope"`
+	ExpiresAt        *string   `json:"expires_at"`
+	RestrictImages   []string  `json:"restrict_images"`
+	RestrictPackages []string  `json:"restrict_packages"`
+	Networks         []string  `json:"networks"`
+	ValidFrom        *string   `json:"valid_from"`
 }
 
 func (s *Server) createToken(r *http.Request, who *actor) (int, any, error) {
@@ -403,6 +409,18 @@ func (s *Server) createToken(r *http.Request, who *actor) (int, any, error) {
 			return 0, nil, err
 		}
 		tc.Expiry = e
+	}
+	tc.Policy.Images, tc.Policy.Packages = in.RestrictImages, in.RestrictPackages
+	var err error
+	if tc.Policy.Networks, err = tollgate.ParseNetworks("networks", in.Networks); err != nil {
+		return 0, nil, err
+	}
+	if in.ValidFrom != nil && *in.ValidFrom != "" {
+		from, err := ParseValidFrom(*in.ValidFrom)
+		if err != nil {
+			return 0, nil, err
+		}
+		tc.Policy.ValidFrom = &from
 	}
 	ctx, out := s.tokenAnswer(r.Context())
 	_, secret, err := s.Service.CreateToken(ctx, who.name, tc)
@@ -441,10 +459,14 @@ func (s *Server) getToken(r *http.Request, who *actor) (int, any, error) {
 // editTokenBody is what PATCH accepts: raw values, so that an absent key
 // (nil) differs from null.
 type editTokenBody struct {
-	Name        json.RawMessage `json:"name"`
-	Description json.RawMessage `json:"description"`
-	Scope       json.RawMessage `json:"scope"`
-	ExpiresAt   json.RawMessage `json:"expires_at"`
+	Name             json.RawMessage `json:"name"`
+	Description      json.RawMessage `json:"description"`
+	Scope            json.RawMessage `json:"scope"`
+	ExpiresAt        json.RawMessage `json:"expires_at"`
+	RestrictImages   json.RawMessage `json:"restrict_images"`
+	RestrictPackages json.RawMessage `json:"restrict_packages"`
+	Networks         json.RawMessage `json:"networks"`
+	ValidFrom        json.RawMessage `json:"valid_from"`
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
@@ -506,6 +528,51 @@ func (s *Server) editToken(r *http.Request, who *actor) (int, any, error) {
 		}
 		edit.Expiry = &e
 	}
+	list := func(field string, raw json.RawMessage) (*[]string, error) {
+		if raw == nil {
+			return nil, nil
+		}
+		var v []string // null clears, as [] does
+		if !isNull(raw) {
+			if err := decodeField(field, raw, &v); err != nil {
+				return nil, err
+			}
+		}
+		return &v, nil
+	}
+	if edit.RestrictImages, err = list("restrict_images", in.RestrictImages); err != nil {
+		return 0, nil, err
+	}
+	if edit.RestrictPackages, err = list("restrict_packages", in.RestrictPackages); err != nil {
+		return 0, nil, err
+	}
+	nets, err := list("networks", in.Networks)
+	if err != nil {
+		return 0, nil, err
+	}
+	if nets != nil {
+		ns, err := tollgate.ParseNetworks("networks", *nets)
+		if err != nil {
+			return 0, nil, err
+		}
+		edit.Networks = &ns
+	}
+	if in.ValidFrom != nil {
+		from := time.Time{} // null or "": no date
+		v, err := str("valid_from", in.ValidFrom)
+		if isNull(in.ValidFrom) {
+			v, err = nil, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		if v != nil && *v != "" {
+			if from, err = ParseValidFrom(*v); err != nil {
+				return 0, nil, err
+			}
+		}
+		edit.ValidFrom = &from
+	}
 	ctx, out := s.tokenAnswer(r.Context())
 	if _, err := s.Service.EditToken(ctx, who.name, id, edit); err != nil {
 		return 0, nil, err
@@ -548,16 +615,29 @@ func (s *Server) extendToken(r *http.Request, who *actor) (int, any, error) {
 	return http.StatusOK, out, nil
 }
 
-func (s *Server) revokeToken(r *http.Request, who *actor) (int, any, error) {
+func (s *Server) pauseToken(r *http.Request, who *actor) (int, any, error) {
+	return s.tokenAction(r, who, s.Service.PauseToken)
+}
+
+func (s *Server) resumeToken(r *http.Request, who *actor) (int, any, error) {
+	return s.tokenAction(r, who, s.Service.ResumeToken)
+}
+
+// tokenAction runs a body-less write on the token named in the path.
+func (s *Server) tokenAction(r *http.Request, who *actor, do func(ctx context.Context, actor, id string) (*tollgate.Token, error)) (int, any, error) {
 	id := r.PathValue("id")
 	if _, _, err := s.token(r.Context(), who, id); err != nil {
 		return 0, nil, err
 	}
 	ctx, out := s.tokenAnswer(r.Context())
-	if _, err := s.Service.RevokeToken(ctx, who.name, id); err != nil {
+	if _, err := do(ctx, who.name, id); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, out, nil
+}
+
+func (s *Server) revokeToken(r *http.Request, who *actor) (int, any, error) {
+	return s.tokenAction(r, who, s.Service.RevokeToken)
 }
 
 // tokenAnswer returns ctx set to render the answer of a token write into

@@ -360,7 +360,7 @@ func TestTokenJSONKeys(t *testing.T) {
 	e := newEnv(t)
 	e.account("acme")
 	base := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at",
-		"name", "revoked_at", "scope", "status", "updated_at"}
+		"name", "paused_at", "restrictions", "revoked_at", "scope", "status", "updated_at", "valid_from"}
 	withSecret := append(slices.Clone(base), "secret")
 	slices.Sort(withSecret)
 
@@ -424,6 +424,54 @@ func TestTokenJSONKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("sign-up", signup["token"], withSecret)
+}
+
+// TestTokenPolicyOverTheAPI: restrictions, networks, valid-from and
+// pause travel through create, edit and the pause/resume endpoints, and
+// bad input names its field.
+func TestTokenPolicyOverTheAPI(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.account("acme")
+	tok, err := e.op.CreateToken(ctx, "acme", api.CreateTokenRequest{Name: "ci", RestrictImages: []string{"team-a/*"},
+		Networks: []string{"10.0.0.1", "2001:db8::/32"}, ValidFrom: "2099-01-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tok.Restrictions.Images, []string{"team-a/*"}) || !slices.Equal(tok.Restrictions.Networks, []string{"10.0.0.1/32", "2001:db8::/32"}) ||
+		tok.Restrictions.Packages == nil || tok.ValidFrom == nil || tok.ValidFrom.Format(time.RFC3339) != "2099-01-01T00:00:00Z" || tok.Status != "scheduled" {
+		t.Fatalf("created = %+v", tok)
+	}
+	empty := []string{}
+	none := ""
+	edited, err := e.op.EditToken(ctx, tok.ID, api.EditTokenRequest{RestrictImages: &empty, Networks: &[]string{"192.0.2.0/24"}, ValidFrom: &none})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(edited.Restrictions.Images) != 0 || !slices.Equal(edited.Restrictions.Networks, []string{"192.0.2.0/24"}) || edited.ValidFrom != nil || edited.Status != "active" {
+		t.Fatalf("edited = %+v", edited)
+	}
+	paused, err := e.op.PauseToken(ctx, tok.ID)
+	if err != nil || paused.Status != "paused" || paused.PausedAt == nil {
+		t.Fatalf("paused = %+v, %v", paused, err)
+	}
+	if l, err := e.op.ListTokens(ctx, "acme", "paused"); err != nil || len(l.Tokens) != 1 {
+		t.Fatalf("paused list = %+v, %v", l, err)
+	}
+	resumed, err := e.op.ResumeToken(ctx, tok.ID)
+	if err != nil || resumed.Status != "active" || resumed.PausedAt != nil {
+		t.Fatalf("resumed = %+v, %v", resumed, err)
+	}
+	for body, field := range map[string]string{
+		`{"name":"x","networks":["10.0.0.0/99"]}`:  "networks[0]",
+		`{"name":"x","restrict_images":["UP"]}`:    "restrict_images[0]",
+		`{"name":"x","valid_from":"next tuesday"}`: "valid_from",
+	} {
+		r := e.do("POST", "/api/v1/accounts/acme/tokens", adminKey, body)
+		if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `"field":"`+field+`"`) {
+			t.Errorf("%s: %d %s, want a 400 naming %s", body, r.status, r.body, field)
+		}
+	}
 }
 
 func TestAuditPagination(t *testing.T) {
