@@ -16,7 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
-	"github.com/tollgate/tollgate/internal/upstream"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
 // The demo account `tollgate dev` seeds.

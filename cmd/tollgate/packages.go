@@ -14,7 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
-	"github.com/tollgate/tollgate/internal/pkgrepo"
+	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
 	"github.com/tollgate/tollgate/proxy"
 )
 

@@ -17,8 +17,8 @@ import (
 
 	"github.com/tollgate/tollgate/api"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 	"github.com/tollgate/tollgate/internal/testenv"
-	"github.com/tollgate/tollgate/internal/upstream"
 )
 
 // startReplicas runs n tollgate servers sharing one PostgreSQL schema, one
