@@ -100,7 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startCache(); err != nil {
 		return err
 	}
-	m.Metrics.Register(obs.CacheCollector{Stats: m.Cache.Stats})
+	m.Metrics.Register(CacheCollector{Stats: m.Cache.Stats})
 	m.limiter = ratelimit.New(ratelimit.Options{
 		PerMinute: m.Config.Limits.AuthFailuresPerMinute, Burst: m.Config.Limits.AuthFailureBurst,
 		Redis: m.redis, KeyPrefix: m.Config.Redis.KeyPrefix, Logger: m.Logger,
