@@ -84,7 +84,7 @@ func (g *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	requested, err := authz.ParseScopes(scopes)
+	requested, err := authz.ParseResourceScopes(scopes)
 	if err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", codeUnsupported, tollgate.ErrorMessage(err))
 		return
