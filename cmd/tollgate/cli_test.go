@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/internal/testenv"
+	"github.com/tollgate/tollgate/store/storetest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a logger and a reader.
@@ -114,7 +115,7 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 		t.Errorf("dev.env mode = %v, want 0600", fi.Mode().Perm())
 	}
 	demoToken := env["TOLLGATE_DEMO_TOKEN"]
-	if _, _, err := d.Main.Service.Authenticate(context.Background(), demoToken); err != nil {
+	if _, _, err := storetest.Authenticate(context.Background(), d.Main.Service, demoToken); err != nil {
 		t.Fatalf("demo token does not authenticate: %v", err)
 	}
 	c := &cli{t: t, env: env}
