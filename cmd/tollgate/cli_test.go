@@ -351,7 +351,7 @@ keys:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	c := &cli{t: t, env: map[string]string{"TOLLGATE_URL": m.URL, "TOLLGATE_ADMIN_KEY": m.AdminKey}}
+	c := &cli{t: t, env: map[string]string{"TOLLGATE_URL": m.URL, "TOLLGATE_ADMIN_KEY": m.AdminKey.Reveal()}}
 	c.ok("account", "create", "pg-acme")
 	var tok map[string]any
 	c.json(&tok, "token", "create", "--account", "pg-acme", "--name", "ci")

@@ -126,7 +126,7 @@ func (d *devServer) Start(ctx context.Context) error {
 	}
 	d.Env = map[string]string{
 		"TOLLGATE_URL":          cfg.PublicURL,
-		"TOLLGATE_ADMIN_KEY":    d.Main.AdminKey,
+		"TOLLGATE_ADMIN_KEY":    d.Main.AdminKey.Reveal(), // to the developer's env file, 0600
 		"TOLLGATE_DEMO_ACCOUNT": demoAccount,
 		"TOLLGATE_DEMO_TOKEN":   secret.Reveal(),
 		"TOLLGATE_DEMO_IMAGE":   cfg.Service + "/" + demo.Hello.Repo + ":" + demo.Hello.Tag,

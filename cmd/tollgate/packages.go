@@ -34,7 +34,9 @@ func (m *Main) packagesHandler(g *proxy.Registry) (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		repo := proxy.PackageRepo{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw}
+		// The password is revealed to the package transport, which sends it
+		// to this repository's host only.
+		repo := proxy.PackageRepo{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw.Reveal()}
 		if r.CAFile != "" {
 			if repo.TLS, err = caTLSConfig(field+".ca_file", r.CAFile); err != nil {
 				return nil, err

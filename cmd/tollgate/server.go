@@ -44,7 +44,7 @@ type Main struct {
 
 	Store    tollgate.Store
 	Service  *tollgate.Service
-	AdminKey string
+	AdminKey tollgate.Secret
 	// URL is the base URL the server listens on (not the public URL).
 	URL string
 
@@ -108,7 +108,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	apiServer := &api.Server{
 		Service:         m.Service,
-		AdminKey:        m.AdminKey,
+		AdminKey:        m.AdminKey.Reveal(), // to the API server only, which compares operators' keys with it
 		PublicURL:       m.Config.PublicURL,
 		RegistryService: m.Config.Service,
 		PackageRepos:    m.packageRepos(),
@@ -383,9 +383,13 @@ func (m *Main) registry(keys *config.Keys, tk *tollgate.Keys) (http.Handler, err
 	}
 	if c.Upstream.URL != "" {
 		opts := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, Logger: m.Logger, Metrics: m.Metrics}
-		if opts.Password, err = c.UpstreamPassword(); err != nil {
+		pw, err := c.UpstreamPassword()
+		if err != nil {
 			return nil, err
 		}
+		// Revealed to the upstream transport, which sends it to the
+		// upstream registry only (Basic, or to get its bearer tokens).
+		opts.Password = pw.Reveal()
 		if c.Upstream.CAFile != "" {
 			pem, err := os.ReadFile(c.Upstream.CAFile)
 			if err != nil {
@@ -443,7 +447,8 @@ func openStore(ctx context.Context, c *config.Config) (tollgate.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return postgres.Open(ctx, dsn)
+		// Revealed to pgx only, which connects with it.
+		return postgres.Open(ctx, dsn.Reveal())
 	}
 	return nil, fmt.Errorf("store.driver: unknown driver %q", c.Store.Driver)
 }
