@@ -895,26 +895,3 @@ func (s *Service) ListAudit(ctx context.Context, accountName string, page AuditP
 	})
 	return evs, err
 }
-
-// Authenticate finds the token whose secret is v, and its account. A
-// malformed secret is refused before any lookup. Unknown → EUNAUTHORIZED.
-// It says nothing about whether the token may be used: that is authz.
-func (s *Service) Authenticate(ctx context.Context, v string) (*Token, *Account, error) {
-	secret, err := ParseToken(v)
-	if err != nil {
-		return nil, nil, err
-	}
-	var t *Token
-	var a *Account
-	err = s.Store.View(ctx, func(tx Tx) (err error) {
-		if t, err = tx.TokenByHash(ctx, s.Keys.Hash(secret)); err != nil {
-			return err
-		}
-		a, err = tx.AccountByID(ctx, t.AccountID, false)
-		return err
-	})
-	if ErrorCode(err) == ENOTFOUND {
-		return nil, nil, Errorf(EUNAUTHORIZED, "invalid credentials")
-	}
-	return t, a, err
-}

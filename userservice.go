@@ -109,16 +109,6 @@ func (u *Users) ListUsers(ctx context.Context, account string) ([]*User, error) 
 	return out, err
 }
 
-// User returns a user by id (ENOTFOUND).
-func (u *Users) User(ctx context.Context, id string) (*User, error) {
-	var out *User
-	err := u.Store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.UserByID(ctx, id)
-		return err
-	})
-	return out, userNotFound(err)
-}
-
 func userNotFound(err error) error {
 	if ErrorCode(err) == ENOTFOUND {
 		return Errorf(ENOTFOUND, "user not found")

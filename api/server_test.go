@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/api"
+	"github.com/tollgate/tollgate/store/storetest"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -55,7 +56,7 @@ func TestAccounts(t *testing.T) {
 		tok.ExpiresAt != nil || tok.Status != "active" || !strings.HasPrefix(tok.Secret, tollgate.TokenPrefix) {
 		t.Fatalf("default token = %+v", tok)
 	}
-	if _, _, err := e.svc.Authenticate(ctx, tok.Secret); err != nil {
+	if _, _, err := storetest.Authenticate(ctx, e.svc, tok.Secret); err != nil {
 		t.Fatalf("the default token's secret does not authenticate: %v", err)
 	}
 

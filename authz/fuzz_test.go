@@ -32,7 +32,7 @@ func FuzzParseScopes(f *testing.F) {
 		f.Add(seed[0], seed[1])
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		scopes, err := ParseScopes([]string{a, b})
+		scopes, err := ParseResourceScopes([]string{a, b})
 		if err != nil {
 			var e *tollgate.Error
 			if !errors.As(err, &e) || e.Code != tollgate.EINVALID || e.Field != "scope" {
@@ -53,7 +53,7 @@ func FuzzParseScopes(f *testing.F) {
 			if indexScope(scopes[:i], s.Type, s.Name) >= 0 {
 				t.Fatalf("duplicate scope %#v", s)
 			}
-			again, err := ParseScope(s.String())
+			again, err := ParseResourceScope(s.String())
 			if err != nil {
 				t.Fatalf("%q does not parse again: %v", s.String(), err)
 			}

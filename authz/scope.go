@@ -57,7 +57,7 @@ var (
 		`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
 )
 
-// ParseScope parses one resource scope:
+// ParseResourceScope parses one resource scope:
 //
 //	resourcetype ':' resourcename ':' action [ ',' action ]*
 //
@@ -66,7 +66,7 @@ var (
 // An action is /[a-z*]*/; empty and repeated actions are dropped, so
 // Actions may be empty but is never nil. Errors are EINVALID *tollgate.Error
 // values whose message quotes at most 100 bytes of s.
-func ParseScope(s string) (ResourceScope, error) {
+func ParseResourceScope(s string) (ResourceScope, error) {
 	first := strings.IndexByte(s, ':')
 	last := strings.LastIndexByte(s, ':')
 	if first < 0 || first == last {
@@ -102,8 +102,8 @@ func ParseScope(s string) (ResourceScope, error) {
 	return ResourceScope{Type: m[1], Class: m[2], Name: name, Actions: actions}, nil
 }
 
-// ParseScopes parses the scope parameters of a token request. Each value
-// (GET repeats the parameter; POST sends one) holds resource scopes
+// ParseResourceScopes parses the scope parameters of a token request. Each
+// value (GET repeats the parameter; POST sends one) holds resource scopes
 // separated by spaces; empty values and extra spaces are skipped. Scopes
 // naming the same type and resource are merged, whatever their class: the
 // first one's place and class are kept, actions are unioned in order of
@@ -111,7 +111,7 @@ func ParseScope(s string) (ResourceScope, error) {
 //
 // At most 64 distinct scopes are accepted. Errors are EINVALID
 // *tollgate.Error values with Field "scope".
-func ParseScopes(values []string) ([]ResourceScope, error) {
+func ParseResourceScopes(values []string) ([]ResourceScope, error) {
 	var out []ResourceScope
 	seen := 0
 	for _, v := range values {
@@ -122,7 +122,7 @@ func ParseScopes(values []string) ([]ResourceScope, error) {
 			if seen++; seen > maxScopesSeen {
 				return nil, tollgate.FieldError(scopeErrorField, "too many resource scopes")
 			}
-			rs, err := ParseScope(s)
+			rs, err := ParseResourceScope(s)
 			if err != nil {
 				return nil, err
 			}

@@ -70,21 +70,21 @@ func TestParseScope(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseScope(tt.in)
+			got, err := ParseResourceScope(tt.in)
 			if tt.err {
 				if err == nil {
-					t.Fatalf("ParseScope(%q) = %+v, want an error", tt.in, got)
+					t.Fatalf("ParseResourceScope(%q) = %+v, want an error", tt.in, got)
 				}
 				checkScopeError(t, err)
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseScope(%q): %v", tt.in, err)
+				t.Fatalf("ParseResourceScope(%q): %v", tt.in, err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("ParseScope(%q) = %#v, want %#v", tt.in, got, tt.want)
+				t.Fatalf("ParseResourceScope(%q) = %#v, want %#v", tt.in, got, tt.want)
 			}
-			if again, err := ParseScope(got.String()); err != nil || !reflect.DeepEqual(again, got) {
+			if again, err := ParseResourceScope(got.String()); err != nil || !reflect.DeepEqual(again, got) {
 				t.Fatalf("round trip of %q: %#v, %v", got.String(), again, err)
 			}
 		})
@@ -154,19 +154,19 @@ func TestParseScopes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseScopes(tt.in)
+			got, err := ParseResourceScopes(tt.in)
 			if tt.err {
 				if err == nil {
-					t.Fatalf("ParseScopes = %+v, want an error", got)
+					t.Fatalf("ParseResourceScopes = %+v, want an error", got)
 				}
 				checkScopeError(t, err)
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseScopes: %v", err)
+				t.Fatalf("ParseResourceScopes: %v", err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("ParseScopes = %#v\nwant %#v", got, tt.want)
+				t.Fatalf("ParseResourceScopes = %#v\nwant %#v", got, tt.want)
 			}
 		})
 	}
@@ -184,7 +184,7 @@ func manyScopes(n int) []string {
 
 func TestParseScopeErrorDoesNotEchoMuchInput(t *testing.T) {
 	in := "repository:" + strings.Repeat("x", 5000) + "SECRET-TAIL:pull"
-	_, err := ParseScope(in)
+	_, err := ParseResourceScope(in)
 	if err == nil {
 		t.Fatal("want an error")
 	}

@@ -106,7 +106,7 @@ type SQLiteConfig struct {
 type PostgresConfig struct {
 	// DSN is a connection string (URL or key=value form). Prefer DSNFile:
 	// the DSN usually holds a password.
-	DSN Secret `yaml:"dsn"`
+	DSN tollgate.Secret `yaml:"dsn"`
 	// DSNFile is a file holding the DSN (trailing whitespace ignored).
 	DSNFile string `yaml:"dsn_file"`
 	// MaxConns caps the connection pool of each replica.
@@ -118,8 +118,8 @@ type PostgresConfig struct {
 // value with Config.AdminKey. When neither is set and keys.dir is,
 // KeyFile defaults to keys.dir/admin.key (which GenerateKeys writes).
 type AdminConfig struct {
-	Key     Secret `yaml:"key"`
-	KeyFile string `yaml:"key_file"`
+	Key     tollgate.Secret `yaml:"key"`
+	KeyFile string          `yaml:"key_file"`
 }
 
 // MinAdminKeyLen is the shortest admin key accepted.
@@ -338,15 +338,19 @@ func (a AdminConfig) validate(p *problems) {
 		return
 	}
 	if a.Key != "" {
-		if err := checkAdminKey(a.Key.Reveal()); err != "" {
+		if err := checkAdminKey(a.Key); err != "" {
 			p.add("admin.key", "%s", err)
 		}
 	}
 }
 
-// checkAdminKey returns what is wrong with k, or "". The key travels in an
-// Authorization header, hence no whitespace.
-func checkAdminKey(k string) string {
+// checkAdminKey returns what is wrong with key, or "". The key travels in
+// an Authorization header, hence no whitespace. What it returns describes
+// the key's length and alphabet, never its characters.
+func checkAdminKey(key tollgate.Secret) string {
+	// Revealed to this check only: its length and characters are looked
+	// at, nothing of it is kept or returned.
+	k := key.Reveal()
 	if len(k) < MinAdminKeyLen {
 		return fmt.Sprintf("must be at least %d characters, got %d", MinAdminKeyLen, len(k))
 	}

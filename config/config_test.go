@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate/tollgate"
 )
 
 // valid is a minimal production-shaped config that passes Validate.
@@ -340,10 +342,10 @@ func TestValidateNamesFieldPath(t *testing.T) {
 		{"keys one missing", func(c *Config) { c.Keys = KeysConfig{JWTSigningKeyFile: "a", LookupKeyFile: "b"} }, "keys.seal_key_file: required"},
 		{"keys same file", func(c *Config) { c.Keys = KeysConfig{JWTSigningKeyFile: "a", LookupKeyFile: "b", SealKeyFile: "./b"} }, "keys.seal_key_file: must not be the same file"},
 		{"verification empty", func(c *Config) { c.Keys.JWTVerificationKeyFiles = []string{"a", ""} }, "keys.jwt_verification_key_files[1]: must not be empty"},
-		{"admin both", func(c *Config) { c.Admin.Key = Secret(strings.Repeat("k", 32)) }, "admin: set exactly one of key and key_file"},
+		{"admin both", func(c *Config) { c.Admin.Key = tollgate.Secret(strings.Repeat("k", 32)) }, "admin: set exactly one of key and key_file"},
 		{"admin neither", func(c *Config) { c.Admin.KeyFile, c.Keys.Dir = "", "" }, "admin: set exactly one of key and key_file"},
 		{"admin short", func(c *Config) { c.Admin = AdminConfig{Key: "hunter2"} }, "admin.key: must be at least 32 characters, got 7"},
-		{"admin space", func(c *Config) { c.Admin = AdminConfig{Key: Secret(strings.Repeat("k", 32) + " x")} }, "admin.key: must not contain whitespace"},
+		{"admin space", func(c *Config) { c.Admin = AdminConfig{Key: tollgate.Secret(strings.Repeat("k", 32) + " x")} }, "admin.key: must not contain whitespace"},
 		{"lifetime short", func(c *Config) { c.Tokens.JWTLifetime = Duration(30 * time.Second) }, "tokens.jwt_lifetime: must be between 1m and 24h"},
 		{"lifetime long", func(c *Config) { c.Tokens.JWTLifetime = Duration(25 * time.Hour) }, "tokens.jwt_lifetime: must be between 1m and 24h"},
 		{"leeway negative", func(c *Config) { c.Tokens.JWTLeeway = Duration(-time.Second) }, "tokens.jwt_leeway: must be between 0s and 5m"},
@@ -501,7 +503,7 @@ func TestSecretsAreRedacted(t *testing.T) {
 	adminKey := strings.Repeat("A", 40)
 	c := Default()
 	c.Store = StoreConfig{Driver: DriverPostgres, Postgres: PostgresConfig{DSN: dsn, MaxConns: 1}}
-	c.Admin.Key = Secret(adminKey)
+	c.Admin.Key = tollgate.Secret(adminKey)
 
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "config", c, "dsn", c.Store.Postgres.DSN)
@@ -517,11 +519,68 @@ func TestSecretsAreRedacted(t *testing.T) {
 			t.Errorf("secret shown: %s", out)
 		}
 	}
-	if got, _ := c.PostgresDSN(); got != dsn {
+	if got, _ := c.PostgresDSN(); got.Reveal() != dsn {
 		t.Errorf("PostgresDSN = %q", got)
 	}
-	if got, _ := c.AdminKey(); got != adminKey {
+	if got, _ := c.AdminKey(); got.Reveal() != adminKey {
 		t.Errorf("AdminKey = %q", got)
+	}
+}
+
+// TestSecretsStayOutOfErrors: settings holding secrets, loaded from the
+// file and the environment, are tollgate.Secret values, and no problem
+// found with them or beside them quotes them.
+func TestSecretsStayOutOfErrors(t *testing.T) {
+	yml := `
+public_url: https://registry.example.com
+store:
+  driver: postgres
+  postgres:
+    dsn: postgres://tg:hunter2-dsn@db/tollgate
+    dsn_file: /run/secrets/dsn
+admin:
+  key: hunter2-admin
+upstream:
+  password: hunter2-upstream
+redis:
+  password: hunter2-redis
+  password_file: /run/secrets/redis
+packages:
+  repositories:
+    - {format: apt, name: os, url: "https://apt.example.com/debian", password: hunter2-package}
+`
+	env := map[string]string{"TOLLGATE_UPSTREAM_PASSWORD": "hunter2-env-upstream"}
+	_, err := Load(writeConfig(t, yml), envMap(env))
+	if err == nil {
+		t.Fatal("Load accepted the broken config")
+	}
+	for _, want := range []string{"admin.key", "store.postgres", "upstream", "redis", "packages.repositories[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no problem named %s in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("an error quotes a secret:\n%v", err)
+	}
+
+	// Well-formed, the same settings load as secrets that redact themselves.
+	c, err := Load(writeConfig(t, valid), envMap(map[string]string{
+		"TOLLGATE_STORE_POSTGRES_DSN_FILE": "", "TOLLGATE_STORE_POSTGRES_DSN": "postgres://tg:hunter2-dsn@db/tollgate",
+		"TOLLGATE_UPSTREAM_URL": "https://upstream.example.com", "TOLLGATE_UPSTREAM_USERNAME": "tg",
+		"TOLLGATE_UPSTREAM_PASSWORD": "hunter2-upstream",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var _ tollgate.Secret = c.Upstream.Password
+	if dsn, err := c.PostgresDSN(); err != nil || dsn.Reveal() != "postgres://tg:hunter2-dsn@db/tollgate" {
+		t.Errorf("PostgresDSN = %v", err)
+	}
+	if pw, err := c.UpstreamPassword(); err != nil || pw.Reveal() != "hunter2-upstream" {
+		t.Errorf("UpstreamPassword = %v", err)
+	}
+	if out := fmt.Sprintf("%v %+v", c, c); strings.Contains(out, "hunter2") {
+		t.Errorf("a loaded secret is printed: %s", out)
 	}
 }
 
@@ -539,10 +598,10 @@ func TestAdminKeyAndDSNFromFiles(t *testing.T) {
 		Admin: AdminConfig{KeyFile: write("admin", key+"\r\n")},
 		Store: StoreConfig{Postgres: PostgresConfig{DSNFile: write("dsn", "host=db user=tg\n")}},
 	}
-	if got, err := c.AdminKey(); err != nil || got != key {
+	if got, err := c.AdminKey(); err != nil || got.Reveal() != key {
 		t.Errorf("AdminKey = %q, %v", got, err)
 	}
-	if got, err := c.PostgresDSN(); err != nil || got != "host=db user=tg" {
+	if got, err := c.PostgresDSN(); err != nil || got.Reveal() != "host=db user=tg" {
 		t.Errorf("PostgresDSN = %q, %v", got, err)
 	}
 
@@ -552,14 +611,14 @@ func TestAdminKeyAndDSNFromFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = &Config{Keys: KeysConfig{Dir: kd}}
-	if got, err := c.AdminKey(); err != nil || len(got) != 43 {
-		t.Errorf("AdminKey from keys.dir = %d chars, %v", len(got), err)
+	if got, err := c.AdminKey(); err != nil || len(got.Reveal()) != 43 {
+		t.Errorf("AdminKey from keys.dir = %d chars, %v", len(got.Reveal()), err)
 	}
 
 	tests := []struct {
 		name string
 		c    *Config
-		call func(*Config) (string, error)
+		call func(*Config) (tollgate.Secret, error)
 		want string
 	}{
 		{"admin short", &Config{Admin: AdminConfig{KeyFile: write("short", "hunter2\n")}}, (*Config).AdminKey,

@@ -48,9 +48,9 @@ type PackageRepository struct {
 	CAFile string `yaml:"ca_file"`
 	// Username and Password (or PasswordFile) are tollgate's own Basic
 	// credentials at the upstream, sent only to the upstream's host.
-	Username     string `yaml:"username"`
-	Password     Secret `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
+	Username     string          `yaml:"username"`
+	Password     tollgate.Secret `yaml:"password"`
+	PasswordFile string          `yaml:"password_file"`
 	// Suite and Component (apt only, optional) complete the sources line
 	// of the set-up commands the CLI and the console print, e.g.
 	// "bookworm" and "main". They do not change what is served.
@@ -94,10 +94,10 @@ func (r PackageRepositories) Find(format, name string) (PackageRepository, bool)
 
 // PackagePassword returns the upstream password of repository r, inline
 // or from its file.
-func (r PackageRepository) PackagePassword(field string) (string, error) {
+func (r PackageRepository) PackagePassword(field string) (tollgate.Secret, error) {
 	switch {
 	case r.Password != "":
-		return r.Password.Reveal(), nil
+		return r.Password, nil
 	case r.PasswordFile != "":
 		return readSecretFile(field+".password_file", r.PasswordFile)
 	}

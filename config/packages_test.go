@@ -94,7 +94,7 @@ packages:
 	if !ok || apt.CAFile != "/etc/ssl/apt-ca.pem" || apt.Username != "tollgate" {
 		t.Fatalf("apt repo = %+v, %v", apt, ok)
 	}
-	if pw, err := apt.PackagePassword("packages.repositories[0]"); err != nil || pw != "s3cret" {
+	if pw, err := apt.PackagePassword("packages.repositories[0]"); err != nil || pw.Reveal() != "s3cret" {
 		t.Fatalf("password = %q, %v", pw, err)
 	}
 	if _, ok := c.Packages.Repositories.Find(FormatApk, "other"); ok {

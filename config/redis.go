@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate"
 )
 
 // Redis modes: how redis.addrs are read.
@@ -42,8 +44,8 @@ type RedisConfig struct {
 	Username string `yaml:"username"`
 	// Password (or PasswordFile, preferred) authenticates to Redis. Set
 	// at most one.
-	Password     Secret `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
+	Password     tollgate.Secret `yaml:"password"`
+	PasswordFile string          `yaml:"password_file"`
 	// DB is the database number (single and sentinel; a cluster has only
 	// database 0).
 	DB int `yaml:"db"`
@@ -262,16 +264,16 @@ func (c *Config) RedisOptions() (*redis.UniversalOptions, error) {
 	case RedisCluster:
 		o.IsClusterMode = true
 	}
-	switch {
-	case r.Password != "":
-		o.Password = r.Password.Reveal()
-	case r.PasswordFile != "":
-		pw, err := readSecretFile("redis.password_file", r.PasswordFile)
-		if err != nil {
+	pw := r.Password
+	if pw == "" && r.PasswordFile != "" {
+		var err error
+		if pw, err = readSecretFile("redis.password_file", r.PasswordFile); err != nil {
 			return nil, err
 		}
-		o.Password = pw
 	}
+	// Revealed to go-redis, which sends it in AUTH to the Redis servers
+	// only; these options are never logged.
+	o.Password = pw.Reveal()
 	if r.TLS.Enabled {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLS.ServerName}
 		if r.TLS.CAFile != "" {

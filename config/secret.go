@@ -3,35 +3,20 @@ package config
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/tollgate/tollgate"
 )
 
-// Secret is a setting that holds a secret inline (admin.key,
-// store.postgres.dsn). Printing, logging or marshalling it shows a
-// redaction, so a Config can be dumped safely; Reveal returns the value.
-type Secret string
+// Settings that hold a secret (admin.key, store.postgres.dsn, the
+// upstream, package and Redis passwords) are tollgate.Secret from loading
+// to the one place each is used: printing, logging or marshalling a Config
+// shows a redaction. The accessors below read the inline value or its
+// file and hand a tollgate.Secret on; only its user reveals it.
 
+// redacted stands for key material in what Keys prints.
 const redacted = "[REDACTED]"
-
-func (s Secret) String() string                { return s.redact() }
-func (s Secret) GoString() string              { return s.redact() }
-func (s Secret) LogValue() slog.Value          { return slog.StringValue(s.redact()) }
-func (s Secret) MarshalText() ([]byte, error)  { return []byte(s.redact()), nil }
-func (s Secret) MarshalYAML() (any, error)     { return s.redact(), nil }
-func (s Secret) Format(f fmt.State, verb rune) { io.WriteString(f, s.redact()) }
-
-// redact shows whether the secret is set, and nothing else.
-func (s Secret) redact() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// Reveal returns the secret.
-func (s Secret) Reveal() string { return string(s) }
 
 // maxSecretFileSize bounds the secret and key files read.
 const maxSecretFileSize = 64 << 10
@@ -39,18 +24,18 @@ const maxSecretFileSize = 64 << 10
 // AdminKey returns the admin key, from admin.key or read from
 // admin.key_file (trailing whitespace ignored). Errors name the setting,
 // never the key.
-func (c *Config) AdminKey() (string, error) {
+func (c *Config) AdminKey() (tollgate.Secret, error) {
 	a := c.Admin
 	if a.Key == "" && a.KeyFile == "" && c.Keys.Dir != "" {
 		a.KeyFile = c.Keys.Resolved().adminKeyFile()
 	}
 	field := "admin.key"
-	var key string
+	var key tollgate.Secret
 	switch {
 	case (a.Key == "") == (a.KeyFile == ""):
 		return "", &FieldError{Path: "admin", Problem: "set exactly one of key and key_file"}
 	case a.Key != "":
-		key = a.Key.Reveal()
+		key = a.Key
 	default:
 		field = "admin.key_file"
 		var err error
@@ -67,20 +52,20 @@ func (c *Config) AdminKey() (string, error) {
 // PostgresDSN returns the PostgreSQL connection string, from
 // store.postgres.dsn or read from store.postgres.dsn_file (trailing
 // whitespace ignored). Errors name the setting, never the DSN.
-func (c *Config) PostgresDSN() (string, error) {
+func (c *Config) PostgresDSN() (tollgate.Secret, error) {
 	p := c.Store.Postgres
 	switch {
 	case (p.DSN == "") == (p.DSNFile == ""):
 		return "", &FieldError{Path: "store.postgres", Problem: "set exactly one of dsn and dsn_file"}
 	case p.DSN != "":
-		return p.DSN.Reveal(), nil
+		return p.DSN, nil
 	}
 	return readSecretFile("store.postgres.dsn_file", p.DSNFile)
 }
 
 // readSecretFile returns the content of the file at path with trailing
 // whitespace trimmed. Errors start with field and quote no content.
-func readSecretFile(field, path string) (string, error) {
+func readSecretFile(field, path string) (tollgate.Secret, error) {
 	b, err := readSmallFile(field, path)
 	if err != nil {
 		return "", err
@@ -89,7 +74,7 @@ func readSecretFile(field, path string) (string, error) {
 	if s == "" {
 		return "", &FieldError{Path: field, Problem: fmt.Sprintf("%s is empty", path)}
 	}
-	return s, nil
+	return tollgate.Secret(s), nil
 }
 
 // readSmallFile reads at most maxSecretFileSize bytes of the file at path.

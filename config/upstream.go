@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate"
 )
 
 // UpstreamConfig is the upstream registry tollgate proxies image pulls to.
@@ -18,9 +20,9 @@ type UpstreamConfig struct {
 	// credentials at the upstream: sent as Basic, or exchanged for bearer
 	// tokens when the upstream challenges for them. Clients' credentials
 	// never go upstream.
-	Username     string `yaml:"username"`
-	Password     Secret `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
+	Username     string          `yaml:"username"`
+	Password     tollgate.Secret `yaml:"password"`
+	PasswordFile string          `yaml:"password_file"`
 	// Mappings rewrite public repository name prefixes to upstream ones,
 	// "PUBLIC=UPSTREAM", first match wins: "=images/" serves upstream
 	// images/nginx as nginx; "team-a/=vendor/team-a/" only that subtree.
@@ -38,11 +40,11 @@ func (u UpstreamConfig) ParsedMappings() [][2]string {
 }
 
 // UpstreamPassword returns the upstream password, inline or from its file.
-func (c *Config) UpstreamPassword() (string, error) {
+func (c *Config) UpstreamPassword() (tollgate.Secret, error) {
 	u := c.Upstream
 	switch {
 	case u.Password != "":
-		return u.Password.Reveal(), nil
+		return u.Password, nil
 	case u.PasswordFile != "":
 		return readSecretFile("upstream.password_file", u.PasswordFile)
 	}

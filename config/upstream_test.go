@@ -51,7 +51,7 @@ func TestUpstreamPasswordFromFile(t *testing.T) {
 	os.WriteFile(f, []byte("s3cret\n"), 0o600)
 	c := Default()
 	c.Upstream = UpstreamConfig{URL: "https://r", Username: "u", PasswordFile: f}
-	if pw, err := c.UpstreamPassword(); err != nil || pw != "s3cret" {
+	if pw, err := c.UpstreamPassword(); err != nil || pw.Reveal() != "s3cret" {
 		t.Fatalf("UpstreamPassword = %q, %v", pw, err)
 	}
 	if got := (UpstreamConfig{Mappings: []string{"=images/", "a/=b/c/"}}).ParsedMappings(); len(got) != 2 || got[0] != [2]string{"", "images/"} || got[1] != [2]string{"a/", "b/c/"} {

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 	"github.com/tollgate/tollgate/internal/ratelimit"
-	"github.com/tollgate/tollgate/internal/upstream"
 )
 
 // TestNoProtocolSwitchThroughTheEdge: an upstream that answers 101 would

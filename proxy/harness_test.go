@@ -18,8 +18,8 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 	"github.com/tollgate/tollgate/internal/ratelimit"
-	"github.com/tollgate/tollgate/internal/upstream"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
 	"github.com/tollgate/tollgate/tokencache"

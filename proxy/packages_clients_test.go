@@ -18,7 +18,7 @@ import (
 	apkfs "github.com/chainguard-dev/go-apk/pkg/fs"
 
 	"github.com/tollgate/tollgate"
-	"github.com/tollgate/tollgate/internal/pkgrepo"
+	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
-	"github.com/tollgate/tollgate/internal/pkgrepo"
+	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
 )

@@ -72,7 +72,7 @@ func (reg *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenRespon
 	if svc := form.Get("service"); svc != "" && svc != reg.service {
 		return nil, badTokenRequest("invalid_request", "unknown service")
 	}
-	requested, err := authz.ParseScopes(form["scope"])
+	requested, err := authz.ParseResourceScopes(form["scope"])
 	if err != nil {
 		return nil, badTokenRequest("invalid_scope", tollgate.ErrorMessage(err))
 	}

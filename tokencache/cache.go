@@ -77,7 +77,8 @@ const (
 
 // Recovery pacing: after a failure, Redis gets one probe per redisRetry
 // from the request path; a failed store is not waited for, for storeRetry,
-// by requests that have a usable stale entry.
+// by requests that have a usable stale entry. Both are measured on the
+// cache's clock (Options.Now), so a test advances it instead of sleeping.
 const (
 	redisRetry = time.Second
 	storeRetry = time.Second
@@ -96,8 +97,15 @@ type Options struct {
 	// Logger gets the few lines the cache logs (Redis or store lost and
 	// back). Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock that judges freshness and staleness.
+	// Now is the clock that judges freshness and staleness and paces
+	// recovery (when Redis is probed again, when a failed store is tried
+	// again). Nil is time.Now.
 	Now func() time.Time
+	// After waits on the same clock in the background work: the backoff
+	// between subscription attempts and the retry of invalidations Redis
+	// refused. Nil is time.After. Tests pass a fake clock's Now and After
+	// together, and advance it rather than sleep.
+	After func(time.Duration) <-chan time.Time
 
 	L1Size        int           // entries per in-process map (hashes, tokens, accounts)
 	L1TTL         time.Duration // how long an L1 entry is used without asking further
@@ -123,6 +131,7 @@ type Cache struct {
 	rdb   redis.UniversalClient
 	log   *slog.Logger
 	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
 	keys  keyspace
 
 	l1TTL, redisTTL, negTTL, maxStale time.Duration
@@ -149,12 +158,12 @@ type Cache struct {
 	sf singleflight.Group
 
 	redisDown  atomic.Bool
-	redisProbe atomic.Int64 // wall clock, ns: next probe while down
+	redisProbe atomic.Int64 // c.now, ns: next probe while down
 	subscribed atomic.Bool
 	running    atomic.Bool
 
 	storeDown      atomic.Bool
-	storeDownUntil atomic.Int64 // wall clock, ns
+	storeDownUntil atomic.Int64 // c.now, ns
 
 	pendingMu sync.Mutex
 	pending   []tollgate.Invalidation // not yet delivered to Redis
@@ -184,6 +193,9 @@ func New(o Options) (*Cache, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.After == nil {
+		o.After = time.After
+	}
 	setDefault(&o.L1Size, DefaultL1Size)
 	setDefault(&o.NegativeSize, DefaultNegativeSize)
 	setDefault(&o.L1TTL, DefaultL1TTL)
@@ -204,6 +216,7 @@ func New(o Options) (*Cache, error) {
 		rdb:           o.Redis,
 		log:           o.Logger,
 		now:           o.Now,
+		after:         o.After,
 		keys:          newKeyspace(o.KeyPrefix),
 		l1TTL:         o.L1TTL,
 		redisTTL:      o.RedisTTL,
@@ -387,7 +400,7 @@ func (c *Cache) storeError(err error, notFound func()) error {
 		return errUnknown()
 	}
 	c.stats.store.error.Add(1)
-	c.storeDownUntil.Store(time.Now().Add(storeRetry).UnixNano())
+	c.storeDownUntil.Store(c.now().Add(storeRetry).UnixNano())
 	if c.storeDown.CompareAndSwap(false, true) {
 		c.log.Warn("tokencache: store unavailable, serving cached tokens up to max_stale", "err", err)
 	}
@@ -412,7 +425,7 @@ func (c *Cache) storeUp() {
 
 // storeRecentlyFailed reports whether the store failed within storeRetry.
 func (c *Cache) storeRecentlyFailed() bool {
-	return c.storeDown.Load() && time.Now().UnixNano() < c.storeDownUntil.Load()
+	return c.storeDown.Load() && c.now().UnixNano() < c.storeDownUntil.Load()
 }
 
 var errStoreDown = tollgate.Unavailable("store", errors.New("store failed recently; serving stale entry"))

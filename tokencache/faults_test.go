@@ -19,7 +19,7 @@ func TestRedisDown(t *testing.T) {
 	f := newFixture(t, sqliteStore(t))
 	clk := newClock()
 	var logs logBuffer
-	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, Logger: logs.logger()})
+	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, After: clk.After, Logger: logs.logger()})
 	run(t, c)
 	waitFor(t, 5*time.Second, "subscription", func() bool { return c.Stats().Subscribed })
 
@@ -38,8 +38,7 @@ func TestRedisDown(t *testing.T) {
 			t.Fatalf("lookup %d of a token never seen, Redis down: %v", i, err)
 		}
 		if i%100 == 0 {
-			clk.Add(DefaultL1TTL)
-			time.Sleep(redisRetry / 2) // let probes happen
+			clk.Add(DefaultL1TTL) // past redisRetry too: Redis is probed again
 		}
 	}
 	s := c.Stats()
@@ -53,6 +52,7 @@ func TestRedisDown(t *testing.T) {
 	srv.Start()
 	restarted := time.Now()
 	waitFor(t, 10*time.Second, "the cache to use Redis again", func() bool {
+		clk.Add(maxBackoff) // the subscriber's next attempt
 		s := c.Stats()
 		return s.Subscribed && s.RedisUp
 	})

@@ -61,10 +61,17 @@ func postgresStore(t testing.TB, dsn string) tollgate.Store {
 	return db
 }
 
-// clock is an injectable clock that moves only when told.
+// clock is an injectable clock that moves only when told. Pass Now and
+// After together (Options) and the cache's retry pacing moves with it.
 type clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
 }
 
 func newClock() *clock { return &clock{now: time.Now().UTC()} }
@@ -75,10 +82,33 @@ func (c *clock) Now() time.Time {
 	return c.now
 }
 
+// After returns a channel that receives once Add has moved the clock d
+// past now.
+func (c *clock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- c.now
+	}
+	c.waiters = kept
 }
 
 // redisClient returns a client for addr with short timeouts, as

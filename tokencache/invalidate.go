@@ -184,8 +184,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	usageTick := time.NewTicker(c.usageInterval)
 	defer usageTick.Stop()
-	retryTick := time.NewTicker(retryInterval)
-	defer retryTick.Stop()
+	retry := c.after(retryInterval)
 	for {
 		select {
 		case <-ctx.Done():
@@ -196,10 +195,11 @@ func (c *Cache) Run(ctx context.Context) error {
 				c.log.Warn("tokencache: writing token usage failed; kept for the next try", "err", err)
 			}
 			cancel()
-		case <-retryTick.C:
+		case <-retry:
 			if c.rdb != nil && c.pendingCount() > 0 {
 				c.retryPending(ctx)
 			}
+			retry = c.after(retryInterval)
 		}
 	}
 }
@@ -220,7 +220,7 @@ func (c *Cache) listen(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-c.after(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}

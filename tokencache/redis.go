@@ -197,7 +197,7 @@ func utcPtr(t *time.Time) *time.Time {
 // one line; requests go on from L1 and the store meanwhile.
 func (c *Cache) redisFailed(err error) {
 	c.stats.redisErrors.Add(1)
-	c.redisProbe.Store(time.Now().Add(redisRetry).UnixNano())
+	c.redisProbe.Store(c.now().Add(redisRetry).UnixNano())
 	if c.redisDown.CompareAndSwap(false, true) {
 		c.log.Warn("tokencache: redis unavailable, serving from memory and the store until it is back", "err", err)
 	}
@@ -220,7 +220,7 @@ func (c *Cache) redisUsable() bool {
 		return true
 	}
 	next := c.redisProbe.Load()
-	now := time.Now().UnixNano()
+	now := c.now().UnixNano()
 	return now >= next && c.redisProbe.CompareAndSwap(next, now+int64(redisRetry))
 }
 

@@ -20,7 +20,7 @@ import (
 func BenchmarkTokenIssueHTTP(b *testing.B) {
 	m := startReplicas(b, 1)[0]
 	ctx := context.Background()
-	cl := &api.Client{BaseURL: m.URL, Key: m.AdminKey}
+	cl := &api.Client{BaseURL: m.URL, Key: m.AdminKey.Reveal()}
 	if _, _, err := cl.CreateAccount(ctx, "bench"); err != nil {
 		b.Fatal(err)
 	}

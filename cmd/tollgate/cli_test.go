@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/internal/testenv"
+	"github.com/tollgate/tollgate/store/storetest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a logger and a reader.
@@ -114,7 +115,7 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 		t.Errorf("dev.env mode = %v, want 0600", fi.Mode().Perm())
 	}
 	demoToken := env["TOLLGATE_DEMO_TOKEN"]
-	if _, _, err := d.Main.Service.Authenticate(context.Background(), demoToken); err != nil {
+	if _, _, err := storetest.Authenticate(context.Background(), d.Main.Service, demoToken); err != nil {
 		t.Fatalf("demo token does not authenticate: %v", err)
 	}
 	c := &cli{t: t, env: env}
@@ -165,7 +166,7 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	}
 	var tok map[string]any
 	c.json(&tok, "token", "create", "--account", "acme", "--name", "ci", "--description", "CI pulls", "--scope", "images,packages", "--expires", "2099-12-31")
-	wantKeys := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at", "name", "revoked_at", "scope", "secret", "status", "updated_at"}
+	wantKeys := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at", "name", "paused_at", "restrictions", "revoked_at", "scope", "secret", "status", "updated_at", "valid_from"}
 	if keys := sortedKeys(tok); !slices.Equal(keys, wantKeys) {
 		t.Fatalf("token JSON keys = %v, want %v", keys, wantKeys)
 	}
@@ -350,7 +351,7 @@ keys:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	c := &cli{t: t, env: map[string]string{"TOLLGATE_URL": m.URL, "TOLLGATE_ADMIN_KEY": m.AdminKey}}
+	c := &cli{t: t, env: map[string]string{"TOLLGATE_URL": m.URL, "TOLLGATE_ADMIN_KEY": m.AdminKey.Reveal()}}
 	c.ok("account", "create", "pg-acme")
 	var tok map[string]any
 	c.json(&tok, "token", "create", "--account", "pg-acme", "--name", "ci")

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
-	"github.com/tollgate/tollgate/internal/upstream"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
 // The demo account `tollgate dev` seeds.
@@ -126,7 +126,7 @@ func (d *devServer) Start(ctx context.Context) error {
 	}
 	d.Env = map[string]string{
 		"TOLLGATE_URL":          cfg.PublicURL,
-		"TOLLGATE_ADMIN_KEY":    d.Main.AdminKey,
+		"TOLLGATE_ADMIN_KEY":    d.Main.AdminKey.Reveal(), // to the developer's env file, 0600
 		"TOLLGATE_DEMO_ACCOUNT": demoAccount,
 		"TOLLGATE_DEMO_TOKEN":   secret.Reveal(),
 		"TOLLGATE_DEMO_IMAGE":   cfg.Service + "/" + demo.Hello.Repo + ":" + demo.Hello.Tag,

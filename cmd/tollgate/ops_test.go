@@ -23,7 +23,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
-	"github.com/tollgate/tollgate/internal/upstream"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
 // opsEnv is one server (SQLite, no Redis) with an upstream, its ops

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
-	"github.com/tollgate/tollgate/internal/pkgrepo"
+	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
 	"github.com/tollgate/tollgate/proxy"
 )
 
@@ -28,7 +28,9 @@ func (m *Main) packageOptions() (proxy.PackagesOptions, error) {
 		if err != nil {
 			return opts, err
 		}
-		repo := proxy.PackageRepo{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw}
+		// The password is revealed to the package transport, which sends it
+		// to this repository's host only.
+		repo := proxy.PackageRepo{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw.Reveal()}
 		if r.CAFile != "" {
 			if repo.TLS, err = caTLSConfig(field+".ca_file", r.CAFile); err != nil {
 				return opts, err

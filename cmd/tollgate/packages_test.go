@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tollgate/tollgate/internal/pkgrepo"
+	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
 )
 
 // TestDevServesPackages: `tollgate dev` seeds signed apt and apk

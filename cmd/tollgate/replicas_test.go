@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/api"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 	"github.com/tollgate/tollgate/internal/testenv"
-	"github.com/tollgate/tollgate/internal/upstream"
 )
 
 // startReplicas runs n tollgate servers sharing one PostgreSQL schema, one
@@ -50,7 +51,7 @@ func startReplicas(t testing.TB, n int) []*Main {
 		cfg.Listen = "127.0.0.1:0"
 		cfg.PublicURL = "https://registry.example.com" // the service name all replicas share
 		cfg.Store.Driver = config.DriverPostgres
-		cfg.Store.Postgres.DSN = config.Secret(dsn)
+		cfg.Store.Postgres.DSN = tollgate.Secret(dsn)
 		cfg.Keys.Dir = keys
 		cfg.Upstream.URL = up.URL
 		cfg.Redis.Mode = "single"
@@ -108,7 +109,7 @@ func manifestStatus(t *testing.T, m *Main, jwt string) int {
 func TestRevocationReachesEveryReplica(t *testing.T) {
 	ms := startReplicas(t, 3)
 	ctx := context.Background()
-	cl := &api.Client{BaseURL: ms[0].URL, Key: ms[0].AdminKey}
+	cl := &api.Client{BaseURL: ms[0].URL, Key: ms[0].AdminKey.Reveal()}
 	if _, _, err := cl.CreateAccount(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}

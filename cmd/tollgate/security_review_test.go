@@ -38,7 +38,7 @@ func TestAPIKeyGuessingIsLimitedPerClient(t *testing.T) {
 		t.Fatalf("only %d of 20 wrong API keys were limited (burst 5)", limited)
 	}
 	// Another address with the right key is not slowed.
-	if code, body, _ := get(t, info, map[string]string{"Authorization": "Bearer " + e.m.AdminKey, "X-Forwarded-For": "10.0.0.2"}); code != 200 {
+	if code, body, _ := get(t, info, map[string]string{"Authorization": "Bearer " + e.m.AdminKey.Reveal(), "X-Forwarded-For": "10.0.0.2"}); code != 200 {
 		t.Fatalf("operator from another address: %d %s", code, body)
 	}
 }

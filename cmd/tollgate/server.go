@@ -43,7 +43,7 @@ type Main struct {
 
 	Store    tollgate.Store
 	Service  *tollgate.Service
-	AdminKey string
+	AdminKey tollgate.Secret
 	// URL is the base URL the server listens on (not the public URL).
 	URL string
 
@@ -99,7 +99,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startCache(); err != nil {
 		return err
 	}
-	m.Metrics.Register(obs.CacheCollector{Stats: m.Cache.Stats})
+	m.Metrics.Register(CacheCollector{Stats: m.Cache.Stats})
 	m.limiter = ratelimit.New(ratelimit.Options{
 		PerMinute: m.Config.Limits.AuthFailuresPerMinute, Burst: m.Config.Limits.AuthFailureBurst,
 		Redis: m.redis, KeyPrefix: m.Config.Redis.KeyPrefix, Logger: m.Logger,
@@ -107,7 +107,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	apiServer := &api.Server{
 		Service:         m.Service,
-		AdminKey:        m.AdminKey,
+		AdminKey:        m.AdminKey.Reveal(), // to the API server only, which compares operators' keys with it
 		PublicURL:       m.Config.PublicURL,
 		RegistryService: m.Config.Service,
 		PackageRepos:    m.packageRepos(),
@@ -390,9 +390,13 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 	if c.Upstream.URL != "" {
 		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics,
 			ManifestCacheBytes: c.Cache.ManifestBytes, ManifestTagTTL: c.Cache.ManifestTagTTL.Duration()}
-		if uo.Password, err = c.UpstreamPassword(); err != nil {
+		pw, err := c.UpstreamPassword()
+		if err != nil {
 			return nil, err
 		}
+		// Revealed to the upstream transport, which sends it to the
+		// upstream registry only (Basic, or to get its bearer tokens).
+		uo.Password = pw.Reveal()
 		if c.Upstream.CAFile != "" {
 			if uo.TLS, err = caTLSConfig("upstream.ca_file", c.Upstream.CAFile); err != nil {
 				return nil, err
@@ -442,7 +446,8 @@ func openStore(ctx context.Context, c *config.Config) (tollgate.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return postgres.Open(ctx, dsn)
+		// Revealed to pgx only, which connects with it.
+		return postgres.Open(ctx, dsn.Reveal())
 	}
 	return nil, fmt.Errorf("store.driver: unknown driver %q", c.Store.Driver)
 }

@@ -10,24 +10,31 @@ import (
 	"github.com/tollgate/tollgate/api"
 )
 
-// ---- console users
+// `tollgate user ...`: web console users (operator).
 
 func newUserCmd(f *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage web console users (operator)"}
 	f.register(cmd)
-	var account, email, role string
-	printLink := func(c *cobra.Command, out *api.UserLink) error {
-		if f.output == "json" {
-			return f.printJSON(c.OutOrStdout(), out)
-		}
-		if err := printUsers(c, []api.User{out.User}); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.OutOrStdout(), "\none-time set-password link (hand it to %s; it works once, for %s):\n%s\n",
-			out.User.Email, tollgate.DefaultLinkLifetime, out.SetPasswordURL)
-		return nil
+	cmd.AddCommand(newUserAddCmd(f), newUserListCmd(f), newUserResetLinkCmd(f))
+	return cmd
+}
+
+// printLink prints a user and its one-time set-password link.
+func printLink(f *clientFlags, c *cobra.Command, out *api.UserLink) error {
+	if f.output == "json" {
+		return f.printJSON(c.OutOrStdout(), out)
 	}
-	add := &cobra.Command{
+	if err := printUsers(c, []api.User{out.User}); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.OutOrStdout(), "\none-time set-password link (hand it to %s; it works once, for %s):\n%s\n",
+		out.User.Email, tollgate.DefaultLinkLifetime, out.SetPasswordURL)
+	return nil
+}
+
+func newUserAddCmd(f *clientFlags) *cobra.Command {
+	var account, email, role string
+	cmd := &cobra.Command{
 		Use: "add --account NAME --email EMAIL --role admin|operator|viewer", Short: "Add a console user; prints its one-time set-password link", Args: cobra.NoArgs,
 		RunE: f.run(func(c *cobra.Command, _ []string, cl *api.Client) error {
 			if account == "" {
@@ -43,14 +50,18 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printLink(c, out)
+			return printLink(f, c, out)
 		}),
 	}
-	add.Flags().StringVar(&account, "account", "", "account the user belongs to (required)")
-	add.Flags().StringVar(&email, "email", "", "the user's email address, what it signs in with (required)")
-	add.Flags().StringVar(&role, "role", "viewer", "admin (tokens and audit log), operator (tokens) or viewer (read-only, no secrets)")
+	cmd.Flags().StringVar(&account, "account", "", "account the user belongs to (required)")
+	cmd.Flags().StringVar(&email, "email", "", "the user's email address, what it signs in with (required)")
+	cmd.Flags().StringVar(&role, "role", "viewer", "admin (tokens and audit log), operator (tokens) or viewer (read-only, no secrets)")
+	return cmd
+}
 
-	list := &cobra.Command{
+func newUserListCmd(f *clientFlags) *cobra.Command {
+	var account string
+	cmd := &cobra.Command{
 		Use: "list --account NAME", Short: "List an account's console users", Args: cobra.NoArgs,
 		RunE: f.run(func(c *cobra.Command, _ []string, cl *api.Client) error {
 			if account == "" {
@@ -66,9 +77,13 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 			return printUsers(c, us)
 		}),
 	}
-	list.Flags().StringVar(&account, "account", "", "account name (required)")
+	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
+	return cmd
+}
 
-	link := &cobra.Command{
+func newUserResetLinkCmd(f *clientFlags) *cobra.Command {
+	var email string
+	cmd := &cobra.Command{
 		Use: "reset-link --email EMAIL", Short: "Issue a new one-time set-password link (the old one stops working)", Args: cobra.NoArgs,
 		RunE: f.run(func(c *cobra.Command, _ []string, cl *api.Client) error {
 			if _, err := tollgate.ValidateEmail(email); err != nil {
@@ -78,11 +93,10 @@ func newUserCmd(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printLink(c, out)
+			return printLink(f, c, out)
 		}),
 	}
-	link.Flags().StringVar(&email, "email", "", "the user's email address (required)")
-	cmd.AddCommand(add, list, link)
+	cmd.Flags().StringVar(&email, "email", "", "the user's email address (required)")
 	return cmd
 }
 

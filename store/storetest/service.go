@@ -110,7 +110,7 @@ func testService(t *testing.T, newStore NewStore) {
 		if err != nil || len(toks) != 1 || toks[0].ID != tok.ID {
 			t.Fatalf("ListTokens = %v, %v", toks, err)
 		}
-		gt, ga, err := s.Authenticate(ctx, secret.Reveal())
+		gt, ga, err := Authenticate(ctx, s, secret.Reveal())
 		if err != nil || gt.ID != tok.ID || ga.ID != a.ID {
 			t.Fatalf("Authenticate(default secret) = %v, %v, %v", gt, ga, err)
 		}
@@ -389,7 +389,7 @@ func testService(t *testing.T, newStore NewStore) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gt, ga, _ := s.Authenticate(ctx, secret.Reveal())
+		gt, ga, _ := Authenticate(ctx, s, secret.Reveal())
 		if st := gt.Status(ga, c.Now()); st != tollgate.TokenActive || ext.Status(ga, c.Now()) != tollgate.TokenActive {
 			t.Fatalf("extended token status = %s, want active", st)
 		}
@@ -419,7 +419,7 @@ func testService(t *testing.T, newStore NewStore) {
 		wantCode(t, err, tollgate.ECONFLICT, "")
 		_, err = s.RevealToken(ctx, "operator", tok.ID)
 		wantCode(t, err, tollgate.ECONFLICT, "")
-		gt, ga, err := s.Authenticate(ctx, secret.Reveal())
+		gt, ga, err := Authenticate(ctx, s, secret.Reveal())
 		if err != nil || gt.Status(ga, c.Now()) != tollgate.TokenRevoked {
 			t.Fatalf("revoked token authenticates as %v, %v", gt, err)
 		}
@@ -508,7 +508,7 @@ func testService(t *testing.T, newStore NewStore) {
 		s, c := newService(t, newStore)
 		_, tok, secret, _ := s.CreateAccount(ctx, "operator", "acme")
 		must[*tollgate.Account](t)(s.SuspendAccount(ctx, "operator", "acme"))
-		gt, ga, _ := s.Authenticate(ctx, secret.Reveal())
+		gt, ga, _ := Authenticate(ctx, s, secret.Reveal())
 		if st := gt.Status(ga, c.Now()); st != tollgate.TokenSuspended {
 			t.Fatalf("status while suspended = %s", st)
 		}
@@ -517,7 +517,7 @@ func testService(t *testing.T, newStore NewStore) {
 			t.Fatalf("suspended list = %v", toks)
 		}
 		must[*tollgate.Account](t)(s.ResumeAccount(ctx, "operator", "acme"))
-		gt, ga, _ = s.Authenticate(ctx, secret.Reveal())
+		gt, ga, _ = Authenticate(ctx, s, secret.Reveal())
 		if st := gt.Status(ga, c.Now()); st != tollgate.TokenActive {
 			t.Fatalf("status after resume = %s", st)
 		}
@@ -538,7 +538,7 @@ func testService(t *testing.T, newStore NewStore) {
 			flipped = secret.Reveal()[:len(secret.Reveal())-1] + "y"
 		}
 		for _, bad := range []string{"", "tg_", flipped, "Bearer " + secret.Reveal(), tollgate.NewSecret(tollgate.TokenPrefix).Reveal()} {
-			_, _, err := s.Authenticate(ctx, bad)
+			_, _, err := Authenticate(ctx, s, bad)
 			wantCode(t, err, tollgate.EUNAUTHORIZED, "")
 		}
 	})

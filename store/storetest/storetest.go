@@ -1,5 +1,6 @@
 // Package storetest is the conformance suite every tollgate.Store must
-// pass. store/sqlite and store/postgres run it from their own tests.
+// pass. store/sqlite and store/postgres run it from their own tests. It
+// also holds the helpers other packages' tests share (Authenticate).
 package storetest
 
 import (

@@ -21,7 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/tollgate/tollgate/internal/upstream"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
 func start(t *testing.T, opts upstream.Options) *upstream.Registry {

@@ -1,4 +1,4 @@
-// Command benchpull measures what tollgate costs a large blob pull on
+// Command pull (bench/pull) measures what tollgate costs a large blob pull on
 // loopback: the same blob pulled straight from the upstream registry and
 // through a `tollgate serve` process, several interleaved runs each, median
 // throughput and their ratio; and, with -rss, tollgate's peak resident
@@ -37,7 +37,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/upstream"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
 const (

@@ -1,4 +1,4 @@
-// Command pkgbench measures what tollgate costs package clients on
+// Command packages (bench/packages) measures what tollgate costs package clients on
 // loopback. It runs the real binary (`tollgate dev`, built from this tree,
 // in its own process) and compares, against the same files served by the
 // same static file server code in this process:
@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/pkgrepo"
+	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
 )
 
 func main() {

@@ -1,4 +1,4 @@
-package obs
+package main
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -7,6 +7,9 @@ import (
 )
 
 // CacheCollector exports the token cache's counters, read at scrape time.
+// It lives here, in the wiring, so that internal/obs imports nothing of
+// tollgate: obs owns the registry, tokencache owns the counters, and this
+// is where the two meet.
 type CacheCollector struct {
 	Stats func() tokencache.Stats
 }

@@ -24,19 +24,19 @@ type bearerGate struct {
 	issued atomic.Int64
 }
 
-func (g *bearerGate) wrap(next http.Handler) http.Handler {
+func (bg *bearerGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/auth/token" {
-			g.serveToken(w, r)
+			bg.serveToken(w, r)
 			return
 		}
 		repo := repoOf(r.URL.Path)
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		g.mu.Lock()
-		granted, known := g.tokens[tok]
-		g.mu.Unlock()
+		bg.mu.Lock()
+		granted, known := bg.tokens[tok]
+		bg.mu.Unlock()
 		if !ok || !known || (repo != "" && granted != repo) {
-			ch := `Bearer realm="` + g.realm + `",service="upstream"`
+			ch := `Bearer realm="` + bg.realm + `",service="upstream"`
 			if repo != "" {
 				ch += `,scope="repository:` + repo + `:pull"`
 			}
@@ -51,10 +51,10 @@ func (g *bearerGate) wrap(next http.Handler) http.Handler {
 	})
 }
 
-func (g *bearerGate) serveToken(w http.ResponseWriter, r *http.Request) {
+func (bg *bearerGate) serveToken(w http.ResponseWriter, r *http.Request) {
 	user, pass, ok := r.BasicAuth()
-	if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(g.creds.User)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(pass), []byte(g.creds.Password)) != 1 {
+	if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(bg.creds.User)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(pass), []byte(bg.creds.Password)) != 1 {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -66,10 +66,10 @@ func (g *bearerGate) serveToken(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 16)
 	rand.Read(b)
 	tok := hex.EncodeToString(b)
-	g.mu.Lock()
-	g.tokens[tok] = repo
-	g.mu.Unlock()
-	g.issued.Add(1)
+	bg.mu.Lock()
+	bg.tokens[tok] = repo
+	bg.mu.Unlock()
+	bg.issued.Add(1)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"token": tok, "expires_in": 300})
 }

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/api"
+)
+
+// `tollgate token ...`: registry tokens.
+
+func newTokenCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage registry tokens"}
+	f.register(cmd)
+	cmd.AddCommand(
+		newTokenCreateCmd(f),
+		newTokenListCmd(f),
+		newTokenShowCmd(f),
+		newTokenEditCmd(f),
+		newTokenExtendCmd(f),
+		newTokenRevokeCmd(f),
+	)
+	return cmd
+}
+
+func newTokenCreateCmd(f *clientFlags) *cobra.Command {
+	var account, name, description, scope, expires string
+	cmd := &cobra.Command{
+		Use: "create --account NAME --name N", Short: "Create a token; its secret is printed once", Args: cobra.NoArgs,
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			if account == "" {
+				return tollgate.FieldError("account", "required (--account)")
+			}
+			sc, err := tollgate.ParseScope(scope)
+			if err != nil {
+				return err
+			}
+			if _, err := tollgate.ParseExpiry(expires); err != nil {
+				return err
+			}
+			tok, err := cl.CreateToken(c.Context(), account, api.CreateTokenRequest{
+				Name: name, Description: description, Scope: sc.Names(), ExpiresAt: expires,
+			})
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), tok)
+			}
+			if err := printTokens(c.OutOrStdout(), []api.Token{*tok}); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "\nsecret (shown once, keep it safe; `token show %s --reveal` shows it again):\n%s\n", tok.ID, tok.Secret)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
+	cmd.Flags().StringVar(&name, "name", "", "token name, 1-100 characters (required)")
+	cmd.Flags().StringVar(&description, "description", "", "optional description, up to 500 characters")
+	cmd.Flags().StringVar(&scope, "scope", "images", "images, packages or images,packages")
+	cmd.Flags().StringVar(&expires, "expires", "never", "YYYY-MM-DD (end of that day, UTC), RFC 3339 time, or never")
+	return cmd
+}
+
+func newTokenListCmd(f *clientFlags) *cobra.Command {
+	var account, status string
+	cmd := &cobra.Command{
+		Use: "list --account NAME", Short: "List an account's tokens", Args: cobra.NoArgs,
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			if account == "" {
+				return tollgate.FieldError("account", "required (--account)")
+			}
+			tl, err := cl.ListTokens(c.Context(), account, status)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), tl.Tokens)
+			}
+			if err := printTokens(c.OutOrStdout(), tl.Tokens); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "\n%d of %d tokens\n", tl.Active, tl.Limit)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
+	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked or suspended")
+	return cmd
+}
+
+func newTokenShowCmd(f *clientFlags) *cobra.Command {
+	var reveal bool
+	cmd := &cobra.Command{
+		Use: "show ID", Short: "Show a token and its ready-to-paste set-up commands", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			tok, err := cl.GetToken(c.Context(), args[0], reveal)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), tok)
+			}
+			info, err := cl.Info(c.Context())
+			if err != nil {
+				return err
+			}
+			var repos []tollgate.PackageRepo
+			if acct, err := cl.GetAccount(c.Context(), tok.Account); err == nil {
+				var served []tollgate.PackageRepo
+				for _, r := range info.PackageRepositories {
+					served = append(served, tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component})
+				}
+				repos = entitledRepos(served, tollgate.Subscription{Packages: acct.Subscription.Packages})
+			}
+			return printTokenDetail(c.OutOrStdout(), tok, info.PublicURL, repos)
+		}),
+	}
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "include the secret (audited)")
+	return cmd
+}
+
+func newTokenEditCmd(f *clientFlags) *cobra.Command {
+	var name, description, scope, expires string
+	cmd := &cobra.Command{
+		Use: "edit ID", Short: "Edit a token's name, description, scope or expiry", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			var req api.EditTokenRequest
+			if c.Flags().Changed("name") {
+				req.Name = &name
+			}
+			if c.Flags().Changed("description") {
+				req.Description = &description
+			}
+			if c.Flags().Changed("scope") {
+				sc, err := tollgate.ParseScope(scope)
+				if err != nil {
+					return err
+				}
+				req.Scope = sc.Names()
+			}
+			if c.Flags().Changed("expires") {
+				if _, err := tollgate.ParseExpiry(expires); err != nil {
+					return err
+				}
+				req.ExpiresAt = &expires
+			}
+			if req.Name == nil && req.Description == nil && req.Scope == nil && req.ExpiresAt == nil {
+				return errors.New("nothing to change: give --name, --description, --scope or --expires")
+			}
+			tok, err := cl.EditToken(c.Context(), args[0], req)
+			if err != nil {
+				return err
+			}
+			return printOne(f, c, tok)
+		}),
+	}
+	cmd.Flags().StringVar(&name, "name", "", "new name")
+	cmd.Flags().StringVar(&description, "description", "", "new description (empty to clear)")
+	cmd.Flags().StringVar(&scope, "scope", "", "new scope: images, packages or images,packages")
+	cmd.Flags().StringVar(&expires, "expires", "", "new expiry: YYYY-MM-DD, RFC 3339, never, or now (expire at once)")
+	return cmd
+}
+
+func newTokenExtendCmd(f *clientFlags) *cobra.Command {
+	var expires string
+	cmd := &cobra.Command{
+		Use: "extend ID --expires E", Short: "Set a new future expiry (reactivates an expired token)", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			if !c.Flags().Changed("expires") {
+				return tollgate.FieldError("expires", "required (--expires YYYY-MM-DD|RFC3339|never)")
+			}
+			if _, err := tollgate.ParseExpiry(expires); err != nil {
+				return err
+			}
+			tok, err := cl.ExtendToken(c.Context(), args[0], expires)
+			if err != nil {
+				return err
+			}
+			return printOne(f, c, tok)
+		}),
+	}
+	cmd.Flags().StringVar(&expires, "expires", "", "YYYY-MM-DD (end of that day, UTC), RFC 3339 time, or never")
+	return cmd
+}
+
+func newTokenRevokeCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use: "revoke ID", Short: "Revoke a token for good", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			tok, err := cl.RevokeToken(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printOne(f, c, tok)
+		}),
+	}
+}
+
+func printOne(f *clientFlags, c *cobra.Command, tok *api.Token) error {
+	if f.output == "json" {
+		return f.printJSON(c.OutOrStdout(), tok)
+	}
+	return printTokens(c.OutOrStdout(), []api.Token{*tok})
+}
+
+func printTokens(w io.Writer, toks []api.Token) error {
+	rows := make([][]string, 0, len(toks))
+	for _, t := range toks {
+		rows = append(rows, []string{t.ID, t.Account, t.Name, strings.Join(t.Scope, ","), t.Status, fmtTime(t.ExpiresAt), fmtTime(t.LastUsedAt)})
+	}
+	return table(w, "ID\tACCOUNT\tNAME\tSCOPE\tSTATUS\tEXPIRES\tLAST USED", rows)
+}
+
+func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollgate.PackageRepo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"ID", t.ID}, {"Account", t.Account}, {"Name", t.Name}, {"Description", orDash(t.Description)},
+		{"Scope", strings.Join(t.Scope, ",")}, {"Status", t.Status}, {"Expires", fmtTime(t.ExpiresAt)},
+		{"Created", fmtTime(&t.CreatedAt)}, {"Updated", fmtTime(&t.UpdatedAt)}, {"Last used", fmtTime(t.LastUsedAt)},
+		{"Revoked", fmtTime(t.RevokedAt)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], tollgate.EscapeText(kv[1]))
+	}
+	secret := t.Secret
+	if secret == "" {
+		secret = "<TOKEN>"
+		fmt.Fprintf(tw, "Secret:\thidden (use --reveal)\n")
+	} else {
+		fmt.Fprintf(tw, "Secret:\t%s\n", secret)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if t.Status == string(tollgate.TokenRevoked) {
+		return nil
+	}
+	sc, err := tollgate.ParseScopeNames(t.Scope)
+	if err != nil {
+		return err
+	}
+	for _, s := range tollgate.SetupCommands(publicURL, secret, sc, repos) {
+		fmt.Fprintf(w, "\n# %s\n%s\n", s.Title, s.Text)
+	}
+	return nil
+}
