@@ -368,3 +368,51 @@ keys:
 		t.Fatalf("tokens on postgres = %v", list)
 	}
 }
+
+// TestTokenPolicyThroughCLI: restrictions, networks, valid-from, pause and
+// resume from the command line; a bad flag names its field.
+func TestTokenPolicyThroughCLI(t *testing.T) {
+	data := t.TempDir()
+	startDev(t, data, &syncBuffer{})
+	raw, err := os.ReadFile(filepath.Join(data, "dev.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		env[k] = v
+	}
+	c := &cli{t: t, env: env}
+	var tok struct {
+		ID           string
+		Status       string
+		Restrictions struct{ Images, Packages, Networks []string }
+	}
+	c.json(&tok, "token", "create", "--account", "demo", "--name", "ci", "--restrict-images", "demo/hello",
+		"--networks", "10.0.0.0/8,2001:db8::1", "-o", "json")
+	if tok.Status != "active" || len(tok.Restrictions.Images) != 1 || len(tok.Restrictions.Networks) != 2 {
+		t.Fatalf("created = %+v", tok)
+	}
+	show := c.ok("token", "show", tok.ID)
+	for _, want := range []string{"Images:", "demo/hello", "Networks:", "10.0.0.0/8, 2001:db8::1/128", "every package repository of the subscription"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("token show lacks %q:\n%s", want, show)
+		}
+	}
+	if out := c.ok("token", "pause", tok.ID); !strings.Contains(out, "paused") {
+		t.Fatalf("pause: %s", out)
+	}
+	if out := c.ok("token", "list", "--account", "demo", "--status", "paused"); !strings.Contains(out, tok.ID) {
+		t.Fatalf("paused list: %s", out)
+	}
+	if out := c.ok("token", "resume", tok.ID); !strings.Contains(out, "active") {
+		t.Fatalf("resume: %s", out)
+	}
+	if out := c.ok("token", "edit", tok.ID, "--networks", "", "--valid-from", "2099-01-01"); !strings.Contains(out, "scheduled") {
+		t.Fatalf("edit: %s", out)
+	}
+	if msg := c.fail("token", "create", "--account", "demo", "--name", "x", "--networks", "10.0.0.0/99"); !strings.Contains(msg, "networks[0]") {
+		t.Fatalf("bad network message = %q", msg)
+	}
+}

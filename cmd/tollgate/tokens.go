@@ -25,12 +25,42 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 		newTokenEditCmd(f),
 		newTokenExtendCmd(f),
 		newTokenRevokeCmd(f),
+		newTokenPauseCmd(f),
+		newTokenResumeCmd(f),
 	)
 	return cmd
 }
 
+// policyFlags are a token's policy flags, for create and edit.
+type policyFlags struct {
+	images, packages, networks []string
+	validFrom                  string
+}
+
+func (p *policyFlags) register(cmd *cobra.Command, verb string) {
+	cmd.Flags().StringSliceVar(&p.images, "restrict-images", nil, verb+" the image repository patterns the token is limited to (comma separated; empty: the whole subscription)")
+	cmd.Flags().StringSliceVar(&p.packages, "restrict-packages", nil, verb+" the package repositories the token is limited to (comma separated; empty: the whole subscription)")
+	cmd.Flags().StringSliceVar(&p.networks, "networks", nil, verb+" the client networks the token may be used from: CIDRs or addresses, comma separated (empty: anywhere)")
+	cmd.Flags().StringVar(&p.validFrom, "valid-from", "", verb+" the date the token becomes valid: YYYY-MM-DD (start of that day, UTC) or RFC 3339")
+}
+
+// check parses locally what can be checked, so errors name the flag's
+// field before anything is sent.
+func (p *policyFlags) check() error {
+	if _, err := tollgate.ParseNetworks("networks", p.networks); err != nil {
+		return err
+	}
+	if p.validFrom != "" {
+		if _, err := api.ParseValidFrom(p.validFrom); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newTokenCreateCmd(f *clientFlags) *cobra.Command {
 	var account, name, description, scope, expires string
+	var policy policyFlags
 	cmd := &cobra.Command{
 		Use: "create --account NAME --name N", Short: "Create a token; its secret is printed once", Args: cobra.NoArgs,
 		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
@@ -44,8 +74,12 @@ func newTokenCreateCmd(f *clientFlags) *cobra.Command {
 			if _, err := tollgate.ParseExpiry(expires); err != nil {
 				return err
 			}
+			if err := policy.check(); err != nil {
+				return err
+			}
 			tok, err := cl.CreateToken(c.Context(), account, api.CreateTokenRequest{
 				Name: name, Description: description, Scope: sc.Names(), ExpiresAt: expires,
+				RestrictImages: policy.images, RestrictPackages: policy.packages, Networks: policy.networks, ValidFrom: policy.validFrom,
 			})
 			if err != nil {
 				return err
@@ -65,6 +99,7 @@ func newTokenCreateCmd(f *clientFlags) *cobra.Command {
 	cmd.Flags().StringVar(&description, "description", "", "optional description, up to 500 characters")
 	cmd.Flags().StringVar(&scope, "scope", "images", "images, packages or images,packages")
 	cmd.Flags().StringVar(&expires, "expires", "never", "YYYY-MM-DD (end of that day, UTC), RFC 3339 time, or never")
+	policy.register(cmd, "set")
 	return cmd
 }
 
@@ -91,7 +126,7 @@ func newTokenListCmd(f *clientFlags) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
-	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked or suspended")
+	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked, suspended, paused or scheduled")
 	return cmd
 }
 
@@ -128,8 +163,9 @@ func newTokenShowCmd(f *clientFlags) *cobra.Command {
 
 func newTokenEditCmd(f *clientFlags) *cobra.Command {
 	var name, description, scope, expires string
+	var policy policyFlags
 	cmd := &cobra.Command{
-		Use: "edit ID", Short: "Edit a token's name, description, scope or expiry", Args: cobra.ExactArgs(1),
+		Use: "edit ID", Short: "Edit a token's name, description, scope, expiry or restrictions", Args: cobra.ExactArgs(1),
 		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
 			var req api.EditTokenRequest
 			if c.Flags().Changed("name") {
@@ -151,8 +187,23 @@ func newTokenEditCmd(f *clientFlags) *cobra.Command {
 				}
 				req.ExpiresAt = &expires
 			}
-			if req.Name == nil && req.Description == nil && req.Scope == nil && req.ExpiresAt == nil {
-				return errors.New("nothing to change: give --name, --description, --scope or --expires")
+			if err := policy.check(); err != nil {
+				return err
+			}
+			changed := 0
+			for flag, dst := range map[string]**[]string{"restrict-images": &req.RestrictImages, "restrict-packages": &req.RestrictPackages, "networks": &req.Networks} {
+				if c.Flags().Changed(flag) {
+					v, _ := c.Flags().GetStringSlice(flag)
+					*dst = &v
+					changed++
+				}
+			}
+			if c.Flags().Changed("valid-from") {
+				req.ValidFrom = &policy.validFrom
+				changed++
+			}
+			if req.Name == nil && req.Description == nil && req.Scope == nil && req.ExpiresAt == nil && changed == 0 {
+				return errors.New("nothing to change: give --name, --description, --scope, --expires, --restrict-images, --restrict-packages, --networks or --valid-from")
 			}
 			tok, err := cl.EditToken(c.Context(), args[0], req)
 			if err != nil {
@@ -165,6 +216,7 @@ func newTokenEditCmd(f *clientFlags) *cobra.Command {
 	cmd.Flags().StringVar(&description, "description", "", "new description (empty to clear)")
 	cmd.Flags().StringVar(&scope, "scope", "", "new scope: images, packages or images,packages")
 	cmd.Flags().StringVar(&expires, "expires", "", "new expiry: YYYY-MM-DD, RFC 3339, never, or now (expire at once)")
+	policy.register(cmd, "replace")
 	return cmd
 }
 
@@ -203,6 +255,32 @@ func newTokenRevokeCmd(f *clientFlags) *cobra.Command {
 	}
 }
 
+func newTokenPauseCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use: "pause ID", Short: "Pause a token: refused everywhere at once, until resumed", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			tok, err := cl.PauseToken(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printOne(f, c, tok)
+		}),
+	}
+}
+
+func newTokenResumeCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use: "resume ID", Short: "Resume a paused token", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			tok, err := cl.ResumeToken(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printOne(f, c, tok)
+		}),
+	}
+}
+
 func printOne(f *clientFlags, c *cobra.Command, tok *api.Token) error {
 	if f.output == "json" {
 		return f.printJSON(c.OutOrStdout(), tok)
@@ -225,6 +303,10 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 		{"Scope", strings.Join(t.Scope, ",")}, {"Status", t.Status}, {"Expires", fmtTime(t.ExpiresAt)},
 		{"Created", fmtTime(&t.CreatedAt)}, {"Updated", fmtTime(&t.UpdatedAt)}, {"Last used", fmtTime(t.LastUsedAt)},
 		{"Revoked", fmtTime(t.RevokedAt)},
+		{"Images", orAll(t.Restrictions.Images, "every image of the subscription")},
+		{"Packages", orAll(t.Restrictions.Packages, "every package repository of the subscription")},
+		{"Networks", orAll(t.Restrictions.Networks, "anywhere")},
+		{"Valid from", fmtTime(t.ValidFrom)}, {"Paused", fmtTime(t.PausedAt)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], tollgate.EscapeText(kv[1]))
 	}
@@ -249,4 +331,13 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 		fmt.Fprintf(w, "\n# %s\n%s\n", s.Title, s.Text)
 	}
 	return nil
+}
+
+// orAll is a restriction list for people: its items, or what no
+// restriction means.
+func orAll(items []string, all string) string {
+	if len(items) == 0 {
+		return all
+	}
+	return strings.Join(items, ", ")
 }
