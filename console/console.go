@@ -159,6 +159,8 @@ func (c *Console) Handler() http.Handler {
 	authed("POST /console/tokens/{id}/reveal", manage, c.revealToken)
 	authed("GET /console/tokens/{id}/revoke", manage, c.revokeTokenPage)
 	authed("POST /console/tokens/{id}/revoke", manage, c.revokeToken)
+	authed("POST /console/tokens/{id}/pause", manage, c.pauseToken)
+	authed("POST /console/tokens/{id}/resume", manage, c.resumeToken)
 	authed("POST /console/account/request-packages", manage, c.requestPackages)
 	authed("GET /console/audit", tollgate.Role.CanReadAudit, c.auditPage)
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {

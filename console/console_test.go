@@ -814,3 +814,42 @@ func TestConsoleRequestIsLoggedOnce(t *testing.T) {
 		t.Errorf("the line holds the e-mail: %s", lines[0])
 	}
 }
+
+// TestCardShowsTheEffectiveAccessAndPauses: a restricted, network-bound
+// token's card lists what it may really reach, and Pause / Resume work
+// from the card (a viewer cannot).
+func TestCardShowsTheEffectiveAccessAndPauses(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	ctx := context.Background()
+	nets, _ := tollgate.ParseNetworks("networks", []string{"192.0.2.0/24"})
+	tok, _, err := e.svc.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "ci",
+		Policy: tollgate.TokenPolicy{Images: []string{"team-a/app"}, Networks: nets}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.signedIn("ann@acme.example", tollgate.RoleOperator)
+	_, body, _ := b.get("/console/tokens?open=" + tok.ID)
+	for _, want := range []string{"<code>team-a/app</code> <span class=\"muted\">(restricted; within the subscription)", "<code>192.0.2.0/24</code>", "anywhere"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("tokens page lacks %q", want)
+		}
+	}
+	st, _, h := b.post("/console/tokens/"+tok.ID+"/pause", nil)
+	wantStatus(t, "pause", st, http.StatusSeeOther, "")
+	_, body, _ = b.get(h.Get("Location"))
+	if !strings.Contains(body, "Token paused.") || !strings.Contains(body, `data-status="paused"`) || !strings.Contains(body, "/resume") {
+		t.Fatal("paused card")
+	}
+	if got, a, _ := e.svc.Token(ctx, tok.ID); got.Status(a, e.clock.Now()) != tollgate.TokenPaused {
+		t.Fatal("not paused")
+	}
+	st, _, _ = b.post("/console/tokens/"+tok.ID+"/resume", nil)
+	wantStatus(t, "resume", st, http.StatusSeeOther, "")
+	if got, a, _ := e.svc.Token(ctx, tok.ID); got.Status(a, e.clock.Now()) != tollgate.TokenActive {
+		t.Fatal("not resumed")
+	}
+	v := e.signedIn("vic@acme.example", tollgate.RoleViewer)
+	if st, _, _ := v.post("/console/tokens/"+tok.ID+"/pause", nil); st != http.StatusForbidden {
+		t.Fatalf("a viewer paused a token: %d", st)
+	}
+}

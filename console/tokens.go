@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -16,6 +17,8 @@ var flashes = map[string]string{
 	"edited":    "Token saved.",
 	"extended":  "Token extended; it works again until its new expiry.",
 	"revoked":   "Token revoked. It stopped working everywhere.",
+	"paused":    "Token paused. It is refused everywhere until you resume it.",
+	"resumed":   "Token resumed. It works again.",
 	"requested": "Package access requested. An operator will look at it.",
 }
 
@@ -38,7 +41,7 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 	v.Flash = flashes[r.URL.Query().Get("done")]
 	filter := r.URL.Query().Get("status")
 	switch tollgate.TokenStatus(filter) {
-	case tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended:
+	case tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended, tollgate.TokenPaused, tollgate.TokenScheduled:
 	default:
 		filter = ""
 	}
@@ -320,6 +323,28 @@ func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, s *session
 		return
 	}
 	http.Redirect(w, r, "/console/tokens?status=revoked&done=revoked&open="+t.ID+"#"+t.ID, http.StatusSeeOther)
+}
+
+func (c *Console) pauseToken(w http.ResponseWriter, r *http.Request, s *session) {
+	c.tokenAction(w, r, s, c.Service.PauseToken, "paused")
+}
+
+func (c *Console) resumeToken(w http.ResponseWriter, r *http.Request, s *session) {
+	c.tokenAction(w, r, s, c.Service.ResumeToken, "resumed")
+}
+
+// tokenAction runs a write without form fields on the caller's token and
+// goes back to its card.
+func (c *Console) tokenAction(w http.ResponseWriter, r *http.Request, s *session, do func(ctx context.Context, actor, id string) (*tollgate.Token, error), done string) {
+	t, _, err := c.ownToken(r, s)
+	if err == nil {
+		_, err = do(r.Context(), s.actor(), t.ID)
+	}
+	if err != nil {
+		c.errorPage(w, r, s, statusOf(err), c.errText(r, err))
+		return
+	}
+	http.Redirect(w, r, "/console/tokens?done="+done+"&open="+t.ID+"#"+t.ID, http.StatusSeeOther)
 }
 
 func (c *Console) requestPackages(w http.ResponseWriter, r *http.Request, s *session) {

@@ -76,10 +76,18 @@ type tokenView struct {
 	LastUsedUA  string
 	Pulls       int64
 	Revoked     string
-	Secret      string // only when revealed or just created
-	Commands    []tollgate.SetupCommand
-	Open        bool
-	Error       string // a failed action on this token
+	// The token's effective access: its restriction, or the whole
+	// subscription; networks ("anywhere" when none), valid-from, pause.
+	Images, PackageRepos []string
+	ImagesRestricted     bool
+	PackagesRestricted   bool
+	Networks             []string
+	ValidFrom            string
+	Paused               bool
+	Secret               string // only when revealed or just created
+	Commands             []tollgate.SetupCommand
+	Open                 bool
+	Error                string // a failed action on this token
 }
 
 // secretPlaceholder stands in the commands until the secret is revealed.
@@ -103,6 +111,19 @@ func (c *Console) tokenView(t *tollgate.Token, a *tollgate.Account, now time.Tim
 	if t.RevokedAt != nil {
 		v.Revoked = fmtTime(*t.RevokedAt)
 	}
+	v.Images, v.ImagesRestricted = a.Subscription.Images, len(t.Policy.Images) > 0
+	if v.ImagesRestricted {
+		v.Images = t.Policy.Images
+	}
+	v.PackageRepos, v.PackagesRestricted = a.Subscription.Packages, len(t.Policy.Packages) > 0
+	if v.PackagesRestricted {
+		v.PackageRepos = t.Policy.Packages
+	}
+	v.Networks = tollgate.FormatNetworks(t.Policy.Networks)
+	if t.Policy.ValidFrom != nil {
+		v.ValidFrom = fmtTime(*t.Policy.ValidFrom)
+	}
+	v.Paused = t.Policy.PausedAt != nil
 	v.Badge, v.BadgeClass = v.Status, v.Status
 	if v.Status == string(tollgate.TokenActive) && t.ExpiresAt != nil {
 		if left := t.ExpiresAt.Sub(now); left <= 30*24*time.Hour {
