@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,9 +66,11 @@ func TestOpenCreatesWALDatabaseWithMigrations(t *testing.T) {
 	if err := raw.QueryRow("SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &version); err != nil {
 		t.Fatal(err)
 	}
+	// Versions may have gaps (a number held for a branch not merged yet).
 	entries, _ := os.ReadDir("migrations")
-	if n != len(entries) || version != len(entries) {
-		t.Fatalf("schema_migrations: %d rows up to version %d; want %d", n, version, len(entries))
+	latest, _ := strconv.Atoi(strings.SplitN(entries[len(entries)-1].Name(), "_", 2)[0])
+	if n != len(entries) || version != latest {
+		t.Fatalf("schema_migrations: %d rows up to version %d; want %d up to %d", n, version, len(entries), latest)
 	}
 }
 
