@@ -110,6 +110,16 @@ type Options struct {
 	// detached from the request that started it, since other requests may
 	// wait for it too.
 	LoadTimeout time.Duration
+	// HeartbeatInterval is how often Run reads the store's invalidation
+	// log (DefaultHeartbeatInterval): how late, at worst, a replica applies
+	// a write that Redis did not bring it, with the store up.
+	HeartbeatInterval time.Duration
+	// RevalidateAfter is how long an entry is trusted without asking the
+	// store while neither feed of invalidations is known to be live: the
+	// log not read within it, and no live Redis subscription
+	// (DefaultRevalidateAfter). It is also how recent a log read must be
+	// to count as live.
+	RevalidateAfter time.Duration
 }
 
 // hashKey is a secret's lookup hash (HMAC-SHA256).
@@ -125,8 +135,9 @@ type Cache struct {
 	now   func() time.Time
 	keys  keyspace
 
-	l1TTL, redisTTL, negTTL, maxStale time.Duration
-	usageInterval, loadTimeout        time.Duration
+	l1TTL, redisTTL, negTTL, maxStale  time.Duration
+	usageInterval, loadTimeout         time.Duration
+	heartbeatInterval, revalidateAfter time.Duration
 
 	hashes   *l1[hashKey, string] // lookup hash → token id
 	negative *l1[hashKey, struct{}]
@@ -147,6 +158,13 @@ type Cache struct {
 	epoch atomic.Uint64
 
 	sf singleflight.Group
+
+	// The invalidation log as this replica has applied it (see invLog),
+	// and when (injected clock, ns) a read of it last reached the head.
+	invLog      invLog
+	catchMu     sync.Mutex // one catch-up at a time
+	lastCatchUp atomic.Int64
+	initialized atomic.Bool // the log was read once
 
 	redisDown  atomic.Bool
 	redisProbe atomic.Int64 // wall clock, ns: next probe while down
@@ -192,29 +210,33 @@ func New(o Options) (*Cache, error) {
 	setDefault(&o.MaxStale, DefaultMaxStale)
 	setDefault(&o.UsageInterval, DefaultUsageInterval)
 	setDefault(&o.LoadTimeout, DefaultLoadTimeout)
+	setDefault(&o.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&o.RevalidateAfter, DefaultRevalidateAfter)
 	if o.L1Size < 0 || o.NegativeSize < 0 || o.L1TTL < 0 || o.RedisTTL < 0 || o.NegativeTTL < 0 ||
-		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 {
+		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 || o.HeartbeatInterval < 0 || o.RevalidateAfter < 0 {
 		return nil, errors.New("tokencache: sizes and durations must not be negative")
 	}
 	if o.MaxStale < o.L1TTL {
 		o.MaxStale = o.L1TTL
 	}
 	c := &Cache{
-		store:         o.Store,
-		rdb:           o.Redis,
-		log:           o.Logger,
-		now:           o.Now,
-		keys:          newKeyspace(o.KeyPrefix),
-		l1TTL:         o.L1TTL,
-		redisTTL:      o.RedisTTL,
-		negTTL:        o.NegativeTTL,
-		maxStale:      o.MaxStale,
-		usageInterval: o.UsageInterval,
-		loadTimeout:   o.LoadTimeout,
-		hashes:        newL1[hashKey, string](o.L1Size, hashOfHash),
-		negative:      newL1[hashKey, struct{}](o.NegativeSize, hashOfHash),
-		tokens:        newL1[string, *tollgate.Token](o.L1Size, hashString),
-		accounts:      newL1[string, *tollgate.Account](o.L1Size, hashString),
+		store:             o.Store,
+		rdb:               o.Redis,
+		log:               o.Logger,
+		now:               o.Now,
+		keys:              newKeyspace(o.KeyPrefix),
+		l1TTL:             o.L1TTL,
+		redisTTL:          o.RedisTTL,
+		negTTL:            o.NegativeTTL,
+		maxStale:          o.MaxStale,
+		usageInterval:     o.UsageInterval,
+		loadTimeout:       o.LoadTimeout,
+		heartbeatInterval: o.HeartbeatInterval,
+		revalidateAfter:   o.RevalidateAfter,
+		hashes:            newL1[hashKey, string](o.L1Size, hashOfHash),
+		negative:          newL1[hashKey, struct{}](o.NegativeSize, hashOfHash),
+		tokens:            newL1[string, *tollgate.Token](o.L1Size, hashString),
+		accounts:          newL1[string, *tollgate.Account](o.L1Size, hashString),
 	}
 	c.usage.init(max(o.L1Size, minUsageEntries))
 	c.tokenEntity = entity[*tollgate.Token]{
@@ -439,20 +461,21 @@ type entity[V any] struct {
 	c         *Cache
 	tag       string // in Redis keys and singleflight keys
 	l1        *l1[string, V]
-	encode    func(V) ([]byte, error)
-	decode    func(data []byte, id string) (V, bool)
+	encode    func(v V, stamp int64) ([]byte, error)
+	decode    func(data []byte, id string) (v V, stamp int64, ok bool)
 	fromStore func(ctx context.Context, tx tollgate.Tx, id string) (V, error)
 }
 
 // get returns the entity: from L1 while fresh, else loaded; if loading
 // fails for any reason but "not found", an L1 entry confirmed within
-// max_stale is served.
+// max_stale is served. Fresh means younger than l1_ttl, and, while no
+// feed of invalidations is live, younger than revalidate_after.
 func (e *entity[V]) get(ctx context.Context, id string) (V, error) {
 	c := e.c
 	now := c.now().UnixNano()
 	v, at, ok := e.l1.get(id)
 	age := time.Duration(now - at)
-	if ok && age < c.l1TTL {
+	if ok && age < c.l1TTL && (age < c.revalidateAfter || c.feedLive(now)) {
 		c.stats.l1.hit.Add(1)
 		return v, nil
 	}
@@ -500,7 +523,7 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 			} else {
 				c.redisOK()
 				if data != nil {
-					if v, ok := e.decode(data, id); ok {
+					if v, stamp, ok := e.decode(data, id); ok && c.l2Current(e.tag, id, stamp) {
 						c.stats.l2.hit.Add(1)
 						// Refused: an invalidation came while we read,
 						// maybe of this entry; read again once.
@@ -508,6 +531,11 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 							return v, nil
 						}
 						continue
+					} else if ok {
+						// Older than an invalidation this replica
+						// applied (Redis missed it), or no feed is live
+						// to tell: read the store and overwrite it.
+						c.stats.l2Ignored.Add(1)
 					}
 				}
 				c.stats.l2.miss.Add(1)
@@ -520,7 +548,12 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 			return zero, errStoreDown
 		}
 		var v V
+		var stamp int64
 		err := c.store.View(ctx, func(tx tollgate.Tx) (err error) {
+			// The head first: the row then reflects every entry up to it.
+			if stamp, err = tx.LastInvalidation(ctx); err != nil {
+				return err
+			}
 			v, err = e.fromStore(ctx, tx, id)
 			return err
 		})
@@ -533,7 +566,7 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 		}
 		current := true
 		if haveGen {
-			data, err := e.encode(v)
+			data, err := e.encode(v, stamp)
 			if err != nil {
 				return zero, tollgate.Internal(err)
 			}
