@@ -20,17 +20,36 @@
 // grow memory, in-process or in Redis. Keys are hashes and ids, never
 // secrets; values never hold a secret (Token has none).
 //
-// Invalidation: Service.Changed is wired to Invalidate, which drops the
-// local entries, bumps the generation and deletes the entries in Redis,
-// then publishes on a channel every replica's Run listens to. A replica
-// that loses its subscription flushes its L1 when it gets it back. See
-// setIfGen and Cache.epoch for the race with readers.
+// Invalidation has two feeds. Service appends every change to the
+// store's invalidation log in the change's own transaction (a Seq that
+// orders commits), then calls Changed = Invalidate: local entries drop
+// at once, Redis generations are bumped, entries deleted, and the Seq
+// published to every replica's Run (milliseconds). Run also reads the
+// log every heartbeat_interval (250 ms), before trusting Redis after a
+// (re)subscription, and at start (the latest 10,000 entries): what Redis
+// did not bring (writer cut from it, Redis down, writer dead with its
+// retry queue) is applied from the log, counted as replayed, and
+// replayed into Redis. The retry queue only speeds things up.
 //
-// Faults: Redis down costs one log line, counts in Stats, and requests go
-// on from L1 and the store; Redis is retried and used again when it is
-// back. Store down: an entry confirmed within max_stale is still served;
-// anything else fails with EUNAVAILABLE (503), never EUNAUTHORIZED (401)
-// and never a pass.
+// Races: a Redis entry carries a stamp, the log head read before the row
+// in the same View; a replica uses it only if the stamp is not below the
+// Seq of the last invalidation of that key it applied, so an entry written
+// before a revocation (or put back by a lagging replica) is never used
+// after it. setIfGen keeps a loader from writing a row read before an
+// invalidation into Redis; Cache.epoch keeps it from L1.
+//
+// Faults: either feed alone keeps entries trusted for l1_ttl (a writer cut
+// from Redis still writes the log; a replica cut from the store still
+// hears Redis). With neither (log unread for revalidate_after = 500 ms and
+// no subscription), L1 entries older than 500 ms and Redis entries are
+// revalidated with the store, one query per key at a time. So with the
+// store up a write is applied everywhere within one heartbeat plus a
+// query, whatever happens to Redis. Store down (Mode stale): an entry
+// confirmed within max_stale is served; anything else fails with
+// EUNAVAILABLE (503), never EUNAUTHORIZED and never a pass; a revoked
+// token stays revoked (its stamp rule holds without the store). A replica
+// that never read the log does not trust Redis. Redis down costs one log
+// line and the Redis layer; it is retried and used again when back.
 //
 // Usage: RecordUse aggregates last-used data in memory; Run writes it in
 // batches through Store.RecordUsage, once per usage_interval.
@@ -40,7 +59,7 @@
 //
 //	cache, err := tokencache.New(tokencache.Options{Store: store, Redis: rdb, KeyPrefix: cfg.Redis.KeyPrefix, ...})
 //	svc.Changed = cache.Invalidate
-//	go cache.Run(ctx)          // subscriber, usage writer, retries
+//	go cache.Run(ctx)          // log reader, subscriber, usage writer, retries
 //	...                        // serve with cache as proxy.Lookup and proxy.UsageRecorder
 //	cache.Close(shutdownCtx)   // after Run returned: last usage write
 package tokencache
