@@ -11,14 +11,10 @@
 //   - The store, the source of truth. Concurrent misses of one key make
 //     one query (singleflight).
 //
-// Layout: the secret hash → token id mapping never changes (a token keeps
-// its secret for life), so it is cached long and never invalidated. Token
-// data (by token id) and account data with the subscription (by account
-// id) are what writes change, and what invalidation drops. Unknown hashes
-// are remembered in L1 only (negative_ttl, at most negative_size of them),
-// so that a flood of bad tokens reaches the store once per hash and cannot
-// grow memory, in-process or in Redis. Keys are hashes and ids, never
-// secrets; values never hold a secret (Token has none).
+// Layout: hash → token id never changes (cached long, never
+// invalidated); tokens and accounts (with the subscription) by id are what
+// writes change. Unknown hashes live in L1 only (negative_ttl, at most
+// negative_size). Keys are hashes and ids; values never hold a secret.
 //
 // Invalidation has two feeds. Service appends every change to the
 // store's invalidation log in the change's own transaction (a Seq that
