@@ -19,12 +19,20 @@ type Service struct {
 	// precision in UTC.
 	Now func() time.Time
 	// Changed, if set, is called after every committed write with what
-	// changed, so that caches can drop it (see tokencache).
+	// changed, so that caches can drop it at once (see tokencache). It
+	// only speeds things up: the same Invalidation was appended to the
+	// store's invalidation log in the write's transaction, and caches
+	// catch up on the log whatever happens to this call.
 	Changed func(ctx context.Context, inv Invalidation)
 }
 
-// Invalidation names what a committed write changed.
+// Invalidation names what a committed write changed: an entry of the
+// store's invalidation log (Tx.AppendInvalidation).
 type Invalidation struct {
+	// Seq is the entry's position in the log, set by AppendInvalidation;
+	// 0 for an invalidation that was not logged.
+	Seq       int64
+	At        time.Time
 	AccountID string
 	TokenIDs  []string // empty: the account itself (status, subscription, access)
 }
@@ -39,9 +47,22 @@ func NewService(store Store, keys *Keys) *Service {
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
-func (s *Service) changed(ctx context.Context, accountID string, tokenIDs ...string) {
-	if s.Changed != nil {
-		s.Changed(ctx, Invalidation{AccountID: accountID, TokenIDs: tokenIDs})
+// logChange appends what a write changed to the invalidation log, inside
+// the write's transaction, as its last statement (the PostgreSQL store
+// serializes appends until commit).
+func logChange(ctx context.Context, tx Tx, now time.Time, accountID string, tokenIDs ...string) (*Invalidation, error) {
+	inv := &Invalidation{At: now, AccountID: accountID, TokenIDs: tokenIDs}
+	if err := tx.AppendInvalidation(ctx, inv); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// changed tells Changed, after the commit, what a write logged; nil (the
+// write changed nothing) tells nothing.
+func (s *Service) changed(ctx context.Context, inv *Invalidation) {
+	if s.Changed != nil && inv != nil {
+		s.Changed(ctx, *inv)
 	}
 }
 
@@ -149,8 +170,9 @@ func accountNotFound(err error, name string) error {
 func (s *Service) updateAccount(ctx context.Context, actor, name, action string,
 	fn func(tx Tx, a *Account, now time.Time) (map[string]Change, []string, error)) (*Account, error) {
 	var out *Account
-	var touched []string
+	var inv *Invalidation
 	err := s.Store.Update(ctx, func(tx Tx) error {
+		inv = nil // fn may run again if the store retries
 		a, err := tx.AccountByName(ctx, name, true)
 		if err != nil {
 			return accountNotFound(err, name)
@@ -168,13 +190,16 @@ func (s *Service) updateAccount(ctx context.Context, actor, name, action string,
 		if err := tx.UpdateAccount(ctx, a); err != nil {
 			return err
 		}
-		touched = tokenIDs
-		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: now, Actor: actor, Action: action, Target: a.Name, Changes: changes})
+		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: now, Actor: actor, Action: action, Target: a.Name, Changes: changes}); err != nil {
+			return err
+		}
+		inv, err = logChange(ctx, tx, now, a.ID, tokenIDs...)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.changed(ctx, out.ID, touched...)
+	s.changed(ctx, inv)
 	return out, nil
 }
 
@@ -779,7 +804,9 @@ func applyExpiry(t *Token, e Expiry, now time.Time, allowNow bool, c map[string]
 // nothing and is not an error.
 func (s *Service) RevokeToken(ctx context.Context, actor, id string) (*Token, error) {
 	var out *Token
+	var inv *Invalidation
 	err := s.Store.Update(ctx, func(tx Tx) error {
+		inv = nil
 		t, err := s.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
@@ -801,12 +828,15 @@ func (s *Service) RevokeToken(ctx context.Context, actor, id string) (*Token, er
 			Changes: map[string]Change{"revoked_at": {To: now.Format(time.RFC3339)}}}); err != nil {
 			return err
 		}
+		if inv, err = logChange(ctx, tx, now, t.AccountID, t.ID); err != nil {
+			return err
+		}
 		return beforeCommit(ctx, t, a)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.changed(ctx, out.AccountID, out.ID)
+	s.changed(ctx, inv)
 	return out, nil
 }
 
@@ -827,7 +857,9 @@ func (s *Service) lockToken(ctx context.Context, tx Tx, id string) (*Token, erro
 func (s *Service) editToken(ctx context.Context, actor, id, action string,
 	fn func(a *Account, t *Token, now time.Time, c map[string]Change) error) (*Token, error) {
 	var out *Token
+	var inv *Invalidation
 	err := s.Store.Update(ctx, func(tx Tx) error {
+		inv = nil
 		t, err := s.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
@@ -861,12 +893,15 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: action, Target: t.ID, Changes: c}); err != nil {
 			return err
 		}
+		if inv, err = logChange(ctx, tx, now, t.AccountID, t.ID); err != nil {
+			return err
+		}
 		return beforeCommit(ctx, t, a)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.changed(ctx, out.AccountID, out.ID)
+	s.changed(ctx, inv)
 	return out, nil
 }
 

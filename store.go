@@ -71,6 +71,23 @@ type Tx interface {
 	// if it was stored without one).
 	SealedSecret(ctx context.Context, tokenID string) ([]byte, error)
 
+	// AppendInvalidation appends inv to the invalidation log and sets
+	// inv.Seq. Service calls it in the transaction of every write that
+	// changes a token or an account, so the log holds a write if and only
+	// if the write committed. Sequence numbers only grow, and entries
+	// become visible in sequence order: once a reader sees entry n, no
+	// entry below n can still commit (a rolled-back append leaves a gap
+	// that is never filled). Inside View: EINTERNAL.
+	AppendInvalidation(ctx context.Context, inv *Invalidation) error
+	// InvalidationsAfter returns up to limit log entries with Seq > after,
+	// in Seq order (limit <= 0: all of them). Caches read it to catch up
+	// on invalidations Redis did not deliver.
+	InvalidationsAfter(ctx context.Context, after int64, limit int) ([]Invalidation, error)
+	// LastInvalidation returns the highest Seq in the log, 0 if it is
+	// empty. A row read after it in the same View reflects every write
+	// logged up to that Seq.
+	LastInvalidation(ctx context.Context) (int64, error)
+
 	// InsertAudit appends e and sets e.ID.
 	InsertAudit(ctx context.Context, e *AuditEvent) error
 	// ListAudit returns the account's events newest first (see AuditPage;

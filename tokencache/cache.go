@@ -11,26 +11,41 @@
 //   - The store, the source of truth. Concurrent misses of one key make
 //     one query (singleflight).
 //
-// Layout: the secret hash → token id mapping never changes (a token keeps
-// its secret for life), so it is cached long and never invalidated. Token
-// data (by token id) and account data with the subscription (by account
-// id) are what writes change, and what invalidation drops. Unknown hashes
-// are remembered in L1 only (negative_ttl, at most negative_size of them),
-// so that a flood of bad tokens reaches the store once per hash and cannot
-// grow memory, in-process or in Redis. Keys are hashes and ids, never
-// secrets; values never hold a secret (Token has none).
+// Layout: hash → token id never changes (cached long, never
+// invalidated); tokens and accounts (with the subscription) by id are what
+// writes change. Unknown hashes live in L1 only (negative_ttl, at most
+// negative_size). Keys are hashes and ids; values never hold a secret.
 //
-// Invalidation: Service.Changed is wired to Invalidate, which drops the
-// local entries, bumps the generation and deletes the entries in Redis,
-// then publishes on a channel every replica's Run listens to. A replica
-// that loses its subscription flushes its L1 when it gets it back. See
-// setIfGen and Cache.epoch for the race with readers.
+// Invalidation has two feeds. Service appends every change to the
+// store's invalidation log in the change's own transaction (a Seq that
+// orders commits), then calls Changed = Invalidate: local entries drop
+// at once, Redis generations are bumped, entries deleted, and the Seq
+// published to every replica's Run (milliseconds). Run also reads the
+// log every heartbeat_interval (250 ms), before trusting Redis after a
+// (re)subscription, and at start (the latest 10,000 entries): what Redis
+// did not bring (writer cut from it, Redis down, writer dead with its
+// retry queue) is applied from the log, counted as replayed, and
+// replayed into Redis. The retry queue only speeds things up.
 //
-// Faults: Redis down costs one log line, counts in Stats, and requests go
-// on from L1 and the store; Redis is retried and used again when it is
-// back. Store down: an entry confirmed within max_stale is still served;
-// anything else fails with EUNAVAILABLE (503), never EUNAUTHORIZED (401)
-// and never a pass.
+// Races: a Redis entry carries a stamp, the log head read before the row
+// in the same View; a replica uses it only if the stamp is not below the
+// Seq of the last invalidation of that key it applied, so an entry written
+// before a revocation (or put back by a lagging replica) is never used
+// after it. setIfGen keeps a loader from writing a row read before an
+// invalidation into Redis; Cache.epoch keeps it from L1.
+//
+// Faults: either feed alone keeps entries trusted for l1_ttl (a writer cut
+// from Redis still writes the log; a replica cut from the store still
+// hears Redis). With neither (log unread for revalidate_after = 500 ms and
+// no subscription), L1 entries older than 500 ms and Redis entries are
+// revalidated with the store, one query per key at a time. So with the
+// store up a write is applied everywhere within one heartbeat plus a
+// query, whatever happens to Redis. Store down (Mode stale): an entry
+// confirmed within max_stale is served; anything else fails with
+// EUNAVAILABLE (503), never EUNAUTHORIZED and never a pass; a revoked
+// token stays revoked (its stamp rule holds without the store). A replica
+// that never read the log does not trust Redis. Redis down costs one log
+// line and the Redis layer; it is retried and used again when back.
 //
 // Usage: RecordUse aggregates last-used data in memory; Run writes it in
 // batches through Store.RecordUsage, once per usage_interval.
@@ -40,7 +55,7 @@
 //
 //	cache, err := tokencache.New(tokencache.Options{Store: store, Redis: rdb, KeyPrefix: cfg.Redis.KeyPrefix, ...})
 //	svc.Changed = cache.Invalidate
-//	go cache.Run(ctx)          // subscriber, usage writer, retries
+//	go cache.Run(ctx)          // log reader, subscriber, usage writer, retries
 //	...                        // serve with cache as proxy.Lookup and proxy.UsageRecorder
 //	cache.Close(shutdownCtx)   // after Run returned: last usage write
 package tokencache
@@ -118,6 +133,16 @@ type Options struct {
 	// detached from the request that started it, since other requests may
 	// wait for it too.
 	LoadTimeout time.Duration
+	// HeartbeatInterval is how often Run reads the store's invalidation
+	// log (DefaultHeartbeatInterval): how late, at worst, a replica applies
+	// a write that Redis did not bring it, with the store up.
+	HeartbeatInterval time.Duration
+	// RevalidateAfter is how long an entry is trusted without asking the
+	// store while neither feed of invalidations is known to be live: the
+	// log not read within it, and no live Redis subscription
+	// (DefaultRevalidateAfter). It is also how recent a log read must be
+	// to count as live.
+	RevalidateAfter time.Duration
 }
 
 // hashKey is a secret's lookup hash (HMAC-SHA256).
@@ -134,8 +159,9 @@ type Cache struct {
 	after func(time.Duration) <-chan time.Time
 	keys  keyspace
 
-	l1TTL, redisTTL, negTTL, maxStale time.Duration
-	usageInterval, loadTimeout        time.Duration
+	l1TTL, redisTTL, negTTL, maxStale  time.Duration
+	usageInterval, loadTimeout         time.Duration
+	heartbeatInterval, revalidateAfter time.Duration
 
 	hashes   *l1[hashKey, string] // lookup hash → token id
 	negative *l1[hashKey, struct{}]
@@ -156,6 +182,13 @@ type Cache struct {
 	epoch atomic.Uint64
 
 	sf singleflight.Group
+
+	// The invalidation log as this replica has applied it (see invLog),
+	// and when (injected clock, ns) a read of it last reached the head.
+	invLog      invLog
+	catchMu     sync.Mutex // one catch-up at a time
+	lastCatchUp atomic.Int64
+	initialized atomic.Bool // the log was read once
 
 	redisDown  atomic.Bool
 	redisProbe atomic.Int64 // c.now, ns: next probe while down
@@ -204,30 +237,34 @@ func New(o Options) (*Cache, error) {
 	setDefault(&o.MaxStale, DefaultMaxStale)
 	setDefault(&o.UsageInterval, DefaultUsageInterval)
 	setDefault(&o.LoadTimeout, DefaultLoadTimeout)
+	setDefault(&o.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&o.RevalidateAfter, DefaultRevalidateAfter)
 	if o.L1Size < 0 || o.NegativeSize < 0 || o.L1TTL < 0 || o.RedisTTL < 0 || o.NegativeTTL < 0 ||
-		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 {
+		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 || o.HeartbeatInterval < 0 || o.RevalidateAfter < 0 {
 		return nil, errors.New("tokencache: sizes and durations must not be negative")
 	}
 	if o.MaxStale < o.L1TTL {
 		o.MaxStale = o.L1TTL
 	}
 	c := &Cache{
-		store:         o.Store,
-		rdb:           o.Redis,
-		log:           o.Logger,
-		now:           o.Now,
-		after:         o.After,
-		keys:          newKeyspace(o.KeyPrefix),
-		l1TTL:         o.L1TTL,
-		redisTTL:      o.RedisTTL,
-		negTTL:        o.NegativeTTL,
-		maxStale:      o.MaxStale,
-		usageInterval: o.UsageInterval,
-		loadTimeout:   o.LoadTimeout,
-		hashes:        newL1[hashKey, string](o.L1Size, hashOfHash),
-		negative:      newL1[hashKey, struct{}](o.NegativeSize, hashOfHash),
-		tokens:        newL1[string, *tollgate.Token](o.L1Size, hashString),
-		accounts:      newL1[string, *tollgate.Account](o.L1Size, hashString),
+		store:             o.Store,
+		rdb:               o.Redis,
+		log:               o.Logger,
+		now:               o.Now,
+		after:             o.After,
+		keys:              newKeyspace(o.KeyPrefix),
+		l1TTL:             o.L1TTL,
+		redisTTL:          o.RedisTTL,
+		negTTL:            o.NegativeTTL,
+		maxStale:          o.MaxStale,
+		usageInterval:     o.UsageInterval,
+		loadTimeout:       o.LoadTimeout,
+		heartbeatInterval: o.HeartbeatInterval,
+		revalidateAfter:   o.RevalidateAfter,
+		hashes:            newL1[hashKey, string](o.L1Size, hashOfHash),
+		negative:          newL1[hashKey, struct{}](o.NegativeSize, hashOfHash),
+		tokens:            newL1[string, *tollgate.Token](o.L1Size, hashString),
+		accounts:          newL1[string, *tollgate.Account](o.L1Size, hashString),
 	}
 	c.usage.init(max(o.L1Size, minUsageEntries))
 	c.tokenEntity = entity[*tollgate.Token]{
@@ -452,20 +489,21 @@ type entity[V any] struct {
 	c         *Cache
 	tag       string // in Redis keys and singleflight keys
 	l1        *l1[string, V]
-	encode    func(V) ([]byte, error)
-	decode    func(data []byte, id string) (V, bool)
+	encode    func(v V, stamp int64) ([]byte, error)
+	decode    func(data []byte, id string) (v V, stamp int64, ok bool)
 	fromStore func(ctx context.Context, tx tollgate.Tx, id string) (V, error)
 }
 
 // get returns the entity: from L1 while fresh, else loaded; if loading
 // fails for any reason but "not found", an L1 entry confirmed within
-// max_stale is served.
+// max_stale is served. Fresh means younger than l1_ttl, and, while no
+// feed of invalidations is live, younger than revalidate_after.
 func (e *entity[V]) get(ctx context.Context, id string) (V, error) {
 	c := e.c
 	now := c.now().UnixNano()
 	v, at, ok := e.l1.get(id)
 	age := time.Duration(now - at)
-	if ok && age < c.l1TTL {
+	if ok && age < c.l1TTL && (age < c.revalidateAfter || c.feedLive(now)) {
 		c.stats.l1.hit.Add(1)
 		return v, nil
 	}
@@ -513,7 +551,7 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 			} else {
 				c.redisOK()
 				if data != nil {
-					if v, ok := e.decode(data, id); ok {
+					if v, stamp, ok := e.decode(data, id); ok && c.l2Current(e.tag, id, stamp) {
 						c.stats.l2.hit.Add(1)
 						// Refused: an invalidation came while we read,
 						// maybe of this entry; read again once.
@@ -521,6 +559,11 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 							return v, nil
 						}
 						continue
+					} else if ok {
+						// Older than an invalidation this replica
+						// applied (Redis missed it), or no feed is live
+						// to tell: read the store and overwrite it.
+						c.stats.l2Ignored.Add(1)
 					}
 				}
 				c.stats.l2.miss.Add(1)
@@ -533,7 +576,12 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 			return zero, errStoreDown
 		}
 		var v V
+		var stamp int64
 		err := c.store.View(ctx, func(tx tollgate.Tx) (err error) {
+			// The head first: the row then reflects every entry up to it.
+			if stamp, err = tx.LastInvalidation(ctx); err != nil {
+				return err
+			}
 			v, err = e.fromStore(ctx, tx, id)
 			return err
 		})
@@ -546,7 +594,7 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 		}
 		current := true
 		if haveGen {
-			data, err := e.encode(v)
+			data, err := e.encode(v, stamp)
 			if err != nil {
 				return zero, tollgate.Internal(err)
 			}

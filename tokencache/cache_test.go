@@ -347,13 +347,13 @@ func TestRedisEntryKeepsTheTokenPolicy(t *testing.T) {
 	}
 	in := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages,
 		Policy: tollgate.TokenPolicy{Images: []string{"team-a/*"}, Packages: []string{"os"}, Networks: nets, ValidFrom: &from, PausedAt: &paused}}
-	data, err := encodeToken(in)
+	data, err := encodeToken(in, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, ok := decodeToken(data, "tok_1")
-	if !ok {
-		t.Fatal("not decoded")
+	out, seq, ok := decodeToken(data, "tok_1")
+	if !ok || seq != 7 {
+		t.Fatalf("not decoded (seq %d)", seq)
 	}
 	p := out.Policy
 	if !slices.Equal(p.Images, in.Policy.Images) || !slices.Equal(p.Packages, in.Policy.Packages) || !slices.Equal(p.Networks, nets) ||

@@ -49,6 +49,7 @@ func (c *Cache) Invalidate(ctx context.Context, inv tollgate.Invalidation) {
 		return
 	}
 	c.stats.invalidations.Add(1)
+	c.invLog.note(inv)
 	c.dropLocal(inv)
 	if c.rdb == nil {
 		return
@@ -77,6 +78,21 @@ func (c *Cache) Invalidate(ctx context.Context, inv tollgate.Invalidation) {
 // them.)
 func (c *Cache) publish(ctx context.Context, inv tollgate.Invalidation) error {
 	pipe := c.rdb.Pipeline()
+	c.queueDrop(ctx, pipe, inv)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	msg, err := json.Marshal(wireInvalidation{V: FormatVersion, Seq: inv.Seq, AccountID: inv.AccountID, TokenIDs: inv.TokenIDs})
+	if err != nil {
+		return err
+	}
+	return c.rdb.Publish(ctx, c.keys.channel(), msg).Err()
+}
+
+// queueDrop adds to pipe the commands that invalidate what inv names in
+// Redis: generations bumped (a load in flight cannot set its old value
+// after them), entries deleted.
+func (c *Cache) queueDrop(ctx context.Context, pipe redis.Pipeliner, inv tollgate.Invalidation) {
 	drop := func(tag, id string) {
 		data, gen := c.keys.entity(tag, id)
 		pipe.Incr(ctx, gen)
@@ -89,14 +105,6 @@ func (c *Cache) publish(ctx context.Context, inv tollgate.Invalidation) error {
 	for _, id := range inv.TokenIDs {
 		drop("t", id)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return err
-	}
-	msg, err := json.Marshal(wireInvalidation{V: FormatVersion, AccountID: inv.AccountID, TokenIDs: inv.TokenIDs})
-	if err != nil {
-		return err
-	}
-	return c.rdb.Publish(ctx, c.keys.channel(), msg).Err()
 }
 
 // dropLocal deletes what inv names from L1. The epoch changes first, so
@@ -179,6 +187,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { c.heartbeat(ctx) })
 	if c.rdb != nil {
 		wg.Go(func() { c.listen(ctx) })
 	}
@@ -198,6 +207,9 @@ func (c *Cache) Run(ctx context.Context) error {
 		case <-retry:
 			if c.rdb != nil && c.pendingCount() > 0 {
 				c.retryPending(ctx)
+			}
+			if c.rdb != nil && c.repairCount() > 0 && c.redisUsable() {
+				c.repairRedis(ctx)
 			}
 			retry = c.after(retryInterval)
 		}
@@ -242,11 +254,17 @@ func (c *Cache) subscribeOnce(ctx context.Context) (bool, error) {
 	if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" {
 		return false, errors.New("tokencache: unexpected reply to SUBSCRIBE")
 	}
-	c.subscribed.Store(true)
 	c.redisOK()
 	// Messages published from now on reach us; what was published before
-	// may not have.
+	// may not have. Catch up on the log before trusting Redis again: it
+	// has every write, also those whose writer could not reach Redis, and
+	// replay those into Redis. The flush is for a log that cannot be read
+	// now (store down): then only the stamps guard Redis entries.
+	if err := c.catchUpOnce(ctx); err == nil && c.repairCount() > 0 {
+		c.repairRedis(ctx)
+	}
 	c.flushLocal()
+	c.subscribed.Store(true)
 	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
@@ -287,5 +305,10 @@ func (c *Cache) apply(payload string) {
 		c.flushLocal()
 		return
 	}
-	c.dropLocal(tollgate.Invalidation{AccountID: w.AccountID, TokenIDs: w.TokenIDs})
+	inv := tollgate.Invalidation{Seq: w.Seq, AccountID: w.AccountID, TokenIDs: w.TokenIDs}
+	// Already applied (this replica's own, or read from the log first):
+	// dropping again would only cost reloads.
+	if c.invLog.note(inv) {
+		c.dropLocal(inv)
+	}
 }

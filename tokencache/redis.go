@@ -93,6 +93,7 @@ return 1
 
 type wireToken struct {
 	V           int        `json:"v"`
+	Seq         int64      `json:"seq,omitempty"` // the stamp: the log head read before the row
 	ID          string     `json:"id"`
 	AccountID   string     `json:"account_id"`
 	AccountName string     `json:"account_name"`
@@ -116,6 +117,7 @@ type wirePolicy struct {
 
 type wireAccount struct {
 	V             int       `json:"v"`
+	Seq           int64     `json:"seq,omitempty"` // the stamp, as in wireToken
 	ID            string    `json:"id"`
 	Name          string    `json:"name"`
 	Status        string    `json:"status"`
@@ -133,13 +135,14 @@ type wireHash struct {
 
 type wireInvalidation struct {
 	V         int      `json:"v"`
+	Seq       int64    `json:"seq,omitempty"` // its invalidation log entry; 0: not logged
 	AccountID string   `json:"account_id,omitempty"`
 	TokenIDs  []string `json:"token_ids,omitempty"`
 }
 
-func encodeToken(t *tollgate.Token) ([]byte, error) {
+func encodeToken(t *tollgate.Token, seq int64) ([]byte, error) {
 	return json.Marshal(wireToken{
-		V: FormatVersion, ID: t.ID, AccountID: t.AccountID, AccountName: t.AccountName,
+		V: FormatVersion, Seq: seq, ID: t.ID, AccountID: t.AccountID, AccountName: t.AccountName,
 		Name: t.Name, Description: t.Description, Scope: uint8(t.Scope),
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, RevokedAt: t.RevokedAt,
 		Policy: wirePolicy{Images: t.Policy.Images, Packages: t.Policy.Packages, Networks: t.Policy.Networks,
@@ -147,12 +150,12 @@ func encodeToken(t *tollgate.Token) ([]byte, error) {
 	})
 }
 
-// decodeToken returns the token in data if it is of this format version
-// and is the token asked for.
-func decodeToken(data []byte, id string) (*tollgate.Token, bool) {
+// decodeToken returns the token in data, and its stamp, if it is of this
+// format version and is the token asked for.
+func decodeToken(data []byte, id string) (*tollgate.Token, int64, bool) {
 	var w wireToken
 	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.AccountID == "" {
-		return nil, false
+		return nil, 0, false
 	}
 	return &tollgate.Token{
 		ID: w.ID, AccountID: w.AccountID, AccountName: w.AccountName, Name: w.Name,
@@ -160,28 +163,28 @@ func decodeToken(data []byte, id string) (*tollgate.Token, bool) {
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),
 		Policy: tollgate.TokenPolicy{Images: w.Policy.Images, Packages: w.Policy.Packages, Networks: w.Policy.Networks,
 			ValidFrom: utcPtr(w.Policy.ValidFrom), PausedAt: utcPtr(w.Policy.PausedAt)},
-	}, true
+	}, w.Seq, true
 }
 
-func encodeAccount(a *tollgate.Account) ([]byte, error) {
+func encodeAccount(a *tollgate.Account, seq int64) ([]byte, error) {
 	return json.Marshal(wireAccount{
-		V: FormatVersion, ID: a.ID, Name: a.Name, Status: string(a.Status), PackageAccess: string(a.PackageAccess),
+		V: FormatVersion, Seq: seq, ID: a.ID, Name: a.Name, Status: string(a.Status), PackageAccess: string(a.PackageAccess),
 		Images: a.Subscription.Images, Packages: a.Subscription.Packages,
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	})
 }
 
-func decodeAccount(data []byte, id string) (*tollgate.Account, bool) {
+func decodeAccount(data []byte, id string) (*tollgate.Account, int64, bool) {
 	var w wireAccount
 	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.Status == "" {
-		return nil, false
+		return nil, 0, false
 	}
 	return &tollgate.Account{
 		ID: w.ID, Name: w.Name, Status: tollgate.AccountStatus(w.Status),
 		PackageAccess: tollgate.PackageAccess(w.PackageAccess),
 		Subscription:  tollgate.Subscription{Images: w.Images, Packages: w.Packages},
 		CreatedAt:     w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(),
-	}, true
+	}, w.Seq, true
 }
 
 func utcPtr(t *time.Time) *time.Time {

@@ -207,7 +207,7 @@ func TestRevocationRaceWithReader(t *testing.T) {
 			// Nothing old anywhere: Redis, the reader's L1, a new replica.
 			key, _ := newKeyspace(prefix).entity("t", f.tok.ID)
 			if data, err := rdb.Get(ctx, key).Bytes(); err == nil {
-				if tok, ok := decodeToken(data, f.tok.ID); !ok || tok.RevokedAt == nil {
+				if tok, _, ok := decodeToken(data, f.tok.ID); !ok || tok.RevokedAt == nil {
 					t.Error("Redis holds the token as it was before the revocation")
 				}
 			}
@@ -287,10 +287,8 @@ func TestSubscriptionLossFlushesL1(t *testing.T) {
 	if s := writer.Stats(); s.InvalidationsPending != 1 {
 		t.Errorf("writer: %+v", s)
 	}
-	// The reader missed it: its L1 is still fresh (the clock is frozen).
-	if tok, _ := mustToken(t, reader, f.hash()); tok.RevokedAt != nil {
-		t.Fatal("test broken: the reader saw the revocation with Redis down")
-	}
+	// The reader missed it on the channel; it may have applied it from
+	// the invalidation log already (TestReplicaCutFromRedisStillDenies...).
 
 	srv.Start()
 	waitFor(t, 10*time.Second, "the reader to subscribe again and flush", func() bool {

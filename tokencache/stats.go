@@ -1,6 +1,9 @@
 package tokencache
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // LayerStats counts lookups at one layer. A Token call looks up three
 // keys (hash, token, account) and a TokenByID call two; each counts.
@@ -39,6 +42,26 @@ type Stats struct {
 	// Flushes counts full L1 flushes (on every (re)subscription).
 	Flushes uint64
 
+	// Mode is how far the cache trusts its entries now (see Mode).
+	Mode Mode
+	// InvalidationsReplayed counts entries of the store's invalidation
+	// log that this replica applied without having heard them on the
+	// channel: each is a write Redis did not bring (writer cut from
+	// Redis, Redis down, subscription lost). RedisRepairs counts those
+	// then replayed into Redis; InvalidationsPending includes those still
+	// waiting to be.
+	InvalidationsReplayed, RedisRepairs uint64
+	// L2Ignored counts Redis entries not used because they were written
+	// before an invalidation this replica applied, or because no feed of
+	// invalidations was live.
+	L2Ignored uint64
+	// LogSeq is the last log entry applied; LogLag how long ago (by the
+	// cache's clock) a read of the log last reached its head (0 before
+	// the first); LogReads and LogErrors count reads that did and did not.
+	LogSeq              int64
+	LogLag              time.Duration
+	LogReads, LogErrors uint64
+
 	// UsageFlushes counts batches written to the store, UsageTokens the
 	// token rows they updated, UsageFlushErrors failed writes (kept for
 	// the next), UsageDropped uses lost to a full buffer.
@@ -60,6 +83,8 @@ type counters struct {
 	stale, unavailable, redisErrors                            atomic.Uint64
 	invalidations, invalidationsReceived, invalidationsDropped atomic.Uint64
 	flushes                                                    atomic.Uint64
+	invalidationsReplayed, redisRepairs, l2Ignored             atomic.Uint64
+	logReads, logErrors                                        atomic.Uint64
 	usageFlushes, usageTokens, usageFlushErrors, usageDropped  atomic.Uint64
 }
 
@@ -79,8 +104,16 @@ func (c *Cache) Stats() Stats {
 		Invalidations:         s.invalidations.Load(),
 		InvalidationsReceived: s.invalidationsReceived.Load(),
 		InvalidationsDropped:  s.invalidationsDropped.Load(),
-		InvalidationsPending:  c.pendingCount(),
+		InvalidationsPending:  c.pendingCount() + c.repairCount(),
 		Flushes:               s.flushes.Load(),
+		Mode:                  c.mode(),
+		InvalidationsReplayed: s.invalidationsReplayed.Load(),
+		RedisRepairs:          s.redisRepairs.Load(),
+		L2Ignored:             s.l2Ignored.Load(),
+		LogSeq:                c.logSeq(),
+		LogLag:                c.logLag(),
+		LogReads:              s.logReads.Load(),
+		LogErrors:             s.logErrors.Load(),
 		UsageFlushes:          s.usageFlushes.Load(),
 		UsageTokens:           s.usageTokens.Load(),
 		UsageFlushErrors:      s.usageFlushErrors.Load(),
@@ -90,4 +123,17 @@ func (c *Cache) Stats() Stats {
 		L1Hashes:              c.hashes.len(),
 		NegativeEntries:       c.negative.len(),
 	}
+}
+
+func (c *Cache) logSeq() int64 {
+	c.invLog.mu.Lock()
+	defer c.invLog.mu.Unlock()
+	return c.invLog.applied
+}
+
+func (c *Cache) logLag() time.Duration {
+	if !c.initialized.Load() {
+		return 0
+	}
+	return time.Duration(c.now().UnixNano() - c.lastCatchUp.Load())
 }

@@ -68,7 +68,7 @@ func TestTablesLiveInSearchPathSchema(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := "accounts audit schema_migrations sessions tokens users"; strings.Join(tables, " ") != want {
+	if want := "accounts audit invalidations schema_migrations sessions tokens users"; strings.Join(tables, " ") != want {
 		t.Fatalf("tables in %s = %q, want %s", schema, tables, want)
 	}
 }
@@ -105,6 +105,7 @@ func TestConcurrentMigrate(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &version); err != nil {
 		t.Fatal(err)
 	}
+	// Versions may have gaps (a number held for a branch not merged yet).
 	entries, _ := os.ReadDir("migrations")
 	latest, _ := strconv.Atoi(strings.SplitN(entries[len(entries)-1].Name(), "_", 2)[0])
 	if n != len(entries) || version != latest {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -393,4 +394,82 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+func (t *tx) AppendInvalidation(ctx context.Context, inv *tollgate.Invalidation) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	ids := inv.TokenIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	data, err := json.Marshal(ids)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
+	// The lock, held until commit, makes seq order commit order (see
+	// migration 0004): without it a reader could see seq n+1 committed
+	// while n, drawn earlier, commits later, and skip n. It serializes
+	// only the appends of concurrent writes, which are rare; Service
+	// appends last, so nothing waits while holding it. It is an advisory
+	// lock keyed by the table's oid (one per schema), not LOCK TABLE:
+	// preparing the INSERT of the same batch already takes the table's
+	// ROW EXCLUSIVE lock, and upgrading from it deadlocks.
+	b := &pgx.Batch{}
+	if t.inTx {
+		b.Queue(`SELECT pg_advisory_xact_lock('invalidations'::regclass::oid::bigint)`)
+	}
+	b.Queue(`INSERT INTO invalidations (time, account_id, token_ids) VALUES ($1, $2, $3) RETURNING seq`,
+		utc(inv.At), inv.AccountID, string(data))
+	br := t.q.SendBatch(ctx, b)
+	if t.inTx {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		err = br.QueryRow().Scan(&inv.Seq)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return dbError(err, "", "")
+}
+
+func (t *tx) InvalidationsAfter(ctx context.Context, after int64, limit int) ([]tollgate.Invalidation, error) {
+	query := `SELECT seq, time, account_id, token_ids FROM invalidations WHERE seq > $1 ORDER BY seq`
+	args := []any{after}
+	if limit > 0 {
+		query += ` LIMIT $2`
+		args = append(args, limit)
+	}
+	rows, err := t.q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, dbError(err, "", "")
+	}
+	defer rows.Close()
+	var out []tollgate.Invalidation
+	for rows.Next() {
+		var (
+			inv tollgate.Invalidation
+			ids string
+		)
+		if err := rows.Scan(&inv.Seq, &inv.At, &inv.AccountID, &ids); err != nil {
+			return nil, dbError(err, "", "")
+		}
+		inv.At = inv.At.UTC()
+		if err := json.Unmarshal([]byte(ids), &inv.TokenIDs); err != nil {
+			return nil, tollgate.Internal(err)
+		}
+		if len(inv.TokenIDs) == 0 {
+			inv.TokenIDs = nil
+		}
+		out = append(out, inv)
+	}
+	return out, dbError(rows.Err(), "", "")
+}
+
+func (t *tx) LastInvalidation(ctx context.Context) (int64, error) {
+	var seq int64
+	err := t.q.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM invalidations`).Scan(&seq)
+	return seq, dbError(err, "", "")
 }

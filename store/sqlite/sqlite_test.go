@@ -66,6 +66,7 @@ func TestOpenCreatesWALDatabaseWithMigrations(t *testing.T) {
 	if err := raw.QueryRow("SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &version); err != nil {
 		t.Fatal(err)
 	}
+	// Versions may have gaps (a number held for a branch not merged yet).
 	entries, _ := os.ReadDir("migrations")
 	latest, _ := strconv.Atoi(strings.SplitN(entries[len(entries)-1].Name(), "_", 2)[0])
 	if n != len(entries) || version != latest {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -354,4 +355,77 @@ func fromNullMicros(v sql.NullInt64) *time.Time {
 	}
 	t := fromMicros(v.Int64)
 	return &t
+}
+
+func (t *tx) AppendInvalidation(ctx context.Context, inv *tollgate.Invalidation) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	ids, err := marshalIDs(inv.TokenIDs)
+	if err != nil {
+		return err
+	}
+	// Every Update holds the write lock: seq order is commit order.
+	err = t.q.QueryRowContext(ctx, `
+		INSERT INTO invalidations (time, account_id, token_ids) VALUES (?, ?, ?)
+		RETURNING seq`, micros(inv.At), inv.AccountID, ids).Scan(&inv.Seq)
+	return dbError(err, "", "")
+}
+
+func (t *tx) InvalidationsAfter(ctx context.Context, after int64, limit int) ([]tollgate.Invalidation, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := t.q.QueryContext(ctx, `
+		SELECT seq, time, account_id, token_ids FROM invalidations
+		WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, dbError(err, "", "")
+	}
+	defer rows.Close()
+	var out []tollgate.Invalidation
+	for rows.Next() {
+		var (
+			inv tollgate.Invalidation
+			at  int64
+			ids string
+		)
+		if err := rows.Scan(&inv.Seq, &at, &inv.AccountID, &ids); err != nil {
+			return nil, dbError(err, "", "")
+		}
+		inv.At = fromMicros(at)
+		if inv.TokenIDs, err = unmarshalIDs(ids); err != nil {
+			return nil, err
+		}
+		out = append(out, inv)
+	}
+	return out, dbError(rows.Err(), "", "")
+}
+
+func (t *tx) LastInvalidation(ctx context.Context) (int64, error) {
+	var seq int64
+	err := t.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM invalidations`).Scan(&seq)
+	return seq, dbError(err, "", "")
+}
+
+func marshalIDs(ids []string) (string, error) {
+	if ids == nil {
+		ids = []string{}
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return "", tollgate.Internal(err)
+	}
+	return string(b), nil
+}
+
+func unmarshalIDs(s string) ([]string, error) {
+	var ids []string
+	if err := json.Unmarshal([]byte(s), &ids); err != nil {
+		return nil, tollgate.Internal(err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return ids, nil
 }
