@@ -53,6 +53,7 @@ func bodyDeadline(h http.Handler, d time.Duration) http.Handler {
 	})
 }
 
+// orDefault is d, or def when d is 0 (unset).
 func orDefault(d config.Duration, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def
