@@ -111,7 +111,7 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 			slog.String("user_agent", r.UserAgent()),
 		}
 		if info.Repo != "" {
-			attrs = append(attrs, slog.String("repository", info.Repo))
+			attrs = append(attrs, slog.String("repository", RedactPath(info.Repo)))
 		}
 		if info.TokenID != "" {
 			attrs = append(attrs, slog.String("token_id", info.TokenID), slog.String("account", info.Account))

@@ -85,6 +85,16 @@ func TestSecretsInPathsNeverReachTheLog(t *testing.T) {
 				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
 			}
 		}
+		// A lower-case fragment is a valid repository name: handlers
+		// record it in Info.Repo.
+		repo := "demo/" + strings.ToLower(tollgate.NewSecret(tollgate.TokenPrefix).Reveal()[:20])
+		bodies = append(bodies, repo[8:])
+		o.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			FromContext(r.Context()).Repo = repo
+		})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v2/x/manifests/latest", nil))
+		if !strings.Contains(logs.String(), `"repository":"demo/[REDACTED]"`) {
+			t.Errorf("the repository is not in the access log, redacted:\n%s", logs.String())
+		}
 		for _, body := range bodies {
 			if strings.Contains(logs.String(), body[:minSecretFragment]) {
 				t.Errorf("a secret is in the access log:\n%s", logs.String())
