@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,5 +272,47 @@ func TestSecretsInPathsNeverReachTheLog(t *testing.T) {
 		if strings.Contains(logs, b) {
 			t.Fatalf("a secret is in the log:\n%s", logs)
 		}
+	}
+}
+
+// TestSlowBodiesOverHTTP2AreCutToo: with tls set, clients speak HTTP/2;
+// a stream whose body never comes gets its answer (and its handler ends)
+// within the body timeout.
+func TestSlowBodiesOverHTTP2AreCutToo(t *testing.T) {
+	ca, err := upstream.NewTestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, certFile, keyFile, err := ca.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newOpsEnv(t, func(c *config.Config) {
+		shortTimeouts(c)
+		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+		c.PublicURL = strings.Replace(c.PublicURL, "http:", "https:", 1)
+	})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}, ForceAttemptHTTP2: true}}
+	t.Cleanup(client.CloseIdleConnections)
+	for _, length := range []int64{-1, 100} {
+		t.Run(fmt.Sprintf("Content-Length %d", length), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*testBodyTimeout)
+			defer cancel()
+			body, w := io.Pipe()
+			defer w.Close()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "https://"+e.host+"/token", body)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.ContentLength = length
+			resp, err := client.Do(req)
+			if ctx.Err() != nil {
+				t.Fatalf("no answer after %v: %v", 10*testBodyTimeout, err)
+			}
+			if err == nil {
+				resp.Body.Close()
+				if resp.ProtoMajor != 2 {
+					t.Fatalf("spoke %s, want HTTP/2", resp.Proto)
+				}
+			}
+		})
 	}
 }
