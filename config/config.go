@@ -66,7 +66,8 @@ type Config struct {
 	Packages PackagesConfig `yaml:"packages"`
 	// Ops is the admin listener (metrics, health) and shutdown.
 	Ops OpsConfig `yaml:"ops"`
-	// Limits bounds failed authentications per client IP.
+	// Limits bounds failed authentications per client IP and how long a
+	// client may take to send a request.
 	Limits LimitsConfig `yaml:"limits"`
 }
 
@@ -173,7 +174,8 @@ func defaults() *Config {
 		Cache:    defaultCache(),
 		Packages: PackagesConfig{MaxRedirects: DefaultMaxRedirects},
 		Ops:      OpsConfig{ShutdownTimeout: Duration(30 * time.Second)},
-		Limits:   LimitsConfig{AuthFailuresPerMinute: 30, AuthFailureBurst: 20},
+		Limits: LimitsConfig{AuthFailuresPerMinute: 30, AuthFailureBurst: 20,
+			HeaderTimeout: Duration(10 * time.Second), BodyTimeout: Duration(30 * time.Second)},
 	}
 }
 

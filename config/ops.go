@@ -65,6 +65,15 @@ type LimitsConfig struct {
 	// 0 disables the limit.
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute"`
 	AuthFailureBurst      int `yaml:"auth_failure_burst"`
+	// HeaderTimeout is how long a client has to send a request's headers.
+	// 0 means the default, 10s.
+	HeaderTimeout Duration `yaml:"header_timeout"`
+	// BodyTimeout is how long a client has to send a request's body, from
+	// the moment its headers are read: a client that declares a body and
+	// then withholds or trickles it is cut off. Downloads are not bounded
+	// (they take as long as they take); the bodies tollgate reads are
+	// small forms and JSON. 0 means the default, 30s.
+	BodyTimeout Duration `yaml:"body_timeout"`
 }
 
 func (l LimitsConfig) validate(p *problems) {
@@ -73,5 +82,11 @@ func (l LimitsConfig) validate(p *problems) {
 	}
 	if l.AuthFailureBurst < 0 || (l.AuthFailuresPerMinute > 0 && l.AuthFailureBurst < 1) {
 		p.add("limits.auth_failure_burst", "must be at least 1 when the limit is on")
+	}
+	if d := l.HeaderTimeout.Duration(); d < 0 || d > 10*time.Minute {
+		p.add("limits.header_timeout", "must be between 0s (the default) and 10m")
+	}
+	if d := l.BodyTimeout.Duration(); d < 0 || d > 10*time.Minute {
+		p.add("limits.body_timeout", "must be between 0s (the default) and 10m")
 	}
 }

@@ -140,13 +140,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		scheme = "https"
 	}
 	m.URL = scheme + "://" + ln.Addr().String()
-	m.server = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
-	}
+	m.server = m.publicServer(mux)
 	m.done = make(chan error, 1)
 	go func() {
 		var err error

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +114,7 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 			slog.String("user_agent", r.UserAgent()),
 		}
 		if info.Repo != "" {
-			attrs = append(attrs, slog.String("repository", info.Repo))
+			attrs = append(attrs, slog.String("repository", RedactPath(info.Repo)))
 		}
 		if info.TokenID != "" {
 			attrs = append(attrs, slog.String("token_id", info.TokenID), slog.String("account", info.Account))
@@ -130,17 +129,134 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 	})
 }
 
-// secretShape is a registry token (tg_), an account key (tgk_), a
-// set-password link (tgp_) or a session (tgs_) secret, or most of one.
-var secretShape = regexp.MustCompile(`tg[kps]?_[0-9A-Za-z]{20,}`)
-
-// RedactPath returns a request path for a log line, with anything shaped
-// like a secret replaced: someone will paste a token where its id belongs.
+// RedactPath returns a path (or any text split by '/') for a log line,
+// with every segment that holds something shaped like a secret replaced
+// by [REDACTED]: someone will paste a token where its id or name belongs,
+// quoted, after a space or an '=', percent-encoded, or only part of it.
+// It is the one redactor of paths: every log line that holds a request
+// path passes it through here.
+//
+// A secret shape is "tg", up to two letters naming the kind ("tg_"
+// registry token, "tgk_" account key, "tgp_" set-password link, "tgs_"
+// session, and any kind added later), '_', and at least
+// minSecretFragment base62 characters; the prefix in either case,
+// anywhere in a segment. A segment is also looked at percent-decoded, up
+// to maxDecodes times; one still encoded deeper than that is redacted
+// whole. A repository called "tg_exporter" is redacted too: a readable
+// log line is worth less than a secret kept out of it.
 func RedactPath(p string) string {
-	if !strings.Contains(p, "tg") {
+	if strings.IndexByte(p, '%') < 0 && !hasSecretShape(p) {
+		return p // the common case: no allocation
+	}
+	var b strings.Builder
+	from := 0 // p[:from] is in b, or nothing was redacted yet when b is empty
+	for start := 0; ; {
+		end := strings.IndexByte(p[start:], '/')
+		if end < 0 {
+			end = len(p)
+		} else {
+			end += start
+		}
+		if segmentHoldsSecret(p[start:end]) {
+			if b.Len() == 0 {
+				b.Grow(len(p) + len(redacted))
+			}
+			b.WriteString(p[from:start])
+			b.WriteString(redacted)
+			from = end
+		}
+		if end == len(p) {
+			break
+		}
+		start = end + 1
+	}
+	if from == 0 {
 		return p
 	}
-	return secretShape.ReplaceAllLiteralString(p, "[REDACTED]")
+	b.WriteString(p[from:])
+	return b.String()
+}
+
+const redacted = "[REDACTED]"
+
+// minSecretFragment is how many characters after a prefix make a secret
+// recognisable. Secrets have 36; a fragment this long is one (or most of
+// one) cut short by a terminal, a copy or a length limit.
+const minSecretFragment = 8
+
+// maxDecodes is how many times a segment is percent-decoded to look for a
+// secret. Paths are decoded once before they get here; a client that
+// encodes three more times is hiding something.
+const maxDecodes = 3
+
+func segmentHoldsSecret(seg string) bool {
+	for range maxDecodes {
+		if hasSecretShape(seg) {
+			return true
+		}
+		if strings.IndexByte(seg, '%') < 0 {
+			return false
+		}
+		next := unescape(seg)
+		if next == seg {
+			return false // stray '%', nothing encoded
+		}
+		seg = next
+	}
+	return hasSecretShape(seg) || unescape(seg) != seg
+}
+
+// hasSecretShape reports whether s holds a secret prefix followed by at
+// least minSecretFragment base62 characters.
+func hasSecretShape(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i]|0x20 != 't' || s[i+1]|0x20 != 'g' {
+			continue
+		}
+		j := i + 2
+		for n := 0; n < 2 && j < len(s) && isLetter(s[j]); n++ {
+			j++
+		}
+		if j >= len(s) || s[j] != '_' {
+			continue
+		}
+		n := 0
+		for j++; j < len(s) && n < minSecretFragment && isBase62(s[j]); j++ {
+			n++
+		}
+		if n == minSecretFragment {
+			return true
+		}
+	}
+	return false
+}
+
+func isLetter(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
+func isBase62(c byte) bool { return isLetter(c) || '0' <= c && c <= '9' }
+
+// unescape decodes every valid %XX in s and keeps anything else as it
+// is: unlike url.PathUnescape it never fails, so a malformed escape
+// elsewhere cannot hide a secret.
+func unescape(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return (c | 0x20) - 'a' + 10
 }
 
 // ClientIP is the peer address, or, when the peer is a trusted proxy, the
