@@ -175,17 +175,9 @@ func (s *Server) failed(w http.ResponseWriter, r *http.Request, err error) (int,
 	return 0, nil, err
 }
 
-// logPath is r's path for the logs, with anything shaped like a secret
-// redacted: someone will paste a token where its id belongs.
-func logPath(r *http.Request) string {
-	segs := strings.Split(r.URL.Path, "/")
-	for i, seg := range segs {
-		if strings.HasPrefix(seg, tollgate.TokenPrefix) || strings.HasPrefix(seg, tollgate.AccountKeyPrefix) {
-			segs[i] = "[REDACTED]"
-		}
-	}
-	return strings.Join(segs, "/")
-}
+// logPath is r's path for the logs, through the one redactor: someone
+// will paste a token where its id belongs.
+func logPath(r *http.Request) string { return obs.RedactPath(r.URL.Path) }
 
 func (s *Server) log() *slog.Logger {
 	if s.Logger == nil {

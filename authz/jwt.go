@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/bounded"
 )
 
 // Bearer tokens are ES256 JWTs in the shape of the distribution token spec
@@ -197,7 +198,7 @@ func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time
 		return "", time.Time{}, 0, tollgate.Internal(fmt.Errorf("sign token: %w", err))
 	}
 	if s.reuse != nil {
-		s.reuse.put(key, issued{raw: raw, iat: iat.UTC(), exp: expAt.UTC()}, now)
+		s.reuse.put(key, issued{raw: raw, iat: iat.UTC(), exp: expAt.UTC()})
 	}
 	return raw, iat.UTC(), expAt.Sub(iat.Time), nil
 }
@@ -210,7 +211,7 @@ func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time
 // request with the token re-checks the registry token behind its subject.
 // Call it before the Signer is shared.
 func (s *Signer) EnableReuse(maxBytes int) {
-	s.reuse = &reuseCache{max: maxBytes, m: map[string]issued{}}
+	s.reuse = newReuseCache(maxBytes, s.now)
 }
 
 // issued is a token Issue signed.
@@ -221,10 +222,22 @@ type issued struct {
 
 // reuseCache holds signed tokens by what they grant, bounded in bytes.
 type reuseCache struct {
-	max   int
-	mu    sync.Mutex
-	m     map[string]issued
-	bytes int
+	mu sync.Mutex
+	m  *bounded.Map[string, issued]
+}
+
+func newReuseCache(maxBytes int, now func() time.Time) *reuseCache {
+	return &reuseCache{m: bounded.New(bounded.Options[string, issued]{
+		MaxBytes: int64(maxBytes),
+		Cost:     func(k string, t issued) int64 { return int64(len(k) + len(t.raw) + entryOverhead) },
+		Rank: func(now time.Time, _ string, t issued) bounded.Rank {
+			if !t.fresh(now) {
+				return bounded.Expired
+			}
+			return bounded.Keep
+		},
+		Now: now,
+	})}
 }
 
 // reuseKey identifies what a token grants: subject, audience, the access
@@ -262,45 +275,18 @@ func (t issued) fresh(now time.Time) bool {
 func (c *reuseCache) get(key string, now time.Time) (issued, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, ok := c.m[key]
+	t, ok := c.m.Get(key)
 	if ok && !t.fresh(now) {
-		c.drop(key)
+		c.m.Delete(key)
 		return issued{}, false
 	}
 	return t, ok
 }
 
-func (c *reuseCache) put(key string, t issued, now time.Time) {
-	cost := len(key) + len(t.raw) + entryOverhead
-	if cost > c.max/8 {
-		return
-	}
+func (c *reuseCache) put(key string, t issued) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.drop(key)
-	if c.bytes+cost > c.max {
-		for k, e := range c.m {
-			if !e.fresh(now) {
-				c.drop(k)
-			}
-		}
-		for k := range c.m {
-			if c.bytes+cost <= c.max-c.max/8 {
-				break
-			}
-			c.drop(k)
-		}
-	}
-	c.m[key] = t
-	c.bytes += cost
-}
-
-// drop forgets key. Called with mu held.
-func (c *reuseCache) drop(key string) {
-	if t, ok := c.m[key]; ok {
-		c.bytes -= len(key) + len(t.raw) + entryOverhead
-		delete(c.m, key)
-	}
+	c.m.Put(key, t)
 }
 
 // wireAccess makes sure access and every actions list encode as arrays,
@@ -335,10 +321,8 @@ type Verifier struct {
 	now      func() time.Time
 	parser   *jwt.Parser
 
-	mu         sync.RWMutex
-	cache      map[[sha256.Size]byte]*Claims
-	cacheBytes int // what the entries hold now
-	cacheMax   int // bytes; 0 disables the cache
+	mu    sync.RWMutex
+	cache *bounded.Map[[sha256.Size]byte, *Claims] // nil: no cache
 }
 
 // NewVerifier returns a Verifier accepting tokens signed by any of keys.
@@ -357,9 +341,8 @@ func NewVerifier(keys []*ecdsa.PublicKey, issuer, audience string, leeway time.D
 		audience: audience,
 		leeway:   leeway,
 		now:      now,
-		cache:    make(map[[sha256.Size]byte]*Claims),
-		cacheMax: defaultVerifyCacheBytes,
 	}
+	v.setCacheBytes(defaultVerifyCacheBytes)
 	for _, k := range keys {
 		if kid, err := Thumbprint(k); err == nil {
 			v.keys[kid] = k
@@ -416,9 +399,7 @@ func (v *Verifier) Check(raw string) (*Claims, error) {
 	now := v.now()
 	if c, ok := v.cached(key); ok {
 		if err := v.checkTimes(c, now); err != nil {
-			v.mu.Lock()
 			v.forget(key)
-			v.mu.Unlock()
 			return nil, invalidToken(err)
 		}
 		return c, nil
@@ -451,7 +432,7 @@ func (v *Verifier) Check(raw string) (*Claims, error) {
 		c.NotBefore = wc.NotBefore.UTC()
 	}
 	if len(raw) <= maxCachedTokenLen {
-		v.remember(key, c, now)
+		v.remember(key, c)
 	}
 	return c, nil
 }
@@ -487,14 +468,34 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 	return nil
 }
 
+// setCacheBytes gives the verified-token cache a new, empty byte bound
+// (0: no cache).
+func (v *Verifier) setCacheBytes(n int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.cache = nil
+	if n > 0 {
+		v.cache = bounded.New(bounded.Options[[sha256.Size]byte, *Claims]{
+			MaxBytes: int64(n),
+			Cost:     func(_ [sha256.Size]byte, c *Claims) int64 { return int64(claimsCost(c)) },
+			Rank: func(now time.Time, _ [sha256.Size]byte, c *Claims) bounded.Rank {
+				if v.checkTimes(c, now) != nil {
+					return bounded.Expired
+				}
+				return bounded.Keep
+			},
+			Now: v.now,
+		})
+	}
+}
+
 func (v *Verifier) cached(key [sha256.Size]byte) (*Claims, bool) {
-	if v.cacheMax == 0 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.cache == nil {
 		return nil, false
 	}
-	v.mu.RLock()
-	c, ok := v.cache[key]
-	v.mu.RUnlock()
-	return c, ok
+	return v.cache.Get(key)
 }
 
 // claimsCost is what remembering c costs in bytes, roughly.
@@ -509,41 +510,23 @@ func claimsCost(c *Claims) int {
 	return n
 }
 
-// forget drops key's entry. Called with mu held.
+// forget drops key's entry.
 func (v *Verifier) forget(key [sha256.Size]byte) {
-	if c, ok := v.cache[key]; ok {
-		v.cacheBytes -= claimsCost(c)
-		delete(v.cache, key)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cache != nil {
+		v.cache.Delete(key)
 	}
 }
 
-// remember caches c. When the cache would pass its byte bound, expired
-// entries go first; if that frees too little, arbitrary entries go until
-// it is 7/8 full, so a full cache is swept once per many inserts, not on
-// each.
-func (v *Verifier) remember(key [sha256.Size]byte, c *Claims, now time.Time) {
-	cost := claimsCost(c)
-	if v.cacheMax == 0 || cost > v.cacheMax/8 {
-		return
-	}
+// remember caches c (internal/bounded: expired entries go first when the
+// byte bound is reached).
+func (v *Verifier) remember(key [sha256.Size]byte, c *Claims) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.forget(key)
-	if v.cacheBytes+cost > v.cacheMax {
-		for k, e := range v.cache {
-			if v.checkTimes(e, now) != nil {
-				v.forget(k)
-			}
-		}
-		for k := range v.cache {
-			if v.cacheBytes+cost <= v.cacheMax-v.cacheMax/8 {
-				break
-			}
-			v.forget(k)
-		}
+	if v.cache != nil {
+		v.cache.Put(key, c)
 	}
-	v.cache[key] = c
-	v.cacheBytes += cost
 }
 
 func invalidToken(err error) *tollgate.Error {

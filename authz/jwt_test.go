@@ -748,10 +748,7 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.mu.Lock()
-	v.cache, v.cacheBytes = map[[sha256.Size]byte]*Claims{}, 0
-	v.cacheMax = 16 * claimsCost(first) // room for 16 entries of this shape
-	v.mu.Unlock()
+	v.setCacheBytes(16 * claimsCost(first)) // room for 16 entries of this shape
 
 	// Short-lived tokens first: they are the ones evicted when it fills.
 	short, err := NewSigner(key, testIssuer, MinLifetime, clk.Now)
@@ -807,7 +804,8 @@ func TestVerifyCacheBoundedByBytesNotCount(t *testing.T) {
 	key := newKey(t)
 	s := newSigner(t, key, clk)
 	v := newVerifier(clk, key)
-	v.cacheMax = 64 << 10
+	const bound = 64 << 10
+	v.setCacheBytes(bound)
 	wide := func(n int) []Access {
 		var out []Access
 		for i := range n {
@@ -837,10 +835,10 @@ func TestVerifyCacheBoundedByBytesNotCount(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.mu.RLock()
-		held := v.cacheBytes
+		held := v.cache.Bytes()
 		v.mu.RUnlock()
-		if held > v.cacheMax {
-			t.Fatalf("cache holds %d bytes, bound is %d", held, v.cacheMax)
+		if held > bound {
+			t.Fatalf("cache holds %d bytes, bound is %d", held, bound)
 		}
 	}
 	if n := cacheLen(v); n == 0 || n > 64 {
@@ -853,7 +851,7 @@ func TestVerifyConcurrent(t *testing.T) {
 	key := newKey(t)
 	s := newSigner(t, key, clk)
 	v := newVerifier(clk, key)
-	v.cacheMax = 8 * claimsCost(&Claims{Subject: "tok_1", Access: pullA})
+	v.setCacheBytes(8 * claimsCost(&Claims{Subject: "tok_1", Access: pullA}))
 	toks := make([]string, 20)
 	for i := range toks {
 		toks[i] = issue(t, s)
@@ -875,13 +873,13 @@ func TestVerifyConcurrent(t *testing.T) {
 func cacheLen(v *Verifier) int {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return len(v.cache)
+	return v.cache.Len()
 }
 
 func cached(v *Verifier, raw string) bool {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	_, ok := v.cache[sha256.Sum256([]byte(raw))]
+	_, ok := v.cache.Get(sha256.Sum256([]byte(raw)))
 	return ok
 }
 
@@ -971,7 +969,7 @@ func BenchmarkVerifyCold(b *testing.B) {
 		b.Fatal(err)
 	}
 	v := NewVerifier([]*ecdsa.PublicKey{&key.PublicKey}, testIssuer, testAudience, testLeeway, nil)
-	v.cacheMax = 0
+	v.setCacheBytes(0)
 	for b.Loop() {
 		if _, err := v.Verify(raw); err != nil {
 			b.Fatal(err)
@@ -1052,7 +1050,7 @@ func TestIssueReuseCacheIsBoundedInBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.reuse.mu.Lock()
-		held := s.reuse.bytes
+		held := s.reuse.m.Bytes()
 		s.reuse.mu.Unlock()
 		if held > 64<<10 {
 			t.Fatalf("reuse cache holds %d bytes", held)

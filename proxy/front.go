@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/bounded"
 	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/internal/ratelimit"
 )
@@ -211,11 +212,20 @@ const maxRecentFailures = 50_000
 type recentFailures struct {
 	now func() time.Time
 	mu  sync.Mutex
-	m   map[[16]byte]time.Time
+	m   *bounded.Map[[16]byte, time.Time]
 }
 
 func newRecentFailures(now func() time.Time) *recentFailures {
-	return &recentFailures{now: now, m: map[[16]byte]time.Time{}}
+	return &recentFailures{now: now, m: bounded.New(bounded.Options[[16]byte, time.Time]{
+		MaxEntries: maxRecentFailures,
+		Now:        now,
+		Rank: func(now time.Time, _ [16]byte, at time.Time) bounded.Rank {
+			if now.Sub(at) >= failureWindow {
+				return bounded.Expired
+			}
+			return bounded.Keep
+		},
+	})}
 }
 
 // first reports whether (client, credential) has not failed within the
@@ -227,29 +237,9 @@ func (rf *recentFailures) first(client, credential string) bool {
 	now := rf.now()
 	rf.mu.Lock()
 	defer rf.mu.Unlock()
-	if at, ok := rf.m[k]; ok && now.Sub(at) < failureWindow {
+	if at, ok := rf.m.Get(k); ok && now.Sub(at) < failureWindow {
 		return false
 	}
-	if len(rf.m) >= maxRecentFailures {
-		sweep(rf.m, maxRecentFailures, func(at time.Time) bool { return now.Sub(at) >= failureWindow })
-	}
-	rf.m[k] = now
+	rf.m.Put(k, now)
 	return true
-}
-
-// sweep bounds a map: it drops the entries stale says may go, then, if
-// that freed too little, arbitrary ones until the map is 7/8 of limit, so
-// a full map is swept once per many inserts.
-func sweep[K comparable, V any](m map[K]V, limit int, stale func(V) bool) {
-	for k, v := range m {
-		if stale(v) {
-			delete(m, k)
-		}
-	}
-	for k := range m {
-		if len(m) < limit-limit/8 {
-			break
-		}
-		delete(m, k)
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/obs"
 )
 
 // Package repository formats: the first path segment, /apt/ or /apk/.
@@ -203,7 +204,7 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	if r.Method == http.MethodGet {
 		p.f.used(r, c.token)
 	}
-	return &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: format + "/" + name + path}, nil
+	return &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: obs.RedactPath(format + "/" + name + path)}, nil
 }
 
 // packageDenyMessage says why a valid token may not read the repository.

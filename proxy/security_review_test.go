@@ -37,7 +37,7 @@ func TestUpstreamTokensCannotGrowWithoutBound(t *testing.T) {
 		resp.Body.Close()
 	}
 	a.mu.Lock()
-	n, held := len(a.tokens), a.bytes
+	n, held := a.tokens.Len(), int(a.tokens.Bytes())
 	a.mu.Unlock()
 	if held > maxUpstreamTokenBytes || n == 0 {
 		t.Fatalf("%d upstream tokens (%d bytes) cached after 25000 made-up repositories", n, held)

@@ -239,7 +239,7 @@ func (u *Upstream) modifyResponse(resp *http.Response) error {
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:
 		// Our own credentials were refused: that is the upstream's (or
 		// the operator's) problem, not the client's.
-		u.resp.log.Error("upstream refused tollgate's credentials", "status", s, "path", t.path)
+		u.resp.log.Error("upstream refused tollgate's credentials", "status", s, "path", obs.RedactPath(t.path))
 		return errUpstreamAuth
 	case s == http.StatusNotFound:
 		body, _ := readSmall(resp.Body, 64<<10)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/bounded"
 )
 
 // upstreamAuth is tollgate's own client of the upstream registry's
@@ -34,9 +36,8 @@ type upstreamAuth struct {
 	now        func() time.Time
 
 	mu     sync.Mutex
-	tokens map[string]cachedToken // by repository path
-	bytes  int                    // what tokens hold
-	bearer bool                   // the upstream asked for bearer tokens
+	tokens *bounded.Map[string, cachedToken] // by repository path
+	bearer bool                              // the upstream asked for bearer tokens
 }
 
 type cachedToken struct {
@@ -56,14 +57,25 @@ func newUpstreamAuth(next http.RoundTripper, origin *url.URL, user, pass string,
 	if now == nil {
 		now = time.Now
 	}
-	return &upstreamAuth{next: next, user: user, pass: pass, origin: origin, realmHosts: realmHosts, now: now, tokens: map[string]cachedToken{}}
+	return &upstreamAuth{next: next, user: user, pass: pass, origin: origin, realmHosts: realmHosts, now: now,
+		tokens: bounded.New(bounded.Options[string, cachedToken]{
+			MaxBytes: maxUpstreamTokenBytes,
+			Cost:     func(scope string, t cachedToken) int64 { return int64(len(scope) + len(t.token) + upstreamTokenOverhead) },
+			Rank: func(now time.Time, _ string, t cachedToken) bounded.Rank {
+				if !now.Before(t.expires) {
+					return bounded.Expired
+				}
+				return bounded.Keep
+			},
+			Now: now,
+		})}
 }
 
 func (a *upstreamAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	scope := upstreamScope(req.URL.Path)
 	a.mu.Lock()
 	bearer := a.bearer
-	tok, ok := a.tokens[scope]
+	tok, ok := a.tokens.Get(scope)
 	a.mu.Unlock()
 	out := req.Clone(req.Context())
 	switch {
@@ -92,38 +104,14 @@ func (a *upstreamAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (a *upstreamAuth) remember(scope, token string, ttl time.Duration) {
-	cost := len(scope) + len(token) + upstreamTokenOverhead
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.bearer = true
 	if len(token) > maxUpstreamTokenLen {
+		a.tokens.Delete(scope)
 		return
 	}
-	a.drop(scope)
-	if a.bytes+cost > maxUpstreamTokenBytes {
-		now := a.now()
-		for k, t := range a.tokens {
-			if !now.Before(t.expires) {
-				a.drop(k)
-			}
-		}
-		for k := range a.tokens {
-			if a.bytes+cost <= maxUpstreamTokenBytes-maxUpstreamTokenBytes/8 {
-				break
-			}
-			a.drop(k)
-		}
-	}
-	a.tokens[scope] = cachedToken{token: token, expires: a.now().Add(ttl - ttl/5)}
-	a.bytes += cost
-}
-
-// drop forgets scope's token. Called with mu held.
-func (a *upstreamAuth) drop(scope string) {
-	if t, ok := a.tokens[scope]; ok {
-		a.bytes -= len(scope) + len(t.token) + upstreamTokenOverhead
-		delete(a.tokens, scope)
-	}
+	a.tokens.Put(scope, cachedToken{token: token, expires: a.now().Add(ttl - ttl/5)})
 }
 
 // upstreamScope is the cache key for a path's bearer token: its repository.

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/bounded"
 )
 
 // Limiter is a set of token buckets, one per key (a client IP).
@@ -43,7 +45,7 @@ type Limiter struct {
 	redisDown atomic.Bool
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets *bounded.Map[string, *bucket]
 }
 
 type bucket struct {
@@ -82,11 +84,28 @@ func New(o Options) *Limiter {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Limiter{
+	l := &Limiter{
 		rate: rate, burst: float64(max(o.Burst, 1)), now: o.Now,
 		rdb: o.Redis, prefix: o.KeyPrefix + "v1:rl:", log: o.Logger,
-		buckets: map[string]*bucket{},
 	}
+	l.buckets = bounded.New(bounded.Options[string, *bucket]{
+		MaxEntries: maxBuckets,
+		Now:        o.Now,
+		// When full: buckets that are full again go first, then those
+		// that would not block (a flood of new keys each holds one
+		// failure), and only then, if every bucket blocks, any. The
+		// buckets of keys under attack are the last to go.
+		Rank: func(now time.Time, _ string, b *bucket) bounded.Rank {
+			switch tokens := b.tokens + now.Sub(b.last).Seconds()*l.rate; {
+			case tokens >= l.burst:
+				return bounded.Expired
+			case tokens >= 1:
+				return bounded.Reclaimable
+			}
+			return bounded.Keep
+		},
+	})
+	return l
 }
 
 // Blocked reports whether key's bucket is empty, and when a token is back.
@@ -155,7 +174,7 @@ func (l *Limiter) Reset(ctx context.Context, key string) {
 		l.rdb.Del(ctx, l.redisKey(key))
 	}
 	l.mu.Lock()
-	delete(l.buckets, key)
+	l.buckets.Delete(key)
 	l.mu.Unlock()
 }
 
@@ -166,10 +185,11 @@ func (l *Limiter) Stats() (buckets, keyBytes int) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for k := range l.buckets {
+	l.buckets.All(func(k string, _ *bucket) bool {
 		keyBytes += len(k)
-	}
-	return len(l.buckets), keyBytes
+		return true
+	})
+	return l.buckets.Len(), keyBytes
 }
 
 // costTake asks local and the script to take a token only if one is
@@ -182,16 +202,13 @@ func (l *Limiter) local(key string, cost float64) float64 {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
+	b, ok := l.buckets.Get(key)
 	if !ok {
 		if cost <= 0 && cost != costTake {
 			return l.burst // nothing to take: no bucket needed
 		}
-		if len(l.buckets) >= maxBuckets {
-			l.sweep(now)
-		}
 		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
+		l.buckets.Put(key, b)
 	}
 	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
@@ -203,24 +220,6 @@ func (l *Limiter) local(key string, cost float64) float64 {
 	}
 	b.tokens = math.Min(l.burst, math.Max(0, b.tokens-cost))
 	return b.tokens
-}
-
-// sweep bounds the map, down to 7/8 full so that it runs rarely: buckets
-// that are full again go first, then those that would not block (a flood
-// of new keys each holds one failure), and only then, if every bucket
-// blocks, any. The buckets of keys under attack are the last to go.
-func (l *Limiter) sweep(now time.Time) {
-	target := maxBuckets * 7 / 8
-	for _, keep := range []float64{l.burst, 1, math.Inf(1)} {
-		for k, b := range l.buckets {
-			if len(l.buckets) < target {
-				return
-			}
-			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= keep || math.IsInf(keep, 1) {
-				delete(l.buckets, k)
-			}
-		}
-	}
 }
 
 // bucketScript refills and charges one bucket atomically:

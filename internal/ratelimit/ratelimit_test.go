@@ -89,7 +89,7 @@ func TestMemoryIsBounded(t *testing.T) {
 	for i := range maxBuckets + 1000 {
 		l.Fail(context.Background(), string(rune(i)))
 	}
-	if n := len(l.buckets); n > maxBuckets {
+	if n := l.buckets.Len(); n > maxBuckets {
 		t.Fatalf("%d buckets kept, bound is %d", n, maxBuckets)
 	}
 }
