@@ -60,7 +60,9 @@ func newUpstreamAuth(next http.RoundTripper, origin *url.URL, user, pass string,
 	return &upstreamAuth{next: next, user: user, pass: pass, origin: origin, realmHosts: realmHosts, now: now,
 		tokens: bounded.New(bounded.Options[string, cachedToken]{
 			MaxBytes: maxUpstreamTokenBytes,
-			Cost:     func(scope string, t cachedToken) int64 { return int64(len(scope) + len(t.token) + upstreamTokenOverhead) },
+			Cost: func(scope string, t cachedToken) int64 {
+				return int64(len(scope) + len(t.token) + upstreamTokenOverhead)
+			},
 			Rank: func(now time.Time, _ string, t cachedToken) bounded.Rank {
 				if !now.Before(t.expires) {
 					return bounded.Expired
