@@ -20,6 +20,8 @@ const (
 	ActionTokenExtended      = "token.extended"
 	ActionTokenRevoked       = "token.revoked"
 	ActionTokenRevealed      = "token.revealed"
+	ActionTokenRotated       = "token.rotated"
+	ActionPreviousExpired    = "token.previous_secret_expired"
 )
 
 // Change is one field's old and new value, rendered as text. Secrets are

@@ -11,8 +11,10 @@
 //   - The store, the source of truth. Concurrent misses of one key make
 //     one query (singleflight).
 //
-// Layout: the secret hash → token id mapping never changes (a token keeps
-// its secret for life), so it is cached long and never invalidated. Token
+// Layout: the secret hash → token id mapping never changes (a rotation
+// gives a token a new hash; the old one still names the same token), so
+// it is cached long and never invalidated. Which of a token's hashes are
+// live is token data (SecretHash, Previous), judged by authz.Decide. Token
 // data (by token id) and account data with the subscription (by account
 // id) are what writes change, and what invalidation drops. Unknown hashes
 // are remembered in L1 only (negative_ttl, at most negative_size of them),
@@ -247,6 +249,9 @@ func setDefault[T int | time.Duration](v *T, d T) {
 // the largest field of a token.
 func withoutUsage(t *tollgate.Token) *tollgate.Token {
 	t.LastUsedAt, t.LastUsedIP, t.LastUsedUA, t.Pulls = nil, "", "", 0
+	if t.Previous != nil {
+		t.Previous.LastUsedAt, t.Previous.LastUsedIP, t.Previous.LastUsedUA = nil, "", ""
+	}
 	return t
 }
 

@@ -99,6 +99,20 @@ type wireToken struct {
 	CreatedAt   time.Time  `json:"created_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// Rotation: the two secrets' lookup hashes (never secrets) and the
+	// previous one's grace. An entry without SecretHash (written before
+	// rotation existed) is not used: Decide needs the hash.
+	SecretVersion int           `json:"secret_version,omitempty"`
+	SecretHash    []byte        `json:"secret_hash,omitempty"`
+	Previous      *wirePrevious `json:"previous,omitempty"`
+}
+
+type wirePrevious struct {
+	Hash         []byte    `json:"hash"`
+	Version      int       `json:"version"`
+	RotatedAt    time.Time `json:"rotated_at"`
+	ValidUntil   time.Time `json:"valid_until"`
+	ExpiredNoted bool      `json:"expired_noted,omitempty"`
 }
 
 type wireAccount struct {
@@ -129,17 +143,33 @@ func encodeToken(t *tollgate.Token) ([]byte, error) {
 		V: FormatVersion, ID: t.ID, AccountID: t.AccountID, AccountName: t.AccountName,
 		Name: t.Name, Description: t.Description, Scope: uint8(t.Scope),
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, RevokedAt: t.RevokedAt,
+		SecretVersion: t.SecretVersion, SecretHash: t.SecretHash, Previous: encodePrevious(t.Previous),
 	})
+}
+
+func encodePrevious(p *tollgate.PreviousSecret) *wirePrevious {
+	if p == nil {
+		return nil
+	}
+	return &wirePrevious{Hash: p.Hash, Version: p.Version, RotatedAt: p.RotatedAt, ValidUntil: p.ValidUntil, ExpiredNoted: p.ExpiredNoted}
+}
+
+func decodePrevious(w *wirePrevious) *tollgate.PreviousSecret {
+	if w == nil {
+		return nil
+	}
+	return &tollgate.PreviousSecret{Hash: w.Hash, Version: w.Version, RotatedAt: w.RotatedAt.UTC(), ValidUntil: w.ValidUntil.UTC(), ExpiredNoted: w.ExpiredNoted}
 }
 
 // decodeToken returns the token in data if it is of this format version
 // and is the token asked for.
 func decodeToken(data []byte, id string) (*tollgate.Token, bool) {
 	var w wireToken
-	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.AccountID == "" {
+	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.AccountID == "" || len(w.SecretHash) == 0 {
 		return nil, false
 	}
 	return &tollgate.Token{
+		SecretVersion: w.SecretVersion, SecretHash: w.SecretHash, Previous: decodePrevious(w.Previous),
 		ID: w.ID, AccountID: w.AccountID, AccountName: w.AccountName, Name: w.Name,
 		Description: w.Description, Scope: tollgate.Scope(w.Scope), ExpiresAt: utcPtr(w.ExpiresAt),
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),

@@ -67,7 +67,7 @@ func TestTablesLiveInSearchPathSchema(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := "accounts audit schema_migrations sessions tokens users"; strings.Join(tables, " ") != want {
+	if want := "accounts audit deliveries events schema_migrations sessions tokens users webhooks"; strings.Join(tables, " ") != want {
 		t.Fatalf("tables in %s = %q, want %s", schema, tables, want)
 	}
 }
@@ -105,7 +105,7 @@ func TestConcurrentMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir("migrations")
-	if n != len(entries) || version != len(entries) {
+	if n != len(entries) || fmt.Sprintf("%04d", version) != entries[len(entries)-1].Name()[:4] {
 		t.Fatalf("schema_migrations: %d rows up to version %d; want %d", n, version, len(entries))
 	}
 }
@@ -280,7 +280,7 @@ func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version >= 3`); err != nil {
+	if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version = 3`); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Migrate(ctx); err != nil {

@@ -65,7 +65,7 @@ func TestOpenCreatesWALDatabaseWithMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir("migrations")
-	if n != len(entries) || version != len(entries) {
+	if n != len(entries) || fmt.Sprintf("%04d", version) != entries[len(entries)-1].Name()[:4] {
 		t.Fatalf("schema_migrations: %d rows up to version %d; want %d", n, version, len(entries))
 	}
 }
@@ -232,7 +232,7 @@ func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if _, err := raw.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version >= 3`); err != nil {
+	if _, err := raw.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = 3`); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Migrate(ctx); err != nil {
