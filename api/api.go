@@ -68,6 +68,8 @@ type Token struct {
 	RevokedAt   *time.Time `json:"revoked_at"`
 	Status      string     `json:"status"` // active, expired, revoked, suspended
 	Secret      string     `json:"secret,omitempty"`
+	// Previous is the secret before the last rotation (rotation.go).
+	Previous *PreviousSecret `json:"previous_secret,omitempty"`
 }
 
 // TokenList is an account's tokens. Active counts the tokens that are not
@@ -194,6 +196,7 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		LastUsedAt:  utcPtr(t.LastUsedAt),
 		RevokedAt:   utcPtr(t.RevokedAt),
 		Status:      string(t.Status(a, now)),
+		Previous:    fromPrevious(t, now),
 	}
 }
 

@@ -397,7 +397,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 			return printOne(f, c, tok)
 		}),
 	}
-	cmd.AddCommand(create, list, show, edit, extend, revoke)
+	cmd.AddCommand(create, withExpiring(f, list), show, edit, extend, revoke, newTokenRotateCmd(f)) // rotate.go
 	return cmd
 }
 
