@@ -22,6 +22,8 @@ const (
 	ActionTokenRevealed      = "token.revealed"
 	ActionTokenPaused        = "token.paused"
 	ActionTokenResumed       = "token.resumed"
+	ActionTokenRotated       = "token.rotated"
+	ActionPreviousExpired    = "token.previous_secret_expired"
 )
 
 // Change is one field's old and new value, rendered as text. Secrets are

@@ -36,6 +36,9 @@ type Store interface {
 // forUpdate lock the row until the transaction ends where the database
 // supports row locks (SQLite serializes all writers instead).
 type Tx interface {
+	RotationTx // rotation.go
+	OutboxTx   // outbox.go
+
 	// InsertAccount stores a new account. ECONFLICT if the name is taken.
 	InsertAccount(ctx context.Context, a *Account) error
 	// AccountByID and AccountByName return ENOTFOUND if there is none.
@@ -127,4 +130,7 @@ type TokenUsage struct {
 	IP      string
 	UA      string
 	Pulls   int64 // requests since the last record, added to the total
+	// Previous says the use was by the token's previous secret (see
+	// rotation.go): its own last-use data is updated too.
+	Previous bool
 }

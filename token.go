@@ -80,6 +80,12 @@ type Token struct {
 	// Policy narrows what the token may do (restrictions, networks,
 	// pause, valid-from); the zero value narrows nothing.
 	Policy TokenPolicy
+	// Rotation (see rotation.go): the current secret's version (1 at
+	// creation, one more per rotation) and lookup hash, and the secret it
+	// replaced, if any. Lookup hashes are keyed HMACs, not secrets.
+	SecretVersion int
+	SecretHash    []byte
+	Previous      *PreviousSecret
 }
 
 // TokenStatus is what a user sees of a token's state.

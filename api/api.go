@@ -74,6 +74,8 @@ type Token struct {
 	ValidFrom    *time.Time   `json:"valid_from"` // null: valid from creation
 	PausedAt     *time.Time   `json:"paused_at"`  // null: not paused
 	Secret       string       `json:"secret,omitempty"`
+	// Previous is the secret before the last rotation (rotation.go).
+	Previous *PreviousSecret `json:"previous_secret,omitempty"`
 }
 
 // Restrictions are a token's own limits: image repository patterns,
@@ -228,6 +230,7 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		},
 		ValidFrom: utcPtr(t.Policy.ValidFrom),
 		PausedAt:  utcPtr(t.Policy.PausedAt),
+		Previous:  fromPrevious(t, now),
 	}
 }
 

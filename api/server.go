@@ -100,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/tokens/{id}/revoke", false, s.revokeToken},
 		{"POST", p + "/tokens/{id}/pause", false, s.pauseToken},
 		{"POST", p + "/tokens/{id}/resume", false, s.resumeToken},
+		{"POST", p + "/tokens/{id}/rotate", false, s.rotateToken}, // rotation.go
 	}
 	routes = append(routes, s.userRoutes()...)
 	mux := http.NewServeMux()
@@ -340,6 +341,10 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 	if err := account(who, name); err != nil {
 		return 0, nil, err
 	}
+	expiring, err := expiringFilter(r) // rotation.go
+	if err != nil {
+		return 0, nil, err
+	}
 	status := tollgate.TokenStatus(r.URL.Query().Get("status"))
 	switch status {
 	case "", tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended, tollgate.TokenPaused, tollgate.TokenScheduled:
@@ -356,6 +361,9 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 	for _, t := range toks {
 		if t.RevokedAt == nil {
 			out.Active++
+		}
+		if expiring > 0 && !t.ExpiringWithin(now, expiring) {
+			continue
 		}
 		if status == "" || t.Status(a, now) == status {
 			out.Tokens = append(out.Tokens, fromToken(t, a, now))

@@ -30,6 +30,12 @@ type Resource struct {
 	// Client is the client's address (behind trusted proxies). The zero
 	// value is an unknown address: refused by any network rule.
 	Client netip.Addr
+	// Which of the token's secrets the request presented (rotation.go):
+	// SecretHash, the lookup hash of the secret (Basic and /token), or
+	// SecretVersion, the version the bearer JWT was minted from. Neither
+	// set means the current one.
+	SecretHash    []byte
+	SecretVersion int
 }
 
 // Reason says why a decision denies; "" means allowed. The values double
@@ -48,13 +54,16 @@ const (
 	NotYetValid       Reason = "not_yet_valid"
 	AddressNotAllowed Reason = "address_not_allowed"
 	Restricted        Reason = "restricted"
+	// Rotated: the secret presented was rotated out (the previous one
+	// after its grace, or an older one).
+	Rotated Reason = "rotated"
 )
 
 // Allowed reports whether r is OK.
 func (r Reason) Allowed() bool { return r == OK }
 
 // Decide judges tok (of account acct) for res at now. The order is fixed:
-// revoked, suspended, paused, expired, not yet valid, client address,
+// revoked, rotated (the secret presented), suspended, paused, expired, not yet valid, client address,
 // scope, entitlement (the subscription), restriction (the token's policy);
 // the first failing rule is the reason. The policy only ever narrows: a
 // resource must pass both the subscription and the restriction. A nil
@@ -63,9 +72,14 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 	if tok == nil || acct == nil || tok.AccountID != acct.ID {
 		return Revoked
 	}
-	switch tok.Status(acct, now) {
-	case tollgate.TokenRevoked:
+	status := tok.Status(acct, now)
+	if status == tollgate.TokenRevoked {
 		return Revoked
+	}
+	if !tok.SecretLive(presentedVersion(tok, res), now) {
+		return Rotated
+	}
+	switch status {
 	case tollgate.TokenSuspended:
 		return Suspended
 	case tollgate.TokenPaused:
@@ -107,4 +121,17 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 		return OK
 	}
 	return NotEntitled
+}
+
+// presentedVersion is the version of the secret res presented: by hash if
+// it has one (a hash that is neither secret's is version -1, never live),
+// else the version it says (0: not said, the current one).
+func presentedVersion(tok *tollgate.Token, res Resource) int {
+	if len(res.SecretHash) > 0 {
+		if v := tok.PresentedVersion(res.SecretHash); v != 0 {
+			return v
+		}
+		return -1
+	}
+	return res.SecretVersion
 }

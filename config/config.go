@@ -69,6 +69,8 @@ type Config struct {
 	// Limits bounds failed authentications per client IP and how long a
 	// client may take to send a request.
 	Limits LimitsConfig `yaml:"limits"`
+	// Notify: expiry warnings, webhooks and e-mail (notify.go).
+	Notify NotifyConfig `yaml:"notify"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -176,6 +178,7 @@ func defaults() *Config {
 		Ops:      OpsConfig{ShutdownTimeout: Duration(30 * time.Second)},
 		Limits: LimitsConfig{AuthFailuresPerMinute: 30, AuthFailureBurst: 20,
 			HeaderTimeout: Duration(10 * time.Second), BodyTimeout: Duration(30 * time.Second)},
+		Notify: defaultNotify(),
 	}
 }
 
@@ -265,6 +268,7 @@ func (c *Config) Validate() error {
 	n.Packages.validate(&p)
 	n.Ops.validate(&p)
 	n.Limits.validate(&p)
+	n.Notify.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))

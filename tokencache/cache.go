@@ -11,10 +11,16 @@
 //   - The store, the source of truth. Concurrent misses of one key make
 //     one query (singleflight).
 //
-// Layout: hash → token id never changes (cached long, never
-// invalidated); tokens and accounts (with the subscription) by id are what
-// writes change. Unknown hashes live in L1 only (negative_ttl, at most
-// negative_size). Keys are hashes and ids; values never hold a secret.
+// Layout: the secret hash → token id mapping never changes (a rotation
+// gives a token a new hash; the old one still names the same token), so
+// it is cached long and never invalidated. Which of a token's hashes are
+// live is token data (SecretHash, Previous), judged by authz.Decide. Token
+// data (by token id) and account data with the subscription (by account
+// id) are what writes change, and what invalidation drops. Unknown hashes
+// are remembered in L1 only (negative_ttl, at most negative_size of them),
+// so that a flood of bad tokens reaches the store once per hash and cannot
+// grow memory, in-process or in Redis. Keys are hashes and ids, never
+// secrets; values never hold a secret (Token has none).
 //
 // Invalidation has two feeds. Service appends every change to the
 // store's invalidation log in the change's own transaction (a Seq that
@@ -297,6 +303,9 @@ func setDefault[T int | time.Duration](v *T, d T) {
 // the largest field of a token.
 func withoutUsage(t *tollgate.Token) *tollgate.Token {
 	t.LastUsedAt, t.LastUsedIP, t.LastUsedUA, t.Pulls = nil, "", "", 0
+	if t.Previous != nil {
+		t.Previous.LastUsedAt, t.Previous.LastUsedIP, t.Previous.LastUsedUA = nil, "", ""
+	}
 	return t
 }
 

@@ -345,7 +345,7 @@ func TestRedisEntryKeepsTheTokenPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages,
+	in := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages, SecretHash: []byte("hash"),
 		Policy: tollgate.TokenPolicy{Images: []string{"team-a/*"}, Packages: []string{"os"}, Networks: nets, ValidFrom: &from, PausedAt: &paused}}
 	data, err := encodeToken(in, 7)
 	if err != nil {

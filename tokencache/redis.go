@@ -105,6 +105,12 @@ type wireToken struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	Policy      wirePolicy `json:"policy"`
+	// Rotation: the two secrets' lookup hashes (never secrets) and the
+	// previous one's grace. An entry without SecretHash (written before
+	// rotation existed) is not used: Decide needs the hash.
+	SecretVersion int           `json:"secret_version,omitempty"`
+	SecretHash    []byte        `json:"secret_hash,omitempty"`
+	Previous      *wirePrevious `json:"previous,omitempty"`
 }
 
 type wirePolicy struct {
@@ -113,6 +119,14 @@ type wirePolicy struct {
 	Networks  []netip.Prefix `json:"networks,omitempty"`
 	ValidFrom *time.Time     `json:"valid_from,omitempty"`
 	PausedAt  *time.Time     `json:"paused_at,omitempty"`
+}
+
+type wirePrevious struct {
+	Hash         []byte    `json:"hash"`
+	Version      int       `json:"version"`
+	RotatedAt    time.Time `json:"rotated_at"`
+	ValidUntil   time.Time `json:"valid_until"`
+	ExpiredNoted bool      `json:"expired_noted,omitempty"`
 }
 
 type wireAccount struct {
@@ -147,17 +161,34 @@ func encodeToken(t *tollgate.Token, seq int64) ([]byte, error) {
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, RevokedAt: t.RevokedAt,
 		Policy: wirePolicy{Images: t.Policy.Images, Packages: t.Policy.Packages, Networks: t.Policy.Networks,
 			ValidFrom: t.Policy.ValidFrom, PausedAt: t.Policy.PausedAt},
+		SecretVersion: t.SecretVersion, SecretHash: t.SecretHash, Previous: encodePrevious(t.Previous),
 	})
 }
 
+func encodePrevious(p *tollgate.PreviousSecret) *wirePrevious {
+	if p == nil {
+		return nil
+	}
+	return &wirePrevious{Hash: p.Hash, Version: p.Version, RotatedAt: p.RotatedAt, ValidUntil: p.ValidUntil, ExpiredNoted: p.ExpiredNoted}
+}
+
+func decodePrevious(w *wirePrevious) *tollgate.PreviousSecret {
+	if w == nil {
+		return nil
+	}
+	return &tollgate.PreviousSecret{Hash: w.Hash, Version: w.Version, RotatedAt: w.RotatedAt.UTC(), ValidUntil: w.ValidUntil.UTC(), ExpiredNoted: w.ExpiredNoted}
+}
+
 // decodeToken returns the token in data, and its stamp, if it is of this
-// format version and is the token asked for.
+// format version and is the token asked for. An entry without a secret
+// hash (written before rotation existed) is not used: Decide needs it.
 func decodeToken(data []byte, id string) (*tollgate.Token, int64, bool) {
 	var w wireToken
-	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.AccountID == "" {
+	if json.Unmarshal(data, &w) != nil || w.V != FormatVersion || w.ID != id || w.AccountID == "" || len(w.SecretHash) == 0 {
 		return nil, 0, false
 	}
 	return &tollgate.Token{
+		SecretVersion: w.SecretVersion, SecretHash: w.SecretHash, Previous: decodePrevious(w.Previous),
 		ID: w.ID, AccountID: w.AccountID, AccountName: w.AccountName, Name: w.Name,
 		Description: w.Description, Scope: tollgate.Scope(w.Scope), ExpiresAt: utcPtr(w.ExpiresAt),
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),

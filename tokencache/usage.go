@@ -46,18 +46,38 @@ func (c *Cache) RecordUse(tokenID, ip, userAgent string, at time.Time) {
 	}
 }
 
+// RecordSecretUse is RecordUse saying which secret was used: previous is
+// true for the token's previous secret during a rotation's grace (see
+// tollgate.Token.IsPrevious), whose own last-use data is then kept too.
+func (c *Cache) RecordSecretUse(tokenID string, previous bool, ip, userAgent string, at time.Time) {
+	if tokenID == "" {
+		return
+	}
+	if !c.usage.add(tollgate.TokenUsage{TokenID: tokenID, At: at, IP: truncate(ip, maxIPLen), UA: truncate(userAgent, maxUAlen), Pulls: 1, Previous: previous}) {
+		c.stats.usageDropped.Add(1)
+	}
+}
+
+// usageKey keeps the uses of a token's two secrets apart.
+func usageKey(u tollgate.TokenUsage) string {
+	if u.Previous {
+		return u.TokenID + "\x00previous"
+	}
+	return u.TokenID
+}
+
 // add merges u into the buffer: pulls add up, the latest use gives time,
 // address and user agent. It reports false if the buffer is full.
 func (b *usageBuffer) add(u tollgate.TokenUsage) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, ok := b.m[u.TokenID]
+	cur, ok := b.m[usageKey(u)]
 	if !ok {
 		if len(b.m) >= b.max {
 			return false
 		}
 		cp := u
-		b.m[u.TokenID] = &cp
+		b.m[usageKey(u)] = &cp
 		return true
 	}
 	cur.Pulls += u.Pulls

@@ -94,6 +94,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Metrics.Register(CacheCollector{Stats: m.Cache.Stats})
+	if err := m.startNotify(ctx); err != nil { // notify.go
+		return err
+	}
 	m.limiter = ratelimit.New(ratelimit.Options{
 		PerMinute: m.Config.Limits.AuthFailuresPerMinute, Burst: m.Config.Limits.AuthFailureBurst,
 		Redis: m.redis, KeyPrefix: m.Config.Redis.KeyPrefix, Logger: m.Logger,
@@ -173,6 +176,7 @@ func (m *Main) Close() error {
 		cancel()
 		m.server = nil
 	}
+	m.stopNotify() // notify.go
 	if m.stopCache != nil {
 		m.stopCache()
 		<-m.cacheDone

@@ -20,13 +20,14 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 	f.register(cmd)
 	cmd.AddCommand(
 		newTokenCreateCmd(f),
-		newTokenListCmd(f),
+		withExpiring(f, newTokenListCmd(f)), // rotate.go
 		newTokenShowCmd(f),
 		newTokenEditCmd(f),
 		newTokenExtendCmd(f),
 		newTokenRevokeCmd(f),
 		newTokenPauseCmd(f),
 		newTokenResumeCmd(f),
+		newTokenRotateCmd(f), // rotate.go
 	)
 	return cmd
 }

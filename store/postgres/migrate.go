@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/store/internal/migrations"
 )
@@ -58,8 +60,15 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if latest := ms[len(ms)-1].Version; current > latest {
 		return tollgate.Internal(fmt.Errorf("postgres: database schema version %d is newer than this binary's %d", current, latest))
 	}
+	// Every migration not recorded runs, not only those above the
+	// highest recorded: numbers are handed out to parallel work, so a
+	// database may have met 0006 before 0004.
+	applied, err := appliedVersions(ctx, ptx)
+	if err != nil {
+		return err
+	}
 	for _, m := range ms {
-		if m.Version <= current {
+		if applied[m.Version] {
 			continue
 		}
 		// Without arguments pgx sends the file as one simple query, so a
@@ -77,4 +86,21 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return dbError(err, "", "")
 	}
 	return nil
+}
+
+// appliedVersions returns the versions recorded in schema_migrations.
+func appliedVersions(ctx context.Context, ptx pgx.Tx) (map[int]bool, error) {
+	rows, err := ptx.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, dbError(err, "", "")
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, dbError(err, "", "")
+	}
+	out := map[int]bool{}
+	for _, v := range vs {
+		out[v] = true
+	}
+	return out, nil
 }

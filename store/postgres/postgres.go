@@ -150,6 +150,9 @@ func (db *DB) RecordUsage(ctx context.Context, usage []tollgate.TokenUsage) erro
 				pulls = pulls + $4
 			WHERE id = $5`,
 			utc(u.At), u.IP, u.UA, u.Pulls, u.TokenID)
+		if u.Previous {
+			queuePreviousUse(b, u)
+		}
 	}
 	return dbError(db.pool.SendBatch(ctx, b).Close(), "", "")
 }
@@ -160,9 +163,13 @@ func mergeUsage(usage []tollgate.TokenUsage) []tollgate.TokenUsage {
 	byID := make(map[string]int, len(usage))
 	var out []tollgate.TokenUsage
 	for _, u := range usage {
-		i, ok := byID[u.TokenID]
+		k := u.TokenID
+		if u.Previous {
+			k += "\x00previous"
+		}
+		i, ok := byID[k]
 		if !ok {
-			byID[u.TokenID] = len(out)
+			byID[k] = len(out)
 			out = append(out, u)
 			continue
 		}

@@ -165,7 +165,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 }
 
 const tokenColumns = `t.id, t.account_id, a.name, t.name, t.description, t.scope, t.expires_at,
-	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy`
+	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy, ` + rotationColumns
 
 const tokenFrom = ` FROM tokens t JOIN accounts a ON a.id = t.account_id `
 
@@ -197,7 +197,8 @@ func (t *tx) TokenByHash(ctx context.Context, hash []byte) (*tollgate.Token, err
 	if len(hash) == 0 {
 		return nil, tollgate.Errorf(tollgate.ENOTFOUND, "token not found")
 	}
-	return t.token(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.secret_hash = $1`, hash)
+	// The previous secret names its token too: Decide judges its grace.
+	return t.token(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.secret_hash = $1 OR t.prev_secret_hash = $1`, hash)
 }
 
 func (t *tx) token(ctx context.Context, query string, arg any) (*tollgate.Token, error) {
@@ -351,14 +352,16 @@ func scanToken(s pgx.Row) (*tollgate.Token, error) {
 		scope  int32
 		policy string
 	)
-	if err := s.Scan(&tok.ID, &tok.AccountID, &tok.AccountName, &tok.Name, &tok.Description, &scope, &tok.ExpiresAt,
-		&tok.CreatedAt, &tok.UpdatedAt, &tok.LastUsedAt, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &tok.RevokedAt, &policy); err != nil {
+	var rot rotationScan
+	if err := s.Scan(append([]any{&tok.ID, &tok.AccountID, &tok.AccountName, &tok.Name, &tok.Description, &scope, &tok.ExpiresAt,
+		&tok.CreatedAt, &tok.UpdatedAt, &tok.LastUsedAt, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &tok.RevokedAt, &policy}, rot.dest()...)...); err != nil {
 		return nil, err
 	}
 	var err error
 	if tok.Policy, err = codec.UnmarshalPolicy(policy); err != nil {
 		return nil, err
 	}
+	rot.fill(&tok)
 	tok.Scope = tollgate.Scope(scope)
 	tok.CreatedAt, tok.UpdatedAt = tok.CreatedAt.UTC(), tok.UpdatedAt.UTC()
 	tok.ExpiresAt, tok.LastUsedAt, tok.RevokedAt = utcPtr(tok.ExpiresAt), utcPtr(tok.LastUsedAt), utcPtr(tok.RevokedAt)

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"fmt"
 	"time"
@@ -51,8 +52,15 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if latest := ms[len(ms)-1].Version; current > latest {
 		return tollgate.Internal(fmt.Errorf("sqlite: database schema version %d is newer than this binary's %d", current, latest))
 	}
+	// Every migration not recorded runs, not only those above the
+	// highest recorded: numbers are handed out to parallel work, so a
+	// database may have met 0006 before 0004.
+	applied, err := appliedVersions(ctx, stx)
+	if err != nil {
+		return err
+	}
 	for _, m := range ms {
-		if m.Version <= current {
+		if applied[m.Version] {
 			continue
 		}
 		if _, err := stx.ExecContext(ctx, m.SQL); err != nil {
@@ -68,4 +76,22 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return dbError(err, "", "")
 	}
 	return nil
+}
+
+// appliedVersions returns the versions recorded in schema_migrations.
+func appliedVersions(ctx context.Context, stx *sql.Tx) (map[int]bool, error) {
+	rows, err := stx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, dbError(err, "", "")
+	}
+	defer rows.Close()
+	out := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, dbError(err, "", "")
+		}
+		out[v] = true
+	}
+	return out, dbError(rows.Err(), "", "")
 }

@@ -177,6 +177,11 @@ func (db *DB) RecordUsage(ctx context.Context, usage []tollgate.TokenUsage) erro
 			if _, err := stmt.ExecContext(ctx, at, u.IP, at, u.UA, at, at, u.Pulls, u.TokenID); err != nil {
 				return dbError(err, "", "")
 			}
+			if u.Previous {
+				if err := recordPreviousUse(ctx, q, u); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -188,9 +193,13 @@ func mergeUsage(usage []tollgate.TokenUsage) []tollgate.TokenUsage {
 	byID := make(map[string]int, len(usage))
 	var out []tollgate.TokenUsage
 	for _, u := range usage {
-		i, ok := byID[u.TokenID]
+		k := u.TokenID
+		if u.Previous {
+			k += "\x00previous"
+		}
+		i, ok := byID[k]
 		if !ok {
-			byID[u.TokenID] = len(out)
+			byID[k] = len(out)
 			out = append(out, u)
 			continue
 		}

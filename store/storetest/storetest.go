@@ -20,4 +20,5 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Service", func(t *testing.T) { testService(t, newStore) })
 	t.Run("Users", func(t *testing.T) { testUsers(t, newStore) })
 	t.Run("Invalidations", func(t *testing.T) { testInvalidations(t, newStore) })
+	t.Run("Rotation", func(t *testing.T) { testRotation(t, newStore) })
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/notify"
+)
+
+// deliverers holds each running Main's notification deliverer, so that
+// Close can stop it before the store closes (kept here rather than in a
+// field of Main while server.go is edited by others).
+var deliverers sync.Map // *Main → *runningDeliverer
+
+type runningDeliverer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startNotify starts the outbox deliverer of this replica (see package
+// notify): every replica runs one; they share the work through the
+// store. notify.interval 0 turns it off here.
+func (m *Main) startNotify(ctx context.Context) error {
+	n := m.Config.Notify
+	if n.Interval.Duration() <= 0 {
+		return nil
+	}
+	var mail *notify.SMTP
+	if s := n.SMTP; s.Addr != "" {
+		mail = &notify.SMTP{Addr: s.Addr, From: s.From, Insecure: s.Insecure, Username: s.Username}
+		if s.PasswordFile != "" {
+			b, err := os.ReadFile(s.PasswordFile)
+			if err != nil {
+				return fmt.Errorf("notify.smtp.password_file: %w", err)
+			}
+			mail.Password = tollgate.Secret(strings.TrimSpace(string(b)))
+		}
+	}
+	consoleURL := n.ConsoleURL
+	if consoleURL == "" {
+		consoleURL = strings.TrimRight(m.Config.PublicURL, "/") + "/console"
+	}
+	d, err := notify.New(notify.Options{
+		Service: m.Service, Logger: m.Logger, Interval: n.Interval.Duration(), RetryFor: n.RetryFor.Duration(),
+		Thresholds: n.Thresholds(), AllowPrivate: n.AllowPrivateWebhooks, SMTP: mail, ConsoleURL: consoleURL,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &runningDeliverer{cancel: cancel, done: make(chan struct{})}
+	deliverers.Store(m, r)
+	go func() {
+		defer close(r.done)
+		d.Run(ctx)
+	}()
+	return nil
+}
+
+// stopNotify stops the deliverer and waits for it (a delivery in flight
+// finishes and is recorded). Call it before the store closes.
+func (m *Main) stopNotify() {
+	v, ok := deliverers.LoadAndDelete(m)
+	if !ok {
+		return
+	}
+	r := v.(*runningDeliverer)
+	r.cancel()
+	<-r.done
+}

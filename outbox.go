@@ -1,0 +1,444 @@
+package tollgate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Notifications go through a durable outbox: the Service writes an Event,
+// and one Delivery per destination (a webhook of the account, or the
+// e-mail address of one of its admins), in the same transaction as the
+// change the event describes, so that a committed change always has its
+// notification and a rolled-back one never does. Deliverers (package
+// notify, on every replica) claim deliveries with a lease, send them and
+// write the outcome; a replica killed mid-delivery leaves a lease that
+// runs out, and another replica sends the delivery again, with the same
+// idempotency key (the event id).
+
+// Event types.
+const (
+	EventTokenExpiring         = "token.expiring"
+	EventTokenExpired          = "token.expired"
+	EventTokenRotated          = "token.rotated"
+	EventPreviousSecretExpired = "token.previous_secret_expired"
+)
+
+// EventTypes lists the event types a webhook may subscribe to.
+var EventTypes = []string{EventTokenExpiring, EventTokenExpired, EventTokenRotated, EventPreviousSecretExpired}
+
+// emailEvents are also sent by e-mail to the account's admins.
+var emailEvents = []string{EventTokenExpiring, EventTokenExpired, EventPreviousSecretExpired}
+
+// PayloadVersion is the version of the event JSON (Payload.Version).
+const PayloadVersion = 1
+
+// Event is one thing that happened, as notifications describe it.
+type Event struct {
+	ID        string // "evt_...": also the idempotency key of every delivery
+	AccountID string
+	Type      string
+	// Key makes the event unique: a second event with the same Key is
+	// not written (see InsertEvent). Empty: no such constraint.
+	Key       string
+	Payload   []byte // JSON of Payload
+	CreatedAt time.Time
+}
+
+// Payload is the versioned JSON body of an event. It never holds a secret.
+type Payload struct {
+	Version   int          `json:"version"`
+	ID        string       `json:"id"`
+	Type      string       `json:"type"`
+	CreatedAt time.Time    `json:"created_at"`
+	Account   string       `json:"account"`
+	Token     PayloadToken `json:"token"`
+	// Threshold is, for token.expiring, how long before the expiry the
+	// warning was due ("30d", "7d", "1d").
+	Threshold string `json:"threshold,omitempty"`
+}
+
+// PayloadToken is the token an event is about.
+type PayloadToken struct {
+	ID                 string     `json:"id"`
+	Name               string     `json:"name"`
+	ExpiresAt          *time.Time `json:"expires_at,omitempty"`
+	SecretVersion      int        `json:"secret_version,omitempty"`
+	PreviousValidUntil *time.Time `json:"previous_valid_until,omitempty"`
+}
+
+// Delivery channels and statuses.
+const (
+	ChannelWebhook = "webhook"
+	ChannelEmail   = "email"
+
+	DeliveryPending   = "pending"
+	DeliveryDelivered = "delivered"
+	DeliveryFailed    = "failed" // given up (retries exhausted)
+)
+
+// Delivery is one event on its way to one destination.
+type Delivery struct {
+	ID            int64
+	EventID       string
+	AccountID     string
+	Channel       string // ChannelWebhook or ChannelEmail
+	Target        string // the webhook id, or the e-mail address
+	Status        string
+	Attempts      int
+	NextAttemptAt time.Time
+	LastCode      int    // HTTP status or SMTP reply code of the last attempt
+	LastError     string // why the last attempt failed, for the delivery log
+	CreatedAt     time.Time
+	DeliveredAt   *time.Time
+
+	// Filled by ClaimDeliveries: what the deliverer needs.
+	Event   *Event
+	Webhook *Webhook // ChannelWebhook only
+	// SealedSecret is the webhook's signing secret, sealed with
+	// Keys.Seal(secret, webhook id).
+	SealedSecret []byte
+}
+
+// Webhook formats.
+const (
+	WebhookJSON  = "json"  // the Payload
+	WebhookSlack = "slack" // {"text": "..."}, for chat channels
+)
+
+// Webhook is an account's HTTP endpoint for events.
+type Webhook struct {
+	ID        string // "wh_..."
+	AccountID string
+	URL       string
+	Events    []string // empty: every event type
+	Format    string
+	CreatedAt time.Time
+}
+
+// Wants reports whether the webhook subscribes to the event type.
+func (w *Webhook) Wants(typ string) bool { return len(w.Events) == 0 || slices.Contains(w.Events, typ) }
+
+// OutboxTx is what notifications need of a transaction (embedded in Tx).
+type OutboxTx interface {
+	// InsertEvent writes e and reports true, or, if an event with the same
+	// non-empty Key exists, writes nothing and reports false.
+	InsertEvent(ctx context.Context, e *Event) (bool, error)
+	// InsertDelivery writes d (Status pending) and sets d.ID.
+	InsertDelivery(ctx context.Context, d *Delivery) error
+	// ClaimDeliveries leases up to limit pending deliveries due at now and
+	// not leased (or whose lease ran out) until leaseUntil, counting one
+	// attempt each, and returns them with Event (and Webhook and
+	// SealedSecret) filled. Concurrent claims never get the same delivery
+	// while its lease runs (PostgreSQL: FOR UPDATE SKIP LOCKED).
+	ClaimDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*Delivery, error)
+	// FinishDelivery writes the outcome of an attempt (Status,
+	// NextAttemptAt, LastCode, LastError, DeliveredAt) and ends the
+	// lease. ENOTFOUND for an unknown id.
+	FinishDelivery(ctx context.Context, d *Delivery) error
+	// ListDeliveries returns the account's deliveries, newest first, at
+	// most limit, with Event filled.
+	ListDeliveries(ctx context.Context, accountID string, limit int) ([]*Delivery, error)
+	// RedeliverDelivery makes the account's delivery pending again, due
+	// at now. ENOTFOUND if the account has no such delivery.
+	RedeliverDelivery(ctx context.Context, accountID string, id int64, now time.Time) error
+	// InsertWebhook stores w with its sealed signing secret. ENOTFOUND
+	// for an unknown account.
+	InsertWebhook(ctx context.Context, w *Webhook, sealed []byte) error
+	// ListWebhooks returns the account's webhooks, oldest first.
+	ListWebhooks(ctx context.Context, accountID string) ([]*Webhook, error)
+	// DeleteWebhook removes the account's webhook (its past deliveries
+	// stay in the log). ENOTFOUND if the account has no such webhook.
+	DeleteWebhook(ctx context.Context, accountID, id string) error
+}
+
+// emit writes the event about t and one delivery per destination that
+// wants it, inside tx. A non-empty key makes it once-only: an event with
+// that key already written is not written again, nor delivered.
+func (s *Service) emit(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key string) error {
+	_, err := s.emitPayload(ctx, tx, a, t, typ, now, key, "")
+	return err
+}
+
+// emitPayload is emit, saying whether the event was new.
+func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key, threshold string) (bool, error) {
+	ev := &Event{ID: NewID("evt_"), AccountID: a.ID, Type: typ, Key: key, CreatedAt: now}
+	p := Payload{Version: PayloadVersion, ID: ev.ID, Type: typ, CreatedAt: now, Account: a.Name, Threshold: threshold,
+		Token: PayloadToken{ID: t.ID, Name: t.Name, ExpiresAt: t.ExpiresAt, SecretVersion: t.SecretVersion}}
+	if t.Previous != nil {
+		until := t.Previous.ValidUntil
+		p.Token.PreviousValidUntil = &until
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return false, Internal(err)
+	}
+	ev.Payload = body
+	inserted, err := tx.InsertEvent(ctx, ev)
+	if err != nil || !inserted {
+		return false, err
+	}
+	hooks, err := tx.ListWebhooks(ctx, a.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, w := range hooks {
+		if !w.Wants(typ) {
+			continue
+		}
+		if err := tx.InsertDelivery(ctx, &Delivery{EventID: ev.ID, AccountID: a.ID, Channel: ChannelWebhook, Target: w.ID,
+			Status: DeliveryPending, NextAttemptAt: now, CreatedAt: now}); err != nil {
+			return false, err
+		}
+	}
+	if !slices.Contains(emailEvents, typ) {
+		return true, nil
+	}
+	users, err := tx.ListUsers(ctx, a.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, u := range users {
+		if u.Role != RoleAdmin {
+			continue
+		}
+		if err := tx.InsertDelivery(ctx, &Delivery{EventID: ev.ID, AccountID: a.ID, Channel: ChannelEmail, Target: u.Email,
+			Status: DeliveryPending, NextAttemptAt: now, CreatedAt: now}); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// DefaultExpiryThresholds are when token.expiring is sent: 30, 7 and 1
+// days before the expiry.
+var DefaultExpiryThresholds = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour}
+
+// expiredLookback bounds how long after an expiry token.expired is still
+// sent: a token that expired before notifications existed is not news.
+const expiredLookback = 7 * 24 * time.Hour
+
+// SweepExpiry writes token.expiring and token.expired events that are
+// due at now: for each token, the tightest threshold it has crossed
+// (so a token created 2 days before its expiry gets the 7-day warning,
+// not the 30-day one too), and token.expired once it has expired. Each is
+// written once per token, threshold and expiry date, however many
+// replicas sweep and however often (an extended expiry warns anew). It
+// says how many events it wrote.
+func (s *Service) SweepExpiry(ctx context.Context, thresholds []time.Duration) (int, error) {
+	if len(thresholds) == 0 {
+		thresholds = DefaultExpiryThresholds
+	}
+	ths := slices.Clone(thresholds)
+	slices.Sort(ths)
+	n := 0
+	err := s.Store.Update(ctx, func(tx Tx) error {
+		now := s.now()
+		toks, err := tx.TokensExpiringBy(ctx, now.Add(-expiredLookback), now.Add(ths[len(ths)-1]), 1000)
+		if err != nil {
+			return err
+		}
+		accts := map[string]*Account{}
+		for _, t := range toks {
+			a := accts[t.AccountID]
+			if a == nil {
+				if a, err = tx.AccountByID(ctx, t.AccountID, false); err != nil {
+					return err
+				}
+				accts[t.AccountID] = a
+			}
+			exp := t.ExpiresAt.UTC().Format(time.RFC3339)
+			if t.Expired(now) {
+				before, err := s.countEvent(ctx, tx, a, t, EventTokenExpired, now, fmt.Sprintf("%s:%s:%s", EventTokenExpired, t.ID, exp), "")
+				if err != nil {
+					return err
+				}
+				n += before
+				continue
+			}
+			left := t.ExpiresAt.Sub(now)
+			for _, th := range ths {
+				if left > th {
+					continue
+				}
+				label := FormatDays(th)
+				c, err := s.countEvent(ctx, tx, a, t, EventTokenExpiring, now,
+					fmt.Sprintf("%s:%s:%s:%s", EventTokenExpiring, t.ID, label, exp), label)
+				if err != nil {
+					return err
+				}
+				n += c
+				break
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// countEvent emits and says 1 if the event was new.
+func (s *Service) countEvent(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key, threshold string) (int, error) {
+	inserted, err := s.emitPayload(ctx, tx, a, t, typ, now, key, threshold)
+	if inserted {
+		return 1, err
+	}
+	return 0, err
+}
+
+// FormatDays writes a duration as whole days ("7d") when it is one, else
+// as Go does.
+func FormatDays(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// WebhookCreate is the input of CreateWebhook.
+type WebhookCreate struct {
+	Account string
+	URL     string
+	Events  []string // empty: all
+	Format  string   // "" means json
+}
+
+// CreateWebhook adds a webhook to the account and returns its signing
+// secret, once (deliveries are signed with it, see package notify).
+//
+// Errors: EINVALID naming the field; ENOTFOUND for the account;
+// EFORBIDDEN for a customer of a suspended account.
+func (s *Service) CreateWebhook(ctx context.Context, actor string, in WebhookCreate) (*Webhook, Secret, error) {
+	if err := ValidateWebhookURL(in.URL); err != nil {
+		return nil, "", err
+	}
+	for _, e := range in.Events {
+		if !slices.Contains(EventTypes, e) {
+			return nil, "", FieldError("events", "unknown event %q (want one of %s)", e, strings.Join(EventTypes, ", "))
+		}
+	}
+	switch in.Format {
+	case "":
+		in.Format = WebhookJSON
+	case WebhookJSON, WebhookSlack:
+	default:
+		return nil, "", FieldError("format", "must be json or slack")
+	}
+	w := &Webhook{ID: NewID("wh_"), URL: in.URL, Events: dedupe(in.Events), Format: in.Format, CreatedAt: s.now()}
+	secret := NewSecret(WebhookSecretPrefix)
+	err := s.Store.Update(ctx, func(tx Tx) error {
+		a, err := tx.AccountByName(ctx, in.Account, true)
+		if err != nil {
+			return accountNotFound(err, in.Account)
+		}
+		if err := checkSuspended(actor, a); err != nil {
+			return err
+		}
+		w.AccountID = a.ID
+		if err := tx.InsertWebhook(ctx, w, s.Keys.Seal(secret, w.ID)); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: w.CreatedAt, Actor: actor, Action: ActionWebhookCreated, Target: w.ID,
+			Changes: map[string]Change{"url": {To: RedactURL(w.URL)}, "events": {To: strings.Join(w.Events, ",")}, "format": {To: w.Format}}})
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return w, secret, nil
+}
+
+// WebhookSecretPrefix starts a webhook signing secret.
+const WebhookSecretPrefix = "tgw_"
+
+// Audit actions of webhooks.
+const (
+	ActionWebhookCreated = "webhook.created"
+	ActionWebhookDeleted = "webhook.deleted"
+)
+
+// ValidateWebhookURL: an absolute http or https URL without user info.
+func ValidateWebhookURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return FieldError("url", "must be an absolute http or https URL")
+	}
+	if u.User != nil {
+		return FieldError("url", "must not carry user info; deliveries are signed instead")
+	}
+	if len(v) > 2000 {
+		return FieldError("url", "must be at most 2000 characters")
+	}
+	return checkNoControl("url", v)
+}
+
+// RedactURL drops a URL's query and user info (they may carry a chat
+// service's token) for the audit log and the console.
+func RedactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "[invalid URL]"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+// ListWebhooks returns the account's webhooks.
+func (s *Service) ListWebhooks(ctx context.Context, account string) ([]*Webhook, error) {
+	var out []*Webhook
+	err := s.Store.View(ctx, func(tx Tx) error {
+		a, err := tx.AccountByName(ctx, account, false)
+		if err != nil {
+			return accountNotFound(err, account)
+		}
+		out, err = tx.ListWebhooks(ctx, a.ID)
+		return err
+	})
+	return out, err
+}
+
+// DeleteWebhook removes the account's webhook (ENOTFOUND).
+func (s *Service) DeleteWebhook(ctx context.Context, actor, account, id string) error {
+	return s.Store.Update(ctx, func(tx Tx) error {
+		a, err := tx.AccountByName(ctx, account, true)
+		if err != nil {
+			return accountNotFound(err, account)
+		}
+		if err := tx.DeleteWebhook(ctx, a.ID, id); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: s.now(), Actor: actor, Action: ActionWebhookDeleted, Target: id})
+	})
+}
+
+// ListDeliveries returns the account's most recent deliveries (at most
+// 200), newest first.
+func (s *Service) ListDeliveries(ctx context.Context, account string, limit int) ([]*Delivery, error) {
+	if limit <= 0 || limit > 200 {
+		limit = 200
+	}
+	var out []*Delivery
+	err := s.Store.View(ctx, func(tx Tx) error {
+		a, err := tx.AccountByName(ctx, account, false)
+		if err != nil {
+			return accountNotFound(err, account)
+		}
+		out, err = tx.ListDeliveries(ctx, a.ID, limit)
+		return err
+	})
+	return out, err
+}
+
+// Redeliver sends the account's delivery again, as soon as a deliverer
+// picks it up (ENOTFOUND).
+func (s *Service) Redeliver(ctx context.Context, account string, id int64) error {
+	return s.Store.Update(ctx, func(tx Tx) error {
+		a, err := tx.AccountByName(ctx, account, false)
+		if err != nil {
+			return accountNotFound(err, account)
+		}
+		return tx.RedeliverDelivery(ctx, a.ID, id, s.now())
+	})
+}
