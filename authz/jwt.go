@@ -63,6 +63,10 @@ type Claims struct {
 	NotBefore time.Time // zero if the token has no nbf
 	ExpiresAt time.Time
 	Access    []Access
+	// SecretVersion is which of the registry token's secrets the JWT was
+	// issued for (claim "sv"; 0 when absent): after a rotation, the edge
+	// refuses JWTs of a secret whose grace has ended.
+	SecretVersion int
 }
 
 // Allows reports whether c grants action on the resource typ/name. Matching
@@ -139,6 +143,7 @@ type issueClaims struct {
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	ID        string           `json:"jti"`
 	Access    []Access         `json:"access"`
+	Version   int              `json:"sv,omitempty"`
 }
 
 func (c *issueClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
@@ -160,13 +165,19 @@ func (c *issueClaims) GetAudience() (jwt.ClaimStrings, error) {
 // registry token is as good as expired. An empty subject or audience is
 // EINVALID.
 func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time.Time) (token string, issuedAt time.Time, expiresIn time.Duration, err error) {
+	return s.IssueVersion(subject, 0, audience, access, notAfter)
+}
+
+// IssueVersion is Issue for the given secret version of the subject (0:
+// not said), carried in the token's "sv" claim.
+func (s *Signer) IssueVersion(subject string, version int, audience string, access []Access, notAfter *time.Time) (token string, issuedAt time.Time, expiresIn time.Duration, err error) {
 	if subject == "" || audience == "" {
 		return "", time.Time{}, 0, tollgate.Errorf(tollgate.EINVALID, "token needs a subject and an audience")
 	}
 	now := s.now()
 	var key string
 	if s.reuse != nil {
-		key = reuseKey(subject, audience, access, notAfter)
+		key = reuseKey(subject+"\x00"+strconv.Itoa(version), audience, access, notAfter)
 		if t, ok := s.reuse.get(key, now); ok {
 			return t.raw, t.iat, t.exp.Sub(now).Truncate(time.Second), nil
 		}
@@ -190,6 +201,7 @@ func (s *Signer) Issue(subject, audience string, access []Access, notAfter *time
 		IssuedAt:  iat,
 		ID:        newJTI(),
 		Access:    wireAccess(access),
+		Version:   version,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = s.kid
@@ -362,7 +374,8 @@ func NewVerifier(keys []*ecdsa.PublicKey, issuer, audience string, leeway time.D
 // verifyClaims is the payload as read; aud may be a string or an array.
 type verifyClaims struct {
 	jwt.RegisteredClaims
-	Access []Access `json:"access"`
+	Access  []Access `json:"access"`
+	Version int      `json:"sv"`
 }
 
 var (
@@ -419,11 +432,12 @@ func (v *Verifier) Check(raw string) (*Claims, error) {
 		return nil, invalidToken(errNoSubject)
 	}
 	c := &Claims{
-		Subject:   wc.Subject,
-		Audience:  wc.Audience[0],
-		ID:        wc.ID,
-		ExpiresAt: wc.ExpiresAt.UTC(),
-		Access:    wc.Access,
+		Subject:       wc.Subject,
+		Audience:      wc.Audience[0],
+		ID:            wc.ID,
+		ExpiresAt:     wc.ExpiresAt.UTC(),
+		Access:        wc.Access,
+		SecretVersion: wc.Version,
 	}
 	if wc.IssuedAt != nil {
 		c.IssuedAt = wc.IssuedAt.UTC()

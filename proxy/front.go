@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +40,8 @@ type front struct {
 	limiter *ratelimit.Limiter
 	now     func() time.Time
 	recent  *recentFailures
+	// warnBefore: answers to a token expiring this soon carry a Warning.
+	warnBefore time.Duration
 }
 
 func newFront(o Options) *front {
@@ -51,7 +54,7 @@ func newFront(o Options) *front {
 	return &front{
 		responder: responder{log: o.Logger, metrics: o.Metrics},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, limiter: o.Limiter, now: o.Now,
-		recent: newRecentFailures(o.Now),
+		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore,
 	}
 }
 
@@ -61,13 +64,22 @@ type caller struct {
 	token   *tollgate.Token
 	account *tollgate.Account
 	claims  *authz.Claims // nil when the request used a secret directly
+	// version is which of the token's secrets was presented (directly or
+	// through a JWT's "sv" claim); 0: not known (the current one).
+	version int
+}
+
+// resource is what the caller asks for, with what Decide needs to know
+// about the request: the client address and the secret presented.
+func (c caller) resource(r *http.Request, kind authz.Kind, name string) authz.Resource {
+	return authz.Resource{Kind: kind, Name: name, Client: clientAddr(r), SecretVersion: c.version}
 }
 
 // bySecret authenticates a registry token secret (a Basic password, the
 // /token password) and checks that the token is usable at all now. Its
 // errors are refusals (401 or 429) or the lookup's EUNAVAILABLE/EINTERNAL.
 func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
-	tok, acct, err := f.find(r.Context(), secret)
+	tok, acct, hash, err := f.find(r.Context(), secret)
 	switch tollgate.ErrorCode(err) {
 	case "":
 	case tollgate.EUNAUTHORIZED, tollgate.EINVALID:
@@ -75,13 +87,14 @@ func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
 	default:
 		return caller{}, err
 	}
-	if reason := authz.Decide(tok, acct, f.now(), authz.Resource{Kind: authz.Any, Client: clientAddr(r)}); !reason.Allowed() {
+	res := authz.Resource{Kind: authz.Any, Client: clientAddr(r), SecretHash: hash}
+	if reason := authz.Decide(tok, acct, f.now(), res); !reason.Allowed() {
 		if reason == authz.AddressNotAllowed {
 			return caller{}, denied(reason) // a valid secret in the wrong place: no guess
 		}
 		return caller{}, f.unusable(r, tok, reason)
 	}
-	return caller{token: tok, account: acct}, nil
+	return caller{token: tok, account: acct, version: tok.PresentedVersion(hash)}, nil
 }
 
 // clientAddr is the client's address as ops.trusted_proxies defines it;
@@ -102,13 +115,17 @@ func denied(reason authz.Reason) *refusal {
 	return refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))
 }
 
-// find looks a secret up; malformed secrets never reach the lookup.
-func (f *front) find(ctx context.Context, secret string) (*tollgate.Token, *tollgate.Account, error) {
+// find looks a secret up by its lookup hash, which it returns too (Decide
+// tells a rotated-out secret by it); malformed secrets never reach the
+// lookup.
+func (f *front) find(ctx context.Context, secret string) (*tollgate.Token, *tollgate.Account, []byte, error) {
 	s, err := tollgate.ParseToken(secret)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return f.lookup.Token(ctx, f.keys.Hash(s))
+	hash := f.keys.Hash(s)
+	tok, acct, err := f.lookup.Token(ctx, hash)
+	return tok, acct, hash, err
 }
 
 // byJWT checks a bearer JWT from /token and the registry token behind it.
@@ -128,10 +145,11 @@ func (f *front) byJWT(r *http.Request, verifier *authz.Verifier, raw string) (ca
 	// The registry token behind the JWT must still be usable now, from
 	// here. The JWT was issued to it, so this is no guess: nothing is
 	// charged.
-	if reason := authz.Decide(tok, acct, f.now(), authz.Resource{Kind: authz.Any, Client: clientAddr(r)}); !reason.Allowed() {
+	c := caller{token: tok, account: acct, claims: claims, version: claims.SecretVersion}
+	if reason := authz.Decide(tok, acct, f.now(), c.resource(r, authz.Any, "")); !reason.Allowed() {
 		return caller{}, denied(reason)
 	}
-	return caller{token: tok, account: acct, claims: claims}, nil
+	return c, nil
 }
 
 // guess charges a credential that matched nothing to the client address
@@ -169,10 +187,29 @@ func (f *front) allow(r *http.Request, tok *tollgate.Token) {
 	}
 }
 
-// used records a use of tok (a pull: a manifest GET, a package download).
-func (f *front) used(r *http.Request, tok *tollgate.Token) {
-	if f.usage != nil && tok != nil {
-		f.usage.RecordUse(tok.ID, obs.ClientIP(r), r.UserAgent(), f.now())
+// used records a use of c's token (a pull: a manifest GET, a package
+// download), telling the previous secret's uses apart after a rotation.
+func (f *front) used(r *http.Request, c caller) {
+	if f.usage == nil || c.token == nil {
+		return
+	}
+	if su, ok := f.usage.(SecretUsageRecorder); ok {
+		su.RecordSecretUse(c.token.ID, c.token.IsPrevious(c.version), obs.ClientIP(r), r.UserAgent(), f.now())
+		return
+	}
+	f.usage.RecordUse(c.token.ID, obs.ClientIP(r), r.UserAgent(), f.now())
+}
+
+// warn sets the Warning header (RFC 9111 §5.5, code 299, which the OCI
+// distribution spec lets registries send) on an answer served with c's
+// token when it expires within warnBefore or the secret presented is the
+// previous one. The text names the token, never its secret.
+func (f *front) warn(w http.ResponseWriter, c caller) {
+	if c.token == nil {
+		return
+	}
+	if text := c.token.ExpiryWarning(f.now(), f.warnBefore, c.version); text != "" {
+		w.Header().Set("Warning", `299 - `+strconv.Quote(text))
 	}
 }
 

@@ -73,6 +73,7 @@ type pkgUpstream struct {
 
 // pkgTarget carries the authorized upstream path from serve to Rewrite.
 type pkgTarget struct {
+	caller  caller
 	up      *pkgUpstream
 	path    string // unescaped, below the upstream base
 	rawPath string // the same, escaped
@@ -160,6 +161,7 @@ func (p *Packages) serve(w http.ResponseWriter, r *http.Request) {
 		p.f.fail(w, r, stylePlain, err)
 		return
 	}
+	p.f.warn(w, t.caller)
 	t.up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), pkgCtxKey{}, t)))
 }
 
@@ -188,7 +190,7 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	if err != nil {
 		return nil, &authz.Basic{Realm: PackageRealm, Err: err}
 	}
-	switch reason := authz.Decide(c.token, c.account, p.f.now(), authz.Resource{Kind: authz.Package, Name: name, Client: clientAddr(r)}); reason {
+	switch reason := authz.Decide(c.token, c.account, p.f.now(), c.resource(r, authz.Package, name)); reason {
 	case authz.OK:
 	case authz.WrongScope, authz.NotEntitled, authz.Restricted, authz.AddressNotAllowed:
 		return nil, refuse(errcode.ErrorCodeDenied, string(reason), packageDenyMessage(reason, c.account, name))
@@ -202,9 +204,9 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	}
 	p.f.allow(r, c.token)
 	if r.Method == http.MethodGet {
-		p.f.used(r, c.token)
+		p.f.used(r, c)
 	}
-	return &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: obs.RedactPath(format + "/" + name + path)}, nil
+	return &pkgTarget{caller: c, up: up, path: path, rawPath: rawPath, logPath: obs.RedactPath(format + "/" + name + path)}, nil
 }
 
 // packageDenyMessage says why a valid token may not read the repository.

@@ -42,6 +42,12 @@ type UsageRecorder interface {
 	RecordUse(tokenID, ip, userAgent string, at time.Time)
 }
 
+// SecretUsageRecorder is a UsageRecorder that also keeps the uses of a
+// rotated-out secret apart (tokencache does).
+type SecretUsageRecorder interface {
+	RecordSecretUse(tokenID string, previous bool, ip, userAgent string, at time.Time)
+}
+
 // Options configures the edge. The first group is shared by every route.
 type Options struct {
 	Lookup  Lookup
@@ -51,6 +57,9 @@ type Options struct {
 	Limiter *ratelimit.Limiter
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// WarnBefore: answers to a token that expires within it (or that used
+	// a rotated-out secret) carry a Warning header; 0: no expiry warnings.
+	WarnBefore time.Duration
 
 	// The image routes (/token, /v2/); without a Signer they are not served.
 	Signer   *authz.Signer

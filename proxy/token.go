@@ -80,7 +80,7 @@ func (reg *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenRespon
 		if len(reg.anonymous) == 0 {
 			return nil, refuse(errcode.ErrorCodeUnauthorized, reasonBadCredentials, "authentication required")
 		}
-		return reg.issue(anonymousSubject, reg.grant(requested, reg.isAnonymous), nil)
+		return reg.issue(anonymousSubject, 0, reg.grant(requested, reg.isAnonymous), nil)
 	}
 	c, err := reg.f.bySecret(r, password)
 	if err != nil {
@@ -93,8 +93,9 @@ func (reg *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenRespon
 	access := reg.grant(requested, func(name string) bool {
 		return reg.decideImage(r, c, name).Allowed() || reg.isAnonymous(name)
 	})
-	reg.f.used(r, c.token)
-	return reg.issue(c.token.ID, access, c.token.ExpiresAt)
+	reg.f.used(r, c)
+	reg.f.warn(w, c)
+	return reg.issue(c.token.ID, c.version, access, c.token.ExpiresAt)
 }
 
 // tokenCredentials reads the password ("" when none was sent) and the
@@ -169,8 +170,8 @@ func (reg *Registry) grant(requested []authz.ResourceScope, may func(name string
 	return access
 }
 
-func (reg *Registry) issue(subject string, access []authz.Access, notAfter *time.Time) (*tokenResponse, error) {
-	raw, issuedAt, expiresIn, err := reg.signer.Issue(subject, reg.service, access, notAfter)
+func (reg *Registry) issue(subject string, version int, access []authz.Access, notAfter *time.Time) (*tokenResponse, error) {
+	raw, issuedAt, expiresIn, err := reg.signer.IssueVersion(subject, version, reg.service, access, notAfter)
 	if tollgate.ErrorCode(err) == tollgate.EUNAUTHORIZED {
 		// The registry token expires within authz.MinLifetime: no JWT
 		// may live that briefly, and the refusal says what to do.

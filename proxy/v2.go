@@ -106,6 +106,9 @@ func parseRoute(r *http.Request) (route, error) {
 func (reg *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt, c, err := reg.authorizeV2(r)
+	if err == nil {
+		reg.f.warn(w, c)
+	}
 	if err == nil && rt.kind != routeBase && rt.kind != routeCatalog {
 		reg.f.metrics.Authorized(time.Since(start).Seconds())
 		reg.upstream.forward(w, r, rt, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
@@ -184,7 +187,7 @@ func (reg *Registry) authorizeV2(r *http.Request) (route, caller, error) {
 	}
 	reg.f.allow(r, c.token)
 	if rt.kind == routeManifest && r.Method == http.MethodGet {
-		reg.f.used(r, c.token)
+		reg.f.used(r, c)
 	}
 	return rt, c, nil
 }
@@ -225,7 +228,7 @@ func (reg *Registry) may(r *http.Request, c caller, name string) bool {
 // decideImage judges c's token for image repository name, from r's
 // client address.
 func (reg *Registry) decideImage(r *http.Request, c caller, name string) authz.Reason {
-	return authz.Decide(c.token, c.account, reg.f.now(), authz.Resource{Kind: authz.Image, Name: name, Client: clientAddr(r)})
+	return authz.Decide(c.token, c.account, reg.f.now(), c.resource(r, authz.Image, name))
 }
 
 // identify authenticates the request: a bearer JWT from /token, or Basic

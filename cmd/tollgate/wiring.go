@@ -96,18 +96,19 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		return nil, err
 	}
 	o := proxy.Options{
-		Lookup:    m.Cache,
-		Metrics:   m.Metrics,
-		Limiter:   m.limiter,
-		Usage:     m.Cache,
-		Keys:      tk,
-		Signer:    signer,
-		Verifier:  authz.NewVerifier(keys.Verification, c.PublicURL, c.Service, c.Tokens.JWTLeeway.Duration(), time.Now),
-		JWKS:      jwks,
-		PublicURL: c.PublicURL,
-		Service:   c.Service,
-		Anonymous: c.Anonymous.Repositories,
-		Logger:    m.Logger,
+		Lookup:     m.Cache,
+		Metrics:    m.Metrics,
+		Limiter:    m.limiter,
+		Usage:      m.Cache,
+		Keys:       tk,
+		Signer:     signer,
+		Verifier:   authz.NewVerifier(keys.Verification, c.PublicURL, c.Service, c.Tokens.JWTLeeway.Duration(), time.Now),
+		JWKS:       jwks,
+		PublicURL:  c.PublicURL,
+		Service:    c.Service,
+		Anonymous:  c.Anonymous.Repositories,
+		WarnBefore: c.Notify.WarnBefore.Duration(),
+		Logger:     m.Logger,
 	}
 	if c.Upstream.URL != "" {
 		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics,
