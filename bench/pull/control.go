@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,6 +31,9 @@ const (
 	// *net.TCPConn, which Linux turns into splice(2): the floor for any
 	// proxy at all.
 	controlTCP = "tcprelay"
+	// controlConstant answers every request with the same small JSON
+	// token answer: the ceiling of an HTTP server on these CPUs.
+	controlConstant = "constant"
 
 	controlEnv         = "BENCHPULL_CONTROL"
 	controlListenEnv   = "BENCHPULL_CONTROL_LISTEN"
@@ -82,6 +86,17 @@ func serveControl(mode, addr, upstreamURL string) error {
 			},
 			BufferPool: pool{},
 		}}
+		go func() { <-ctx.Done(); srv.Close() }()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	case controlConstant:
+		body := []byte(`{"token":"` + strings.Repeat("x", 600) + `","access_token":"` + strings.Repeat("x", 600) + `","expires_in":900,"issued_at":"2026-01-01T00:00:00Z"}`)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+		})}
 		go func() { <-ctx.Done(); srv.Close() }()
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -61,7 +61,12 @@ func main() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once
 	}()
-	err := run(ctx, os.Args[1:], os.Stdout)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "edge" {
+		err = runEdge(ctx, os.Args[2:], os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout)
+	}
 	interrupted := ctx.Err() != nil
 	stop()
 	if err != nil {
@@ -525,6 +530,12 @@ type tollgate struct {
 }
 
 func newTollgate(ctx context.Context, dir, bin, upstreamURL string, creds upstream.BasicAuth) (*tollgate, error) {
+	return newTollgateWith(ctx, dir, bin, upstreamURL, creds, "", "")
+}
+
+// newTollgateWith is newTollgate with the store section replaced (""
+// keeps SQLite in dir) and extra top-level YAML appended.
+func newTollgateWith(ctx context.Context, dir, bin, upstreamURL string, creds upstream.BasicAuth, storeYAML, extraYAML string) (*tollgate, error) {
 	t := &tollgate{dir: dir, bin: bin, config: filepath.Join(dir, "tollgate.yaml"), log: filepath.Join(dir, "tollgate.log")}
 	keys := filepath.Join(dir, "keys")
 	if out, err := exec.CommandContext(ctx, bin, "keys", "generate", "--dir", keys).CombinedOutput(); err != nil {
@@ -547,13 +558,12 @@ func newTollgate(ctx context.Context, dir, bin, upstreamURL string, creds upstre
 	t.host = ln.Addr().String()
 	ln.Close()
 	t.url = "http://" + t.host
+	if storeYAML == "" {
+		storeYAML = fmt.Sprintf("store:\n  driver: sqlite\n  sqlite:\n    path: %s\n", filepath.Join(dir, "tollgate.db"))
+	}
 	cfg := fmt.Sprintf(`listen: %s
 public_url: %s
-store:
-  driver: sqlite
-  sqlite:
-    path: %s
-keys:
+%skeys:
   dir: %s
 log:
   format: text
@@ -562,7 +572,7 @@ upstream:
   url: %s
   username: %s
   password_file: %s
-`, t.host, t.url, filepath.Join(dir, "tollgate.db"), keys, upstreamURL, creds.User, pwFile)
+`, t.host, t.url, storeYAML, keys, upstreamURL, creds.User, pwFile) + extraYAML
 	if err := os.WriteFile(t.config, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/bench/internal/chart"
+	"github.com/tollgate/tollgate/bench/internal/load"
+	"github.com/tollgate/tollgate/internal/dev/upstream"
+)
+
+// The edge suite (`bench-pull edge`, run by scripts/bench): request rates
+// side by side, each target in its own process on the same CPUs as the
+// load driver, with the load shape of wrk (fixed connections, fixed time):
+//
+//   - token issue: tollgate's GET /token (SQLite; with -postgres also
+//     PostgreSQL + Redis) against a constant-answer HTTP server, the
+//     ceiling of any HTTP handler here;
+//   - HEAD manifest by tag (kubelet's imagePullPolicy: Always): the
+//     upstream registry direct, a bare httputil.ReverseProxy, a TCP relay,
+//     tollgate without and with its manifest cache.
+//
+// It prints a table and writes SVG charts; it fails only when a target
+// answers wrongly, never on a time.
+
+type edgeOptions struct {
+	duration time.Duration
+	conns    int
+	charts   string
+	postgres string // DSN; "" skips the PostgreSQL + Redis token run
+	redis    string
+	tollgate string
+}
+
+func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
+	fs := flag.NewFlagSet("bench-pull edge", flag.ContinueOnError)
+	var o edgeOptions
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "load time per target")
+	fs.IntVar(&o.conns, "conns", 32, "concurrent keep-alive connections")
+	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this directory (e.g. docs/benchmarks)")
+	fs.StringVar(&o.postgres, "postgres", "", "also measure /token on PostgreSQL (this DSN) + Redis (-redis)")
+	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for the -postgres run")
+	fs.StringVar(&o.tollgate, "tollgate", "", "use this tollgate binary instead of building ./cmd/tollgate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "bench-edge-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+	fmt.Fprintf(out, "bench edge: %d CPUs (GOMAXPROCS %d), %s/%s, %s; %d connections, %v per target; nothing pinned: load driver and targets share these CPUs\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.conns, o.duration)
+	if rev, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		fmt.Fprintf(out, "commit %s\n", strings.TrimSpace(string(rev)))
+	}
+
+	bin := o.tollgate
+	if bin == "" {
+		bin = filepath.Join(tmp, "tollgate")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("go build ./cmd/tollgate (run from the repository root): %w", err)
+		}
+	}
+	creds := upstream.BasicAuth{User: "bench", Password: randomHex(16)}
+	reg, err := upstream.Start(ctx, upstream.Options{Dir: filepath.Join(tmp, "registry"), BasicAuth: &creds})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if _, err := upstream.Seed(ctx, reg, "bench/img:latest", upstream.SeedOptions{Seed: 7}); err != nil {
+		return err
+	}
+
+	var procs []*process
+	defer func() {
+		for _, p := range procs {
+			err = errors.Join(err, p.stop())
+		}
+	}()
+	start := func(name, storeYAML, extraYAML string) (*tollgate, string, error) {
+		dir := filepath.Join(tmp, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, "", err
+		}
+		tg, err := newTollgateWith(ctx, dir, bin, reg.URL, creds, storeYAML, extraYAML)
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := tg.start(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		procs = append(procs, p)
+		secret, err := tg.setup(ctx)
+		return tg, secret, err
+	}
+	cached, cachedSecret, err := start("cached", "", "")
+	if err != nil {
+		return err
+	}
+	uncached, uncachedSecret, err := start("uncached", "", "cache:\n  manifest_bytes: 0\n")
+	if err != nil {
+		return err
+	}
+	controls := map[string]string{}
+	for _, mode := range []string{controlReverseProxy, controlTCP, controlConstant} {
+		p, url, err := startControl(ctx, tmp, mode, reg.URL)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		controls[mode] = url
+	}
+
+	basicReq := func(method, url, user, pass string, hdr ...string) func() *http.Request {
+		return func() *http.Request {
+			r, _ := http.NewRequest(method, url, nil)
+			if user != "" {
+				r.SetBasicAuth(user, pass)
+			}
+			for i := 0; i+1 < len(hdr); i += 2 {
+				r.Header.Set(hdr[i], hdr[i+1])
+			}
+			return r
+		}
+	}
+	type target struct {
+		name string
+		req  func() *http.Request
+	}
+	measure := func(title string, targets []target) ([]chart.Bar, error) {
+		fmt.Fprintf(out, "\n%s\n", title)
+		var bars []chart.Bar
+		for _, t := range targets {
+			// A short warm-up (connections, caches, JIT of nothing).
+			load.Run(ctx, o.conns, o.duration/5, http.StatusOK, t.req)
+			res := load.Run(ctx, o.conns, o.duration, http.StatusOK, t.req)
+			fmt.Fprintf(out, "  %-34s %s\n", t.name, res)
+			if res.Errors > 0 {
+				return nil, fmt.Errorf("%s: %d of %d requests failed (first: %s)", t.name, res.Errors, res.Requests, res.FirstError)
+			}
+			bars = append(bars, chart.Bar{Label: t.name, Value: res.Rate(), Note: fmt.Sprintf("p99 %.1f ms", float64(res.P99)/float64(time.Millisecond))})
+		}
+		return bars, nil
+	}
+
+	scope := "repository:bench/img:pull"
+	tokenTargets := []target{
+		{"tollgate /token (SQLite)", basicReq("GET", cached.url+"/token?service="+cached.host+"&scope="+scope, "bench", cachedSecret)},
+		{"constant-answer server (ceiling)", basicReq("GET", controls[controlConstant]+"/token", "", "")},
+	}
+	if o.postgres != "" {
+		pg, pgSecret, err := start("postgres", fmt.Sprintf("store:\n  driver: postgres\n  postgres:\n    dsn: %q\n", o.postgres),
+			fmt.Sprintf("redis:\n  mode: single\n  addrs: [%q]\n  key_prefix: \"bench-%s:\"\n", o.redis, randomHex(4)))
+		if err != nil {
+			return err
+		}
+		tokenTargets = append(tokenTargets[:1], append([]target{{"tollgate /token (PostgreSQL+Redis)",
+			basicReq("GET", pg.url+"/token?service="+pg.host+"&scope="+scope, "bench", pgSecret)}}, tokenTargets[1:]...)...)
+	}
+	tokenBars, err := measure("GET /token, Basic, one scope (tokens/s)", tokenTargets)
+	if err != nil {
+		return err
+	}
+
+	accept := "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
+	bearer := func(tg *tollgate, secret string) (string, error) {
+		c := &http.Client{Timeout: 10 * time.Second}
+		u := tg.url + "/token?service=" + tg.host + "&scope=" + scope
+		r, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		r.SetBasicAuth("bench", secret)
+		resp, err := c.Do(r)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		var tr struct{ Token string }
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tr); err != nil || tr.Token == "" {
+			return "", fmt.Errorf("GET /token: %s", resp.Status)
+		}
+		return tr.Token, nil
+	}
+	// JWTs live 15 minutes: longer than the whole run.
+	cachedJWT, err := bearer(cached, cachedSecret)
+	if err != nil {
+		return err
+	}
+	uncachedJWT, err := bearer(uncached, uncachedSecret)
+	if err != nil {
+		return err
+	}
+	manifest := "/v2/bench/img/manifests/latest"
+	manifestBars, err := measure("HEAD manifest by tag (requests/s)", []target{
+		{"upstream direct (distribution)", basicReq("HEAD", reg.URL+manifest, creds.User, creds.Password, "Accept", accept)},
+		{"bare httputil.ReverseProxy", basicReq("HEAD", controls[controlReverseProxy]+manifest, creds.User, creds.Password, "Accept", accept)},
+		{"TCP relay (splice)", basicReq("HEAD", controls[controlTCP]+manifest, creds.User, creds.Password, "Accept", accept)},
+		{"tollgate, no manifest cache", basicReq("HEAD", uncached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+uncachedJWT)},
+		{"tollgate, manifest cache", basicReq("HEAD", cached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+cachedJWT)},
+	})
+	if err != nil {
+		return err
+	}
+	if direct, withCache := manifestBars[0].Value, manifestBars[len(manifestBars)-1].Value; direct > 0 {
+		fmt.Fprintf(out, "  tollgate with the manifest cache / upstream direct: %.2f (goal >= 3)\n", withCache/direct)
+	}
+	printLoad(out)
+
+	if o.charts != "" {
+		if err := os.MkdirAll(o.charts, 0o755); err != nil {
+			return err
+		}
+		for name, c := range map[string]struct {
+			title string
+			unit  string
+			bars  []chart.Bar
+		}{
+			"tokens.svg":    {"GET /token, Basic, one scope: " + fmt.Sprint(o.conns) + " connections, 2 shared CPUs", "tokens/s", tokenBars},
+			"manifests.svg": {"HEAD manifest by tag: " + fmt.Sprint(o.conns) + " connections, 2 shared CPUs", "req/s", manifestBars},
+		} {
+			f, err := os.Create(filepath.Join(o.charts, name))
+			if err != nil {
+				return err
+			}
+			err = chart.Bars(f, c.title, c.unit, c.bars)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(out, "charts written to %s (tokens.svg, manifests.svg)\n", o.charts)
+	}
+	return nil
+}
