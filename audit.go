@@ -21,6 +21,8 @@ const (
 	ActionTokenRevoked       = "token.revoked"
 	ActionTokenRevealed      = "token.revealed"
 	ActionTokenPaused        = "token.paused"
+	ActionTokensRevokedAll   = "account.tokens_revoked"
+	ActionTokensPausedAll    = "account.tokens_paused"
 	ActionTokenResumed       = "token.resumed"
 	ActionTokenRotated       = "token.rotated"
 	ActionPreviousExpired    = "token.previous_secret_expired"

@@ -1,6 +1,7 @@
 package tollgate
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"strings"
@@ -156,4 +157,71 @@ func clipText(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// RevokeAllTokens revokes every token of the account that is not revoked
+// yet, in one transaction, and reaches every replica as one invalidation:
+// the incident button. It returns how many it revoked.
+func (s *Service) RevokeAllTokens(ctx context.Context, actor, account string) (int, error) {
+	return s.allTokens(ctx, actor, account, ActionTokensRevokedAll, "tokens_revoked", func(t *Token, now time.Time) bool {
+		if t.RevokedAt != nil {
+			return false
+		}
+		t.RevokedAt = &now
+		return true
+	})
+}
+
+// PauseAllTokens pauses every token of the account that is neither
+// revoked nor paused; each can be resumed on its own.
+func (s *Service) PauseAllTokens(ctx context.Context, actor, account string) (int, error) {
+	return s.allTokens(ctx, actor, account, ActionTokensPausedAll, "tokens_paused", func(t *Token, now time.Time) bool {
+		if t.RevokedAt != nil || t.Policy.PausedAt != nil {
+			return false
+		}
+		t.Policy.PausedAt = &now
+		return true
+	})
+}
+
+func (s *Service) allTokens(ctx context.Context, actor, account, action, key string, change func(t *Token, now time.Time) bool) (int, error) {
+	n := 0
+	_, err := s.updateAccount(ctx, actor, account, action, func(tx Tx, a *Account, now time.Time) (map[string]Change, []string, error) {
+		n = 0
+		toks, err := tx.ListTokens(ctx, a.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		var ids []string
+		for _, t := range toks {
+			if !change(t, now) {
+				continue
+			}
+			t.UpdatedAt = now
+			if err := tx.UpdateToken(ctx, t); err != nil {
+				return nil, nil, err
+			}
+			ids = append(ids, t.ID)
+		}
+		n = len(ids)
+		if n == 0 {
+			return nil, nil, nil
+		}
+		return map[string]Change{key: {To: strings.Join(ids, ",")}}, ids, nil
+	})
+	return n, err
+}
+
+// UnusedFor reports whether a token that is not revoked has gone unused
+// for at least d at now: never used and created at least d ago, or last
+// used at least d ago (the stale-token report).
+func (t *Token) UnusedFor(now time.Time, d time.Duration) bool {
+	if t.RevokedAt != nil {
+		return false
+	}
+	last := t.CreatedAt
+	if t.LastUsedAt != nil {
+		last = *t.LastUsedAt
+	}
+	return now.Sub(last) >= d
 }

@@ -130,6 +130,16 @@ func (c *Client) ListTokens(ctx context.Context, account, status string) (*Token
 	return &out, nil
 }
 
+// ListUnusedTokens lists the account's tokens unused for at least d (30d,
+// 12h): never used and older, or last used before then.
+func (c *Client) ListUnusedTokens(ctx context.Context, account, d string) (*TokenList, error) {
+	var out TokenList
+	if err := c.do(ctx, "GET", "accounts/"+url.PathEscape(account)+"/tokens", url.Values{"unused_for": {d}}, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // CreateToken creates a token; the answer holds its secret.
 func (c *Client) CreateToken(ctx context.Context, account string, in CreateTokenRequest) (*Token, error) {
 	var out Token
@@ -161,6 +171,24 @@ func (c *Client) ExtendToken(ctx context.Context, id, expires string) (*Token, e
 // RevokeToken revokes a token for good.
 func (c *Client) RevokeToken(ctx context.Context, id string) (*Token, error) {
 	return c.token(ctx, "POST", id, "revoke", nil, nil)
+}
+
+// RevokeAllTokens revokes every token of the account; it returns how many.
+func (c *Client) RevokeAllTokens(ctx context.Context, account string) (int, error) {
+	return c.allTokens(ctx, account, "revoke-all")
+}
+
+// PauseAllTokens pauses every token of the account; it returns how many.
+func (c *Client) PauseAllTokens(ctx context.Context, account string) (int, error) {
+	return c.allTokens(ctx, account, "pause-all")
+}
+
+func (c *Client) allTokens(ctx context.Context, account, action string) (int, error) {
+	var out struct {
+		Changed int `json:"changed"`
+	}
+	err := c.do(ctx, "POST", "accounts/"+url.PathEscape(account)+"/tokens/"+action, nil, nil, &out)
+	return out.Changed, err
 }
 
 // PauseToken stops a token until ResumeToken.

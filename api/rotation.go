@@ -64,8 +64,12 @@ func (s *Server) rotateToken(r *http.Request, who *actor) (int, any, error) {
 
 // expiringFilter parses ?expiring=30d (tokens that expire within it and
 // have not yet); "" means no filter.
-func expiringFilter(r *http.Request) (time.Duration, error) {
-	v := r.URL.Query().Get("expiring")
+func expiringFilter(r *http.Request) (time.Duration, error) { return durationParam(r, "expiring") }
+
+// durationParam reads a query parameter given as days (30d) or a Go
+// duration (12h); absent is 0.
+func durationParam(r *http.Request, field string) (time.Duration, error) {
+	v := r.URL.Query().Get(field)
 	if v == "" {
 		return 0, nil
 	}
@@ -74,7 +78,7 @@ func expiringFilter(r *http.Request) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, tollgate.FieldError("expiring", "must be a number of days like 30d or a duration like 12h")
+		return 0, tollgate.FieldError(field, "must be a number of days like 30d or a duration like 12h")
 	}
 	return d, nil
 }

@@ -99,6 +99,8 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/tokens/{id}/extend", false, s.extendToken},
 		{"POST", p + "/tokens/{id}/revoke", false, s.revokeToken},
 		{"POST", p + "/tokens/{id}/pause", false, s.pauseToken},
+		{"POST", p + "/accounts/{name}/tokens/revoke-all", false, s.revokeAllTokens},
+		{"POST", p + "/accounts/{name}/tokens/pause-all", false, s.pauseAllTokens},
 		{"POST", p + "/tokens/{id}/resume", false, s.resumeToken},
 		{"POST", p + "/tokens/{id}/rotate", false, s.rotateToken}, // rotation.go
 	}
@@ -345,11 +347,15 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	unused, err := durationParam(r, "unused_for")
+	if err != nil {
+		return 0, nil, err
+	}
 	status := tollgate.TokenStatus(r.URL.Query().Get("status"))
 	switch status {
 	case "", tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended, tollgate.TokenPaused, tollgate.TokenScheduled:
 	default:
-		return 0, nil, tollgate.FieldError("status", "must be one of active, expired, revoked, suspended")
+		return 0, nil, tollgate.FieldError("status", "must be one of active, expired, revoked, suspended, paused, scheduled")
 	}
 	// All of them: the active count is over every token, whatever the filter.
 	toks, a, err := s.Service.ListTokens(r.Context(), name, "")
@@ -363,6 +369,9 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 			out.Active++
 		}
 		if expiring > 0 && !t.ExpiringWithin(now, expiring) {
+			continue
+		}
+		if unused > 0 && !t.UnusedFor(now, unused) {
 			continue
 		}
 		if status == "" || t.Status(a, now) == status {
@@ -613,6 +622,31 @@ func (s *Server) extendToken(r *http.Request, who *actor) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusOK, out, nil
+}
+
+// AllTokensResult answers revoke-all and pause-all: how many tokens changed.
+type allTokensResult struct {
+	Changed int `json:"changed"`
+}
+
+func (s *Server) revokeAllTokens(r *http.Request, who *actor) (int, any, error) {
+	return s.allTokens(r, who, s.Service.RevokeAllTokens)
+}
+
+func (s *Server) pauseAllTokens(r *http.Request, who *actor) (int, any, error) {
+	return s.allTokens(r, who, s.Service.PauseAllTokens)
+}
+
+func (s *Server) allTokens(r *http.Request, who *actor, do func(ctx context.Context, actor, account string) (int, error)) (int, any, error) {
+	name := r.PathValue("name")
+	if err := account(who, name); err != nil {
+		return 0, nil, err
+	}
+	n, err := do(r.Context(), who.name, name)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, allTokensResult{Changed: n}, nil
 }
 
 func (s *Server) pauseToken(r *http.Request, who *actor) (int, any, error) {

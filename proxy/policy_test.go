@@ -174,3 +174,24 @@ func TestPackageRestrictionRefusesOtherRepositories(t *testing.T) {
 		t.Fatal("the repository the token is restricted to was refused")
 	}
 }
+
+// TestRevokeAllStopsEveryTokenAtOnce: the incident button refuses every
+// token of the account, and the JWTs they already hold, on the next
+// request.
+func TestRevokeAllStopsEveryTokenAtOnce(t *testing.T) {
+	e := newEnv(t)
+	_, a := e.token(tollgate.TokenCreate{Name: "a"})
+	_, b := e.token(tollgate.TokenCreate{Name: "b"})
+	jwtA, jwtB := e.bearer(a, "repository:demo/hello:pull"), e.bearer(b, "repository:demo/hello:pull")
+	if n, err := e.svc.RevokeAllTokens(context.Background(), "operator", e.acctName); err != nil || n != 3 { // with the default token
+		t.Fatalf("RevokeAllTokens = %d, %v", n, err)
+	}
+	for _, jwt := range []string{jwtA, jwtB} {
+		wantChallenge(t, e.do("GET", "/v2/demo/hello/tags/list", map[string]string{"Authorization": "Bearer " + jwt}), "repository:demo/hello:pull", "invalid_token")
+	}
+	for _, s := range []string{a, b} {
+		if got := e.tokenStatus(s); got != http.StatusUnauthorized {
+			t.Fatalf("/token after revoke-all: %d", got)
+		}
+	}
+}

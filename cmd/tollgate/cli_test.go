@@ -415,4 +415,17 @@ func TestTokenPolicyThroughCLI(t *testing.T) {
 	if msg := c.fail("token", "create", "--account", "demo", "--name", "x", "--networks", "10.0.0.0/99"); !strings.Contains(msg, "networks[0]") {
 		t.Fatalf("bad network message = %q", msg)
 	}
+	// The stale-token report: nothing here has gone unused for 90 days.
+	if out := c.ok("token", "list", "--account", "demo", "--unused-for", "90d"); !strings.Contains(out, "0 tokens not used for 90d") {
+		t.Fatalf("stale report: %s", out)
+	}
+	if out := c.ok("token", "pause-all", "--account", "demo"); !strings.Contains(out, "tokens of account demo paused") {
+		t.Fatalf("pause-all: %s", out)
+	}
+	if out := c.ok("token", "revoke-all", "--account", "demo"); !strings.Contains(out, "tokens of account demo revoked") {
+		t.Fatalf("revoke-all: %s", out)
+	}
+	if out := c.ok("token", "list", "--account", "demo", "--status", "active"); strings.Contains(out, "tok_") {
+		t.Fatalf("a token survived revoke-all: %s", out)
+	}
 }

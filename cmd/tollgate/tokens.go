@@ -20,14 +20,15 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 	f.register(cmd)
 	cmd.AddCommand(
 		newTokenCreateCmd(f),
-		withExpiring(f, newTokenListCmd(f)), // rotate.go
+		withUnusedFor(f, withExpiring(f, newTokenListCmd(f))), // incident.go, rotate.go
 		newTokenShowCmd(f),
 		newTokenEditCmd(f),
 		newTokenExtendCmd(f),
 		newTokenRevokeCmd(f),
 		newTokenPauseCmd(f),
 		newTokenResumeCmd(f),
-		newTokenRotateCmd(f), // rotate.go
+		newTokenRotateCmd(f),                            // rotate.go
+		newTokenRevokeAllCmd(f), newTokenPauseAllCmd(f), // incident.go
 	)
 	return cmd
 }

@@ -469,6 +469,43 @@ func testService(t *testing.T, newStore NewStore) {
 		wantCode(t, err, tollgate.EINVALID, "valid_from")
 	})
 
+	t.Run("RevokeAllAndPauseAllTouchEveryLiveToken", func(t *testing.T) {
+		s, c := newService(t, newStore)
+		_, def, _, _ := s.CreateAccount(ctx, "operator", "acme")
+		must2(t)(s.CreateAccount(ctx, "operator", "beta"))
+		ci, _ := must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "ci"}))
+		gone, _ := must3(t)(s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "gone"}))
+		must[*tollgate.Token](t)(s.RevokeToken(ctx, "operator", gone.ID))
+		must[*tollgate.Token](t)(s.PauseToken(ctx, "operator", ci.ID))
+		n, err := s.PauseAllTokens(ctx, "operator", "acme")
+		if err != nil || n != 1 {
+			t.Fatalf("PauseAllTokens = %d, %v; want 1 (the default token: ci is paused, gone revoked)", n, err)
+		}
+		if gt, ga, _ := s.Token(ctx, def.ID); gt.Status(ga, c.Now()) != tollgate.TokenPaused {
+			t.Fatal("default token not paused")
+		}
+		n, err = s.RevokeAllTokens(ctx, "operator", "acme")
+		if err != nil || n != 2 {
+			t.Fatalf("RevokeAllTokens = %d, %v; want 2", n, err)
+		}
+		toks, _, _ := s.ListTokens(ctx, "acme", tollgate.TokenRevoked)
+		if len(toks) != 3 {
+			t.Fatalf("revoked after revoke-all: %d of 3", len(toks))
+		}
+		if toks, _, _ := s.ListTokens(ctx, "beta", tollgate.TokenActive); len(toks) != 1 {
+			t.Fatal("another account's token was touched")
+		}
+		events, _ := s.ListAudit(ctx, "acme", tollgate.AuditPage{})
+		if events[0].Action != tollgate.ActionTokensRevokedAll || !strings.Contains(events[0].Changes["tokens_revoked"].To, def.ID) {
+			t.Fatalf("audit: %+v", events[0])
+		}
+		if n, err := s.RevokeAllTokens(ctx, "operator", "acme"); err != nil || n != 0 {
+			t.Fatalf("again: %d %v", n, err)
+		}
+		_, err = s.RevokeAllTokens(ctx, "operator", "nobody")
+		wantCode(t, err, tollgate.ENOTFOUND, "")
+	})
+
 	t.Run("PauseAndResume", func(t *testing.T) {
 		s, c := newService(t, newStore)
 		_, tok, _, _ := s.CreateAccount(ctx, "operator", "acme")

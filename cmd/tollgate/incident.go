@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/api"
+)
+
+// withUnusedFor adds the stale-token report to `token list`:
+// --unused-for 90d lists tokens never used or not used for that long.
+func withUnusedFor(f *clientFlags, list *cobra.Command) *cobra.Command {
+	var unused string
+	list.Flags().StringVar(&unused, "unused-for", "", "only tokens not used for this long (90d, 12h): the stale-token report")
+	next := list.RunE
+	list.RunE = func(c *cobra.Command, args []string) error {
+		if unused == "" {
+			return next(c, args)
+		}
+		return f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			account, _ := c.Flags().GetString("account")
+			if account == "" {
+				return tollgate.FieldError("account", "required (--account)")
+			}
+			tl, err := cl.ListUnusedTokens(c.Context(), account, unused)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), tl.Tokens)
+			}
+			if err := printTokens(c.OutOrStdout(), tl.Tokens); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "\n%d tokens not used for %s (revoke or pause them: token revoke ID, token pause ID)\n", len(tl.Tokens), unused)
+			return nil
+		})(c, args)
+	}
+	return list
+}
+
+// newTokenAllCmd is the incident button: revoke-all or pause-all.
+func newTokenAllCmd(f *clientFlags, verb string, call func(cl *api.Client, c *cobra.Command, account string) (int, error)) *cobra.Command {
+	var account string
+	cmd := &cobra.Command{
+		Use: verb + "-all --account NAME", Short: "Incident button: " + verb + " every token of an account at once, on every replica", Args: cobra.NoArgs,
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			if account == "" {
+				return tollgate.FieldError("account", "required (--account)")
+			}
+			n, err := call(cl, c, account)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), map[string]int{"changed": n})
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%d tokens of account %s %s\n", n, account, map[string]string{"revoke": "revoked", "pause": "paused"}[verb])
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
+	return cmd
+}
+
+func newTokenRevokeAllCmd(f *clientFlags) *cobra.Command {
+	return newTokenAllCmd(f, "revoke", func(cl *api.Client, c *cobra.Command, account string) (int, error) {
+		return cl.RevokeAllTokens(c.Context(), account)
+	})
+}
+
+func newTokenPauseAllCmd(f *clientFlags) *cobra.Command {
+	return newTokenAllCmd(f, "pause", func(cl *api.Client, c *cobra.Command, account string) (int, error) {
+		return cl.PauseAllTokens(c.Context(), account)
+	})
+}
