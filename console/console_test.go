@@ -853,3 +853,34 @@ func TestCardShowsTheEffectiveAccessAndPauses(t *testing.T) {
 		t.Fatalf("a viewer paused a token: %d", st)
 	}
 }
+
+// TestConsoleCreatesARestrictedNetworkBoundToken: the new-token form takes
+// image restrictions and networks; a bad network is refused next to its
+// field and nothing is created.
+func TestConsoleCreatesARestrictedNetworkBoundToken(t *testing.T) {
+	e := newEnv(t, "http://registry.test")
+	ctx := context.Background()
+	b := e.signedIn("ann@acme.example", tollgate.RoleOperator)
+	b.get("/console/tokens/new")
+	st, body, _ := b.post("/console/tokens", url.Values{"name": {"ci"}, "images": {"on"}, "never": {"on"},
+		"restrict_images": {"team-a/app"}, "networks": {"10.0.0.0/33"}})
+	if st != http.StatusBadRequest || !strings.Contains(body, `id="networks-error"`) {
+		t.Fatalf("bad network: %d", st)
+	}
+	if toks, _, _ := e.svc.ListTokens(ctx, "acme", ""); len(toks) != 1 {
+		t.Fatalf("a token was created from a refused form: %d tokens", len(toks))
+	}
+	st, _, _ = b.post("/console/tokens", url.Values{"name": {"ci"}, "images": {"on"}, "never": {"on"},
+		"restrict_images": {"team-a/app\nteam-a/db"}, "networks": {"192.0.2.0/24, 2001:db8::/32"}})
+	wantStatus(t, "create", st, http.StatusCreated, "")
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	var got *tollgate.Token
+	for _, tk := range toks {
+		if tk.Name == "ci" {
+			got = tk
+		}
+	}
+	if got == nil || len(got.Policy.Images) != 2 || len(got.Policy.Networks) != 2 {
+		t.Fatalf("created = %+v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,18 @@ type tokenForm struct {
 	expiry            tollgate.Expiry
 	expiresDate       string
 	never             bool
+	// The restrictions, one per line or comma separated; empty: none.
+	images, networks []string
+	nets             []netip.Prefix
+}
+
+// splitList reads a textarea of items, one per line or comma separated.
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
 }
 
 func readTokenForm(r *http.Request, v *view) (tokenForm, error) {
@@ -107,6 +120,8 @@ func readTokenForm(r *http.Request, v *view) (tokenForm, error) {
 		never:       r.PostFormValue("never") != "",
 	}
 	v.Form["name"], v.Form["description"], v.Form["expires"] = f.name, f.description, f.expiresDate
+	v.Form["restrict_images"], v.Form["networks"] = r.PostFormValue("restrict_images"), r.PostFormValue("networks")
+	f.images, f.networks = splitList(v.Form["restrict_images"]), splitList(v.Form["networks"])
 	var names []string
 	for _, sc := range []string{"images", "packages"} {
 		if r.PostFormValue(sc) != "" {
@@ -122,6 +137,9 @@ func readTokenForm(r *http.Request, v *view) (tokenForm, error) {
 		return f, err
 	}
 	f.scope = sc
+	if f.nets, err = tollgate.ParseNetworks("networks", f.networks); err != nil {
+		return f, err
+	}
 	switch {
 	case f.never:
 		f.expiry = tollgate.Expiry{Never: true}
@@ -140,9 +158,13 @@ func readTokenForm(r *http.Request, v *view) (tokenForm, error) {
 // formError puts err next to its field, or above the form.
 func (c *Console) formError(r *http.Request, v *view, err error) int {
 	msg := c.errText(r, err)
-	switch f := tollgate.ErrorField(err); f {
-	case "name", "description", "scope", "expires":
+	switch f := tollgate.ErrorField(err); {
+	case f == "name", f == "description", f == "scope", f == "expires":
 		v.Errors[f] = msg
+	case strings.HasPrefix(f, "restrict_images"):
+		v.Errors["restrict_images"] = msg
+	case strings.HasPrefix(f, "networks"):
+		v.Errors["networks"] = msg
 	default:
 		v.Error = msg
 	}
@@ -158,7 +180,8 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, s *session
 		return
 	}
 	t, secret, err := c.Service.CreateToken(r.Context(), s.actor(), tollgate.TokenCreate{
-		Account: s.account.Name, Name: f.name, Description: f.description, Scope: f.scope, Expiry: f.expiry})
+		Account: s.account.Name, Name: f.name, Description: f.description, Scope: f.scope, Expiry: f.expiry,
+		Policy: tollgate.TokenPolicy{Images: f.images, Networks: f.nets}})
 	if err != nil {
 		c.render(w, r, c.formError(r, v, err), "tokenform", v)
 		return
@@ -197,6 +220,8 @@ func (c *Console) editTokenPage(w http.ResponseWriter, r *http.Request, s *sessi
 	if t.ExpiresAt == nil {
 		v.Form["never"] = "on"
 	}
+	v.Form["restrict_images"] = strings.Join(t.Policy.Images, "\n")
+	v.Form["networks"] = strings.Join(tollgate.FormatNetworks(t.Policy.Networks), "\n")
 	if t.RevokedAt != nil {
 		v.Error = fmt.Sprintf("Token %s is revoked; revocation is final and it cannot be edited.", t.ID)
 	}
@@ -231,6 +256,12 @@ func (c *Console) editToken(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	if f.never != (t.ExpiresAt == nil) || (!f.never && f.expiresDate != v.Token.ExpiresDate) {
 		edit.Expiry = &f.expiry
+	}
+	if !slices.Equal(f.images, t.Policy.Images) {
+		edit.RestrictImages = &f.images
+	}
+	if !slices.Equal(f.nets, t.Policy.Networks) {
+		edit.Networks = &f.nets
 	}
 	if _, err := c.Service.EditToken(r.Context(), s.actor(), t.ID, edit); err != nil {
 		c.render(w, r, c.formError(r, v, err), "tokenform", v)
