@@ -58,7 +58,7 @@ type Subscription struct {
 // EntitledImage reports whether the subscription covers repository name.
 func (s Subscription) EntitledImage(name string) bool {
 	for _, p := range s.Images {
-		if MatchPattern(p, name) {
+		if matchStored(p, name) {
 			return true
 		}
 	}
@@ -68,7 +68,7 @@ func (s Subscription) EntitledImage(name string) bool {
 // EntitledPackages reports whether the subscription covers package repo.
 func (s Subscription) EntitledPackages(repo string) bool {
 	for _, p := range s.Packages {
-		if MatchPattern(p, repo) {
+		if matchStored(p, repo) {
 			return true
 		}
 	}
@@ -172,10 +172,53 @@ func ValidatePattern(p string) error {
 // MatchPattern reports whether name matches pattern p (semantics above).
 // An invalid pattern matches nothing.
 func MatchPattern(p, name string) bool {
-	if ValidatePattern(p) != nil {
-		return false
+	return validPatternFast(p) && matchStored(p, name)
+}
+
+// matchStored is MatchPattern for patterns that were validated when they
+// were stored (subscriptions, restrictions: on the request path, so the
+// check is not repeated). An invalid pattern still cannot match a valid
+// repository name: its characters or empty components never occur in one.
+func matchStored(p, name string) bool {
+	// The shapes subscriptions and restrictions are made of, without the
+	// general matcher: a literal, "prefix/**", "prefix/*" and "**".
+	star := strings.IndexByte(p, '*')
+	if q := strings.IndexByte(p, '?'); q >= 0 {
+		return match(p, name)
+	}
+	switch {
+	case star < 0:
+		return p == name
+	case p == "**":
+		return name != ""
+	case star == len(p)-2 && strings.HasSuffix(p, "/**"):
+		return len(name) > len(p)-2 && strings.HasPrefix(name, p[:len(p)-2])
+	case star == len(p)-1 && strings.HasSuffix(p, "/*"):
+		rest, ok := strings.CutPrefix(name, p[:len(p)-1])
+		return ok && rest != "" && !strings.Contains(rest, "/")
 	}
 	return match(p, name)
+}
+
+// patternByte marks the bytes a pattern may hold.
+var patternByte = func() (t [256]bool) {
+	for i := 0; i < len(patternChars); i++ {
+		t[patternChars[i]] = true
+	}
+	return t
+}()
+
+// validPatternFast is ValidatePattern without building an error.
+func validPatternFast(p string) bool {
+	if p == "" || len(p) > 255 || p[0] == '/' || p[len(p)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if !patternByte[p[i]] {
+			return false
+		}
+	}
+	return !strings.Contains(p, "//") && !strings.Contains(p, "***")
 }
 
 func match(p, s string) bool {

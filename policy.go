@@ -70,7 +70,7 @@ func (p TokenPolicy) AllowsAddress(addr netip.Addr) bool {
 
 func matchAny(patterns []string, name string) bool {
 	for _, pat := range patterns {
-		if MatchPattern(pat, name) {
+		if matchStored(pat, name) {
 			return true
 		}
 	}

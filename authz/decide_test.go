@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -94,5 +95,34 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("Decide = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// BenchmarkDecideWithPolicy: a token restricted to 50 image patterns and
+// 20 networks, on an account entitled to 50 patterns, judged for the last
+// pattern from an address in the last network — the worst case of a
+// cached bearer request's decision.
+func BenchmarkDecideWithPolicy(b *testing.B) {
+	var pats []string
+	for i := range 50 {
+		pats = append(pats, fmt.Sprintf("team-%02d/**", i))
+	}
+	var cidrs []string
+	for i := range 20 {
+		cidrs = append(cidrs, fmt.Sprintf("10.%d.0.0/16", i))
+	}
+	nets, err := tollgate.ParseNetworks("networks", cidrs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acct := &tollgate.Account{ID: "acc_1", Status: tollgate.AccountActive, Subscription: tollgate.Subscription{Images: pats}}
+	tok := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages, Policy: tollgate.TokenPolicy{Images: pats, Networks: nets}}
+	res := Resource{Kind: Image, Name: "team-49/app/api", Client: netip.MustParseAddr("10.19.3.4")}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := Decide(tok, acct, now, res); r != OK {
+			b.Fatal(r)
+		}
 	}
 }
