@@ -27,6 +27,21 @@ type TokenPolicy struct {
 	// PausedAt: the token is paused (refused like a revoked one) since
 	// then, until it is resumed. nil: not paused.
 	PausedAt *time.Time
+	// MaxPulls and MaxBytes cap what the token may fetch per calendar
+	// month (UTC): pulls (manifest GETs and package downloads) and bytes
+	// sent. 0: no cap. Counted across replicas (see package quota), with
+	// the bounded overshoot docs/operations.md states.
+	MaxPulls int64
+	MaxBytes int64
+}
+
+// Capped reports whether the policy caps usage at all.
+func (p TokenPolicy) Capped() bool { return p.MaxPulls > 0 || p.MaxBytes > 0 }
+
+// CapResetsAt is when the month of now ends and caps count from zero.
+func CapResetsAt(now time.Time) time.Time {
+	y, m, _ := now.UTC().Date()
+	return time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC)
 }
 
 // Limits of a token policy.
@@ -37,7 +52,7 @@ const (
 
 // IsZero reports whether p limits nothing.
 func (p TokenPolicy) IsZero() bool {
-	return len(p.Images) == 0 && len(p.Packages) == 0 && len(p.Networks) == 0 && p.ValidFrom == nil && p.PausedAt == nil
+	return len(p.Images) == 0 && len(p.Packages) == 0 && len(p.Networks) == 0 && p.ValidFrom == nil && p.PausedAt == nil && !p.Capped()
 }
 
 // AllowsImage reports whether the policy lets the token reach repository
@@ -145,6 +160,12 @@ func (p TokenPolicy) Validate() error {
 	}
 	if len(p.Networks) > MaxPolicyNetworks {
 		return FieldError("networks", "at most %d networks", MaxPolicyNetworks)
+	}
+	if p.MaxPulls < 0 {
+		return FieldError("max_pulls", "must be 0 (no cap) or more")
+	}
+	if p.MaxBytes < 0 {
+		return FieldError("max_bytes", "must be 0 (no cap) or more")
 	}
 	if p.ValidFrom != nil && p.ValidFrom.After(MaxExpiry) {
 		return FieldError("valid_from", "must be on or before 9999-12-31 UTC")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -533,6 +534,11 @@ func policyChanges(from, to TokenPolicy, c map[string]Change) {
 	if !sameTime(from.ValidFrom, to.ValidFrom) {
 		c["valid_from"] = Change{From: formatTimeOrNone(from.ValidFrom), To: formatTimeOrNone(to.ValidFrom)}
 	}
+	for key, v := range map[string][2]int64{"max_pulls": {from.MaxPulls, to.MaxPulls}, "max_bytes": {from.MaxBytes, to.MaxBytes}} {
+		if v[0] != v[1] {
+			c[key] = Change{From: strconv.FormatInt(v[0], 10), To: strconv.FormatInt(v[1], 10)}
+		}
+	}
 }
 
 func formatTimeOrNone(t *time.Time) string {
@@ -659,6 +665,8 @@ type TokenEdit struct {
 	RestrictPackages *[]string
 	Networks         *[]netip.Prefix
 	ValidFrom        *time.Time
+	MaxPulls         *int64 // 0 removes the cap
+	MaxBytes         *int64
 }
 
 // EditToken changes any field of a token that is not revoked. A new
@@ -679,7 +687,8 @@ func (s *Service) EditToken(ctx context.Context, actor, id string, in TokenEdit)
 	}
 	action := ActionTokenEdited
 	if in.Name == nil && in.Description == nil && in.Scope == nil && in.Expiry != nil &&
-		in.RestrictImages == nil && in.RestrictPackages == nil && in.Networks == nil && in.ValidFrom == nil {
+		in.RestrictImages == nil && in.RestrictPackages == nil && in.Networks == nil && in.ValidFrom == nil &&
+		in.MaxPulls == nil && in.MaxBytes == nil {
 		action = ActionTokenExtended
 	}
 	return s.editToken(ctx, actor, id, action, func(a *Account, t *Token, now time.Time, c map[string]Change) error {
@@ -724,6 +733,12 @@ func applyPolicyEdit(t *Token, in TokenEdit, c map[string]Change) error {
 		if !in.ValidFrom.IsZero() {
 			next.ValidFrom = in.ValidFrom
 		}
+	}
+	if in.MaxPulls != nil {
+		next.MaxPulls = *in.MaxPulls
+	}
+	if in.MaxBytes != nil {
+		next.MaxBytes = *in.MaxBytes
 	}
 	if err := next.Validate(); err != nil {
 		return err

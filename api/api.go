@@ -73,7 +73,10 @@ type Token struct {
 	Restrictions Restrictions `json:"restrictions"`
 	ValidFrom    *time.Time   `json:"valid_from"` // null: valid from creation
 	PausedAt     *time.Time   `json:"paused_at"`  // null: not paused
-	Secret       string       `json:"secret,omitempty"`
+	// Monthly caps (calendar month, UTC); 0: no cap.
+	MaxPulls int64  `json:"max_pulls"`
+	MaxBytes int64  `json:"max_bytes"`
+	Secret   string `json:"secret,omitempty"`
 	// Previous is the secret before the last rotation (rotation.go).
 	Previous *PreviousSecret `json:"previous_secret,omitempty"`
 }
@@ -151,6 +154,8 @@ type CreateTokenRequest struct {
 	RestrictPackages []string `json:"restrict_packages,omitempty"`
 	Networks         []string `json:"networks,omitempty"`
 	ValidFrom        string   `json:"valid_from,omitempty"`
+	MaxPulls         int64    `json:"max_pulls,omitempty"`
+	MaxBytes         int64    `json:"max_bytes,omitempty"`
 }
 
 // EditTokenRequest is the body of PATCH /api/v1/tokens/{id}. Nil fields
@@ -167,6 +172,8 @@ type EditTokenRequest struct {
 	RestrictPackages *[]string `json:"restrict_packages,omitempty"`
 	Networks         *[]string `json:"networks,omitempty"`
 	ValidFrom        *string   `json:"valid_from,omitempty"`
+	MaxPulls         *int64    `json:"max_pulls,omitempty"`
+	MaxBytes         *int64    `json:"max_bytes,omitempty"`
 }
 
 // ExtendTokenRequest is the body of POST /api/v1/tokens/{id}/extend:
@@ -230,6 +237,8 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		},
 		ValidFrom: utcPtr(t.Policy.ValidFrom),
 		PausedAt:  utcPtr(t.Policy.PausedAt),
+		MaxPulls:  t.Policy.MaxPulls,
+		MaxBytes:  t.Policy.MaxBytes,
 		Previous:  fromPrevious(t, now),
 	}
 }

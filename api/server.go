@@ -392,6 +392,8 @@ type createTokenBody struct {
 	RestrictPackages []string  `json:"restrict_packages"`
 	Networks         []string  `json:"networks"`
 	ValidFrom        *string   `json:"valid_from"`
+	MaxPulls         int64     `json:"max_pulls"`
+	MaxBytes         int64     `json:"max_bytes"`
 }
 
 func (s *Server) createToken(r *http.Request, who *actor) (int, any, error) {
@@ -420,6 +422,7 @@ func (s *Server) createToken(r *http.Request, who *actor) (int, any, error) {
 		tc.Expiry = e
 	}
 	tc.Policy.Images, tc.Policy.Packages = in.RestrictImages, in.RestrictPackages
+	tc.Policy.MaxPulls, tc.Policy.MaxBytes = in.MaxPulls, in.MaxBytes
 	var err error
 	if tc.Policy.Networks, err = tollgate.ParseNetworks("networks", in.Networks); err != nil {
 		return 0, nil, err
@@ -476,6 +479,8 @@ type editTokenBody struct {
 	RestrictPackages json.RawMessage `json:"restrict_packages"`
 	Networks         json.RawMessage `json:"networks"`
 	ValidFrom        json.RawMessage `json:"valid_from"`
+	MaxPulls         json.RawMessage `json:"max_pulls"`
+	MaxBytes         json.RawMessage `json:"max_bytes"`
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
@@ -565,6 +570,21 @@ func (s *Server) editToken(r *http.Request, who *actor) (int, any, error) {
 			return 0, nil, err
 		}
 		edit.Networks = &ns
+	}
+	for field, pair := range map[string]struct {
+		raw json.RawMessage
+		dst **int64
+	}{"max_pulls": {in.MaxPulls, &edit.MaxPulls}, "max_bytes": {in.MaxBytes, &edit.MaxBytes}} {
+		if pair.raw == nil {
+			continue
+		}
+		var v int64 // null: no cap
+		if !isNull(pair.raw) {
+			if err := decodeField(field, pair.raw, &v); err != nil {
+				return 0, nil, err
+			}
+		}
+		*pair.dst = &v
 	}
 	if in.ValidFrom != nil {
 		from := time.Time{} // null or "": no date

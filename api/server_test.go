@@ -360,7 +360,7 @@ func TestTokenLimit(t *testing.T) {
 func TestTokenJSONKeys(t *testing.T) {
 	e := newEnv(t)
 	e.account("acme")
-	base := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at",
+	base := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at", "max_bytes", "max_pulls",
 		"name", "paused_at", "restrictions", "revoked_at", "scope", "status", "updated_at", "valid_from"}
 	withSecret := append(slices.Clone(base), "secret")
 	slices.Sort(withSecret)

@@ -36,6 +36,12 @@ type Resource struct {
 	// set means the current one.
 	SecretHash    []byte
 	SecretVersion int
+	// Usage this calendar month (UTC), for a token whose policy caps it:
+	// pulls and bytes so far. Pull says the request is a pull (a manifest
+	// GET, a package download), which the pulls cap refuses once reached;
+	// the bytes cap refuses any fetch once reached.
+	MonthPulls, MonthBytes int64
+	Pull                   bool
 }
 
 // Reason says why a decision denies; "" means allowed. The values double
@@ -54,6 +60,7 @@ const (
 	NotYetValid       Reason = "not_yet_valid"
 	AddressNotAllowed Reason = "address_not_allowed"
 	Restricted        Reason = "restricted"
+	CapReached        Reason = "cap_reached"
 	// Rotated: the secret presented was rotated out (the previous one
 	// after its grace, or an older one).
 	Rotated Reason = "rotated"
@@ -105,7 +112,7 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 		if !tok.Policy.AllowsImage(res.Name) {
 			return Restricted
 		}
-		return OK
+		return capped(tok, res)
 	case Package:
 		if !tok.Scope.Has(tollgate.ScopePackages) {
 			return WrongScope
@@ -118,9 +125,21 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 		if !tok.Policy.AllowsPackages(res.Name) {
 			return Restricted
 		}
-		return OK
+		return capped(tok, res)
 	}
 	return NotEntitled
+}
+
+// capped applies the token's monthly caps to a fetch.
+func capped(tok *tollgate.Token, res Resource) Reason {
+	p := tok.Policy
+	switch {
+	case p.MaxBytes > 0 && res.MonthBytes >= p.MaxBytes:
+		return CapReached
+	case res.Pull && p.MaxPulls > 0 && res.MonthPulls >= p.MaxPulls:
+		return CapReached
+	}
+	return OK
 }
 
 // presentedVersion is the version of the secret res presented: by hash if

@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate/internal/bounded"
 	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/internal/ratelimit"
+	"github.com/tollgate/tollgate/quota"
 )
 
 // front is the one core every route shares: the image routes, the package
@@ -42,6 +43,7 @@ type front struct {
 	recent  *recentFailures
 	// warnBefore: answers to a token expiring this soon carry a Warning.
 	warnBefore time.Duration
+	quota      *quota.Counter // nil: caps are not counted
 }
 
 func newFront(o Options) *front {
@@ -54,7 +56,7 @@ func newFront(o Options) *front {
 	return &front{
 		responder: responder{log: o.Logger, metrics: o.Metrics},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, limiter: o.Limiter, now: o.Now,
-		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore,
+		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota,
 	}
 }
 
@@ -67,12 +69,69 @@ type caller struct {
 	// version is which of the token's secrets was presented (directly or
 	// through a JWT's "sv" claim); 0: not known (the current one).
 	version int
+	// month is the token's usage this month, read only for a capped
+	// token on a fetch (nil: caps are not judged).
+	month *quota.Usage
+	// pull: this request counts as a pull against the caps.
+	pull bool
 }
 
 // resource is what the caller asks for, with what Decide needs to know
 // about the request: the client address and the secret presented.
 func (c caller) resource(r *http.Request, kind authz.Kind, name string) authz.Resource {
-	return authz.Resource{Kind: kind, Name: name, Client: clientAddr(r), SecretVersion: c.version}
+	res := authz.Resource{Kind: kind, Name: name, Client: clientAddr(r), SecretVersion: c.version}
+	if c.month != nil {
+		res.MonthPulls, res.MonthBytes, res.Pull = c.month.Pulls, c.month.Bytes, c.pull
+	}
+	return res
+}
+
+// metered reads the month's usage of a capped token into c, for a fetch
+// (pull: it counts as one), so that Decide judges the caps.
+func (f *front) metered(r *http.Request, c *caller, pull bool) {
+	if f.quota == nil || c.token == nil || !c.token.Policy.Capped() {
+		return
+	}
+	u := f.quota.Get(r.Context(), c.token.ID)
+	c.month, c.pull = &u, pull
+}
+
+// count adds what a served fetch cost to a capped token's month: the pull
+// at once, the bytes when the response has ended (through the writer
+// count returns; call done after serving).
+func (f *front) count(w http.ResponseWriter, r *http.Request, c caller) (http.ResponseWriter, func()) {
+	if c.month == nil {
+		return w, func() {}
+	}
+	if c.pull {
+		f.quota.Add(r.Context(), c.token.ID, 1, 0)
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	return cw, func() { f.quota.Add(r.Context(), c.token.ID, 0, cw.n) }
+}
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// capRefusal says which cap is reached and when it resets.
+func (f *front) capRefusal(c caller) *refusal {
+	p, reset := c.token.Policy, tollgate.CapResetsAt(f.now()).Format("2006-01-02")
+	msg := "registry token " + c.token.Name + " reached its monthly pull cap (" + strconv.FormatInt(p.MaxPulls, 10) + "); it resets on " + reset + " UTC"
+	if p.MaxBytes > 0 && c.month.Bytes >= p.MaxBytes {
+		msg = "registry token " + c.token.Name + " reached its monthly download cap (" + strconv.FormatInt(p.MaxBytes, 10) + " bytes); it resets on " + reset + " UTC"
+	}
+	return refuse(errcode.ErrorCodeDenied, string(authz.CapReached), msg)
 }
 
 // bySecret authenticates a registry token secret (a Basic password, the

@@ -162,6 +162,8 @@ func (p *Packages) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.f.warn(w, t.caller)
+	w, done := p.f.count(w, r, t.caller)
+	defer done() // also when the stream is cut (http.ErrAbortHandler)
 	t.up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), pkgCtxKey{}, t)))
 }
 
@@ -190,8 +192,11 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	if err != nil {
 		return nil, &authz.Basic{Realm: PackageRealm, Err: err}
 	}
+	p.f.metered(r, &c, r.Method == http.MethodGet)
 	switch reason := authz.Decide(c.token, c.account, p.f.now(), c.resource(r, authz.Package, name)); reason {
 	case authz.OK:
+	case authz.CapReached:
+		return nil, p.f.capRefusal(c)
 	case authz.WrongScope, authz.NotEntitled, authz.Restricted, authz.AddressNotAllowed:
 		return nil, refuse(errcode.ErrorCodeDenied, string(reason), packageDenyMessage(reason, c.account, name))
 	default:

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/quota"
 )
 
 // clientFrom is an HTTP client whose connections come from local address
@@ -195,3 +196,42 @@ func TestRevokeAllStopsEveryTokenAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestPullCapRefusesTheNextPull: a token capped at 2 pulls a month pulls
+// twice (with a real client), then the next manifest GET is refused with
+// the cap and its reset date; a byte cap stops downloads once reached.
+func TestPullCapRefusesTheNextPull(t *testing.T) {
+	e := newEnv(t, func(_ *env, o *Options) {
+		if o != nil {
+			o.Quota = quota.New(quota.Options{Now: e0Clock(o)})
+		}
+	})
+	_, secret := e.token(tollgate.TokenCreate{Policy: tollgate.TokenPolicy{MaxPulls: 2}})
+	auth := remote.WithAuth(&authn.Basic{Username: "tollgate", Password: secret})
+	ref, _ := name.ParseReference(e.ref("demo/other:v1"), name.Insecure)
+	for i := range 2 {
+		if _, err := remote.Image(ref, auth); err != nil {
+			t.Fatalf("pull %d within the cap: %v", i+1, err)
+		}
+	}
+	_, err := remote.Image(ref, auth)
+	reset := tollgate.CapResetsAt(e.clock.Now()).Format("2006-01-02")
+	if err == nil || !strings.Contains(err.Error(), "monthly pull cap (2)") || !strings.Contains(err.Error(), reset) {
+		t.Fatalf("third pull: %v", err)
+	}
+
+	_, small := e.token(tollgate.TokenCreate{Name: "bytes", Policy: tollgate.TokenPolicy{MaxBytes: 1}})
+	jwt := e.bearer(small, "repository:demo/hello:pull")
+	blob := "/v2/demo/hello/manifests/" + e.hello.Digest
+	if r := e.do("GET", blob, map[string]string{"Authorization": "Bearer " + jwt}); r.StatusCode != 200 {
+		t.Fatalf("first download under the byte cap: %d", r.StatusCode)
+	}
+	r := e.do("GET", blob, map[string]string{"Authorization": "Bearer " + jwt})
+	body, _ := io.ReadAll(r.Body)
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "download cap") {
+		t.Fatalf("download past the byte cap: %d %s", r.StatusCode, body)
+	}
+}
+
+// e0Clock is the env's clock as the quota's, read from the options.
+func e0Clock(o *Options) func() time.Time { return o.Now }

@@ -25,6 +25,7 @@ import (
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/internal/ratelimit"
+	"github.com/tollgate/tollgate/quota"
 )
 
 // Lookup finds registry tokens and their accounts. Both methods return
@@ -60,6 +61,9 @@ type Options struct {
 	// WarnBefore: answers to a token that expires within it (or that used
 	// a rotated-out secret) carry a Warning header; 0: no expiry warnings.
 	WarnBefore time.Duration
+	// Quota counts capped tokens' monthly pulls and bytes (nil: caps are
+	// not enforced).
+	Quota *quota.Counter
 
 	// The image routes (/token, /v2/); without a Signer they are not served.
 	Signer   *authz.Signer

@@ -111,6 +111,8 @@ func (reg *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil && rt.kind != routeBase && rt.kind != routeCatalog {
 		reg.f.metrics.Authorized(time.Since(start).Seconds())
+		w, done := reg.f.count(w, r, c)
+		defer done() // also when the stream is cut (http.ErrAbortHandler)
 		reg.upstream.forward(w, r, rt, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
 		return
 	}
@@ -159,8 +161,11 @@ func (reg *Registry) authorizeV2(r *http.Request) (route, caller, error) {
 		return rt, c, reg.notEntitled(rt)
 	}
 	if c.token != nil {
+		reg.f.metered(r, &c, rt.kind == routeManifest && r.Method == http.MethodGet)
 		switch reason := reg.decideImage(r, c, rt.name); reason {
 		case authz.OK:
+		case authz.CapReached:
+			return rt, c, reg.f.capRefusal(c)
 		case authz.WrongScope, authz.NotEntitled, authz.Restricted:
 			switch {
 			case reg.isAnonymous(rt.name):

@@ -119,6 +119,8 @@ type wirePolicy struct {
 	Networks  []netip.Prefix `json:"networks,omitempty"`
 	ValidFrom *time.Time     `json:"valid_from,omitempty"`
 	PausedAt  *time.Time     `json:"paused_at,omitempty"`
+	MaxPulls  int64          `json:"max_pulls,omitempty"`
+	MaxBytes  int64          `json:"max_bytes,omitempty"`
 }
 
 type wirePrevious struct {
@@ -160,7 +162,7 @@ func encodeToken(t *tollgate.Token, seq int64) ([]byte, error) {
 		Name: t.Name, Description: t.Description, Scope: uint8(t.Scope),
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, RevokedAt: t.RevokedAt,
 		Policy: wirePolicy{Images: t.Policy.Images, Packages: t.Policy.Packages, Networks: t.Policy.Networks,
-			ValidFrom: t.Policy.ValidFrom, PausedAt: t.Policy.PausedAt},
+			ValidFrom: t.Policy.ValidFrom, PausedAt: t.Policy.PausedAt, MaxPulls: t.Policy.MaxPulls, MaxBytes: t.Policy.MaxBytes},
 		SecretVersion: t.SecretVersion, SecretHash: t.SecretHash, Previous: encodePrevious(t.Previous),
 	})
 }
@@ -193,7 +195,7 @@ func decodeToken(data []byte, id string) (*tollgate.Token, int64, bool) {
 		Description: w.Description, Scope: tollgate.Scope(w.Scope), ExpiresAt: utcPtr(w.ExpiresAt),
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),
 		Policy: tollgate.TokenPolicy{Images: w.Policy.Images, Packages: w.Policy.Packages, Networks: w.Policy.Networks,
-			ValidFrom: utcPtr(w.Policy.ValidFrom), PausedAt: utcPtr(w.Policy.PausedAt)},
+			ValidFrom: utcPtr(w.Policy.ValidFrom), PausedAt: utcPtr(w.Policy.PausedAt), MaxPulls: w.Policy.MaxPulls, MaxBytes: w.Policy.MaxBytes},
 	}, w.Seq, true
 }
 

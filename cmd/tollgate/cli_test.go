@@ -166,7 +166,7 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	}
 	var tok map[string]any
 	c.json(&tok, "token", "create", "--account", "acme", "--name", "ci", "--description", "CI pulls", "--scope", "images,packages", "--expires", "2099-12-31")
-	wantKeys := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at", "name", "paused_at", "restrictions", "revoked_at", "scope", "secret", "status", "updated_at", "valid_from"}
+	wantKeys := []string{"account", "created_at", "description", "expires_at", "id", "last_used_at", "max_bytes", "max_pulls", "name", "paused_at", "restrictions", "revoked_at", "scope", "secret", "status", "updated_at", "valid_from"}
 	if keys := sortedKeys(tok); !slices.Equal(keys, wantKeys) {
 		t.Fatalf("token JSON keys = %v, want %v", keys, wantKeys)
 	}

@@ -37,6 +37,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 type policyFlags struct {
 	images, packages, networks []string
 	validFrom                  string
+	maxPulls, maxBytes         int64
 }
 
 func (p *policyFlags) register(cmd *cobra.Command, verb string) {
@@ -44,6 +45,8 @@ func (p *policyFlags) register(cmd *cobra.Command, verb string) {
 	cmd.Flags().StringSliceVar(&p.packages, "restrict-packages", nil, verb+" the package repositories the token is limited to (comma separated; empty: the whole subscription)")
 	cmd.Flags().StringSliceVar(&p.networks, "networks", nil, verb+" the client networks the token may be used from: CIDRs or addresses, comma separated (empty: anywhere)")
 	cmd.Flags().StringVar(&p.validFrom, "valid-from", "", verb+" the date the token becomes valid: YYYY-MM-DD (start of that day, UTC) or RFC 3339")
+	cmd.Flags().Int64Var(&p.maxPulls, "max-pulls", 0, verb+" the monthly cap on pulls (manifest GETs and package downloads; 0: none)")
+	cmd.Flags().Int64Var(&p.maxBytes, "max-bytes", 0, verb+" the monthly cap on bytes downloaded (0: none)")
 }
 
 // check parses locally what can be checked, so errors name the flag's
@@ -82,6 +85,7 @@ func newTokenCreateCmd(f *clientFlags) *cobra.Command {
 			tok, err := cl.CreateToken(c.Context(), account, api.CreateTokenRequest{
 				Name: name, Description: description, Scope: sc.Names(), ExpiresAt: expires,
 				RestrictImages: policy.images, RestrictPackages: policy.packages, Networks: policy.networks, ValidFrom: policy.validFrom,
+				MaxPulls: policy.maxPulls, MaxBytes: policy.maxBytes,
 			})
 			if err != nil {
 				return err
@@ -204,6 +208,14 @@ func newTokenEditCmd(f *clientFlags) *cobra.Command {
 				req.ValidFrom = &policy.validFrom
 				changed++
 			}
+			if c.Flags().Changed("max-pulls") {
+				req.MaxPulls = &policy.maxPulls
+				changed++
+			}
+			if c.Flags().Changed("max-bytes") {
+				req.MaxBytes = &policy.maxBytes
+				changed++
+			}
 			if req.Name == nil && req.Description == nil && req.Scope == nil && req.ExpiresAt == nil && changed == 0 {
 				return errors.New("nothing to change: give --name, --description, --scope, --expires, --restrict-images, --restrict-packages, --networks or --valid-from")
 			}
@@ -309,6 +321,7 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 		{"Packages", orAll(t.Restrictions.Packages, "every package repository of the subscription")},
 		{"Networks", orAll(t.Restrictions.Networks, "anywhere")},
 		{"Valid from", fmtTime(t.ValidFrom)}, {"Paused", fmtTime(t.PausedAt)},
+		{"Monthly caps", capsText(t.MaxPulls, t.MaxBytes)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], tollgate.EscapeText(kv[1]))
 	}
@@ -342,4 +355,19 @@ func orAll(items []string, all string) string {
 		return all
 	}
 	return strings.Join(items, ", ")
+}
+
+// capsText is a token's monthly caps for people.
+func capsText(pulls, bytes int64) string {
+	var parts []string
+	if pulls > 0 {
+		parts = append(parts, fmt.Sprintf("%d pulls", pulls))
+	}
+	if bytes > 0 {
+		parts = append(parts, fmt.Sprintf("%d bytes", bytes))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ") + " per month (UTC)"
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/quota"
 	"github.com/tollgate/tollgate/tokencache"
 )
 
@@ -108,6 +109,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		Service:    c.Service,
 		Anonymous:  c.Anonymous.Repositories,
 		WarnBefore: c.Notify.WarnBefore.Duration(),
+		Quota:      quota.New(quota.Options{Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger}),
 		Logger:     m.Logger,
 	}
 	if c.Upstream.URL != "" {

@@ -76,12 +76,14 @@ type policyJSON struct {
 	Networks  []string   `json:"networks,omitempty"`
 	ValidFrom *time.Time `json:"valid_from,omitempty"`
 	PausedAt  *time.Time `json:"paused_at,omitempty"`
+	MaxPulls  int64      `json:"max_pulls,omitempty"`
+	MaxBytes  int64      `json:"max_bytes,omitempty"`
 }
 
 // MarshalPolicy stores a token policy as JSON text; the zero policy is "{}".
 func MarshalPolicy(p tollgate.TokenPolicy) (string, error) {
 	b, err := json.Marshal(policyJSON{Images: p.Images, Packages: p.Packages, Networks: tollgate.FormatNetworks(p.Networks),
-		ValidFrom: p.ValidFrom, PausedAt: p.PausedAt})
+		ValidFrom: p.ValidFrom, PausedAt: p.PausedAt, MaxPulls: p.MaxPulls, MaxBytes: p.MaxBytes})
 	return string(b), err
 }
 
@@ -94,7 +96,8 @@ func UnmarshalPolicy(s string) (tollgate.TokenPolicy, error) {
 			return tollgate.TokenPolicy{}, err
 		}
 	}
-	p := tollgate.TokenPolicy{Images: pj.Images, Packages: pj.Packages, ValidFrom: utcPtr(pj.ValidFrom), PausedAt: utcPtr(pj.PausedAt)}
+	p := tollgate.TokenPolicy{Images: pj.Images, Packages: pj.Packages, ValidFrom: utcPtr(pj.ValidFrom), PausedAt: utcPtr(pj.PausedAt),
+		MaxPulls: pj.MaxPulls, MaxBytes: pj.MaxBytes}
 	if len(pj.Networks) > 0 {
 		ns, err := tollgate.ParseNetworks("policy.networks", pj.Networks)
 		if err != nil {
