@@ -12,11 +12,24 @@ import (
 // withUnusedFor adds the stale-token report to `token list`:
 // --unused-for 90d lists tokens never used or not used for that long.
 func withUnusedFor(f *clientFlags, list *cobra.Command) *cobra.Command {
-	var unused string
-	list.Flags().StringVar(&unused, "unused-for", "", "only tokens not used for this long (90d, 12h): the stale-token report")
+	return withListFilter(f, list, "unused-for", "only tokens not used for this long (90d, 12h): the stale-token report",
+		func(c *cobra.Command, cl *api.Client, account, v string) (*api.TokenList, error) {
+			return cl.ListUnusedTokens(c.Context(), account, v)
+		},
+		func(n int, v string) string {
+			return fmt.Sprintf("%d tokens not used for %s (revoke or pause them: token revoke ID, token pause ID)", n, v)
+		})
+}
+
+// withListFilter gives `token list` a filter flag answered by fetch; the
+// plain list runs when the flag is not given.
+func withListFilter(f *clientFlags, list *cobra.Command, flag, help string,
+	fetch func(c *cobra.Command, cl *api.Client, account, v string) (*api.TokenList, error), summary func(n int, v string) string) *cobra.Command {
+	var value string
+	list.Flags().StringVar(&value, flag, "", help)
 	next := list.RunE
 	list.RunE = func(c *cobra.Command, args []string) error {
-		if unused == "" {
+		if value == "" {
 			return next(c, args)
 		}
 		return f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
@@ -24,7 +37,7 @@ func withUnusedFor(f *clientFlags, list *cobra.Command) *cobra.Command {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
-			tl, err := cl.ListUnusedTokens(c.Context(), account, unused)
+			tl, err := fetch(c, cl, account, value)
 			if err != nil {
 				return err
 			}
@@ -34,7 +47,7 @@ func withUnusedFor(f *clientFlags, list *cobra.Command) *cobra.Command {
 			if err := printTokens(c.OutOrStdout(), tl.Tokens); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "\n%d tokens not used for %s (revoke or pause them: token revoke ID, token pause ID)\n", len(tl.Tokens), unused)
+			fmt.Fprintf(c.OutOrStdout(), "\n%s\n", summary(len(tl.Tokens), value))
 			return nil
 		})(c, args)
 	}

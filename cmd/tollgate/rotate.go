@@ -45,31 +45,9 @@ func newTokenRotateCmd(f *clientFlags) *cobra.Command {
 // withExpiring adds --expiring to `token list`: only tokens that expire
 // within it (30d, 12h) and have not yet.
 func withExpiring(f *clientFlags, list *cobra.Command) *cobra.Command {
-	var within string
-	list.Flags().StringVar(&within, "expiring", "", "only tokens expiring within this long (30d, 12h)")
-	next := list.RunE
-	list.RunE = func(c *cobra.Command, args []string) error {
-		if within == "" {
-			return next(c, args)
-		}
-		return f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
-			account, _ := c.Flags().GetString("account")
-			if account == "" {
-				return tollgate.FieldError("account", "required (--account)")
-			}
-			tl, err := cl.ListExpiringTokens(c.Context(), account, within)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return f.printJSON(c.OutOrStdout(), tl.Tokens)
-			}
-			if err := printTokens(c.OutOrStdout(), tl.Tokens); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "\n%d tokens expiring within %s\n", len(tl.Tokens), within)
-			return nil
-		})(c, args)
-	}
-	return list
+	return withListFilter(f, list, "expiring", "only tokens expiring within this long (30d, 12h)",
+		func(c *cobra.Command, cl *api.Client, account, v string) (*api.TokenList, error) {
+			return cl.ListExpiringTokens(c.Context(), account, v)
+		},
+		func(n int, v string) string { return fmt.Sprintf("%d tokens expiring within %s", n, v) })
 }

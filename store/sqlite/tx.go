@@ -180,21 +180,7 @@ func (t *tx) UpdateToken(ctx context.Context, tok *tollgate.Token) error {
 func (t *tx) ListTokens(ctx context.Context, accountID string) ([]*tollgate.Token, error) {
 	// rowid breaks ties between tokens created in the same microsecond:
 	// it grows with insertion.
-	rows, err := t.q.QueryContext(ctx,
-		`SELECT `+tokenColumns+tokenFrom+`WHERE t.account_id = ? ORDER BY t.created_at, t.rowid`, accountID)
-	if err != nil {
-		return nil, dbError(err, "", "")
-	}
-	defer rows.Close()
-	var out []*tollgate.Token
-	for rows.Next() {
-		tok, err := scanToken(rows)
-		if err != nil {
-			return nil, dbError(err, "", "")
-		}
-		out = append(out, tok)
-	}
-	return out, dbError(rows.Err(), "", "")
+	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.account_id = ? ORDER BY t.created_at, t.rowid`, accountID)
 }
 
 func (t *tx) CountActiveTokens(ctx context.Context, accountID string) (int, error) {
