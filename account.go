@@ -41,8 +41,10 @@ type Account struct {
 	Status        AccountStatus
 	PackageAccess PackageAccess
 	Subscription  Subscription
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Policy is what the operator requires of every token of the account.
+	Policy    AccountPolicy
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Subscription is what an account is entitled to pull.

@@ -2,6 +2,7 @@ package tollgate
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -245,4 +246,126 @@ func (t *Token) UnusedFor(now time.Time, d time.Duration) bool {
 		last = *t.LastUsedAt
 	}
 	return now.Sub(last) >= d
+}
+
+// AccountPolicy is what an operator requires of every token of an
+// account. The zero value requires nothing.
+type AccountPolicy struct {
+	// MaxLifetime: tokens created, extended or edited must expire within
+	// it ("never" is refused). 0: no maximum.
+	MaxLifetime time.Duration
+	// Networks every token of the account is limited to, whatever its own
+	// networks (judged by Decide on every request). Empty: anywhere.
+	Networks []netip.Prefix
+	// AutoPauseAfter pauses tokens unused for that long (a sweep every
+	// replica may run: pausing is idempotent). 0: never.
+	AutoPauseAfter time.Duration
+	// RequireRestrictions: the account's own keys and console users may
+	// create only tokens limited by images, packages or networks.
+	RequireRestrictions bool
+}
+
+// Validate checks the policy's bounds.
+func (p AccountPolicy) Validate() error {
+	switch {
+	case p.MaxLifetime < 0 || p.MaxLifetime > 100*365*24*time.Hour:
+		return FieldError("max_lifetime", "must be between 0 (none) and 100 years")
+	case p.AutoPauseAfter < 0 || (p.AutoPauseAfter > 0 && p.AutoPauseAfter < 24*time.Hour):
+		return FieldError("auto_pause_after", "must be 0 (never) or at least a day")
+	case len(p.Networks) > MaxPolicyNetworks:
+		return FieldError("networks", "at most %d networks", MaxPolicyNetworks)
+	}
+	return nil
+}
+
+// AllowsAddress reports whether the account's tokens may be used from
+// addr (fails closed on an unknown address when networks are set).
+func (p AccountPolicy) AllowsAddress(addr netip.Addr) bool {
+	return TokenPolicy{Networks: p.Networks}.AllowsAddress(addr)
+}
+
+// checkAccountPolicy applies a's policy to a token about to be written by
+// actor: its expiry within the maximum lifetime, and restrictions where
+// customers must set them.
+func checkAccountPolicy(actor string, a *Account, t *Token, now time.Time) error {
+	p := a.Policy
+	if p.MaxLifetime > 0 {
+		limit := now.Add(p.MaxLifetime)
+		if t.ExpiresAt == nil {
+			return FieldError("expires", "account %s requires tokens to expire within %s: \"never\" is not allowed", a.Name, fmtDays(p.MaxLifetime))
+		}
+		if t.ExpiresAt.After(limit) {
+			return FieldError("expires", "account %s requires tokens to expire within %s (by %s)", a.Name, fmtDays(p.MaxLifetime), limit.Format("2006-01-02"))
+		}
+	}
+	if p.RequireRestrictions && IsCustomerActor(actor) &&
+		len(t.Policy.Images) == 0 && len(t.Policy.Packages) == 0 && len(t.Policy.Networks) == 0 {
+		return FieldError("restrict_images", "account %s requires every token to be limited to images, package repositories or networks", a.Name)
+	}
+	return nil
+}
+
+func fmtDays(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return d.String()
+}
+
+// SetAccountPolicy sets what every token of the account must meet. The
+// networks bite at once on every replica; the lifetime and restriction
+// rules apply to tokens created or changed from now on.
+func (s *Service) SetAccountPolicy(ctx context.Context, actor, name string, p AccountPolicy) (*Account, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return s.updateAccount(ctx, actor, name, ActionAccountPolicyChanged, func(_ Tx, a *Account, _ time.Time) (map[string]Change, []string, error) {
+		c := map[string]Change{}
+		old := a.Policy
+		if old.MaxLifetime != p.MaxLifetime {
+			c["max_lifetime"] = Change{From: old.MaxLifetime.String(), To: p.MaxLifetime.String()}
+		}
+		if from, to := strings.Join(FormatNetworks(old.Networks), ","), strings.Join(FormatNetworks(p.Networks), ","); from != to {
+			c["networks"] = Change{From: from, To: to}
+		}
+		if old.AutoPauseAfter != p.AutoPauseAfter {
+			c["auto_pause_after"] = Change{From: old.AutoPauseAfter.String(), To: p.AutoPauseAfter.String()}
+		}
+		if old.RequireRestrictions != p.RequireRestrictions {
+			c["require_restrictions"] = Change{From: fmt.Sprint(old.RequireRestrictions), To: fmt.Sprint(p.RequireRestrictions)}
+		}
+		a.Policy = p
+		return c, nil, nil
+	})
+}
+
+// AutoPause pauses, in every account whose policy says so, the tokens
+// unused for longer than its AutoPauseAfter, and returns how many. Any
+// replica may run it at any time: pausing a paused token changes nothing.
+func (s *Service) AutoPause(ctx context.Context) (int, error) {
+	accts, err := s.ListAccounts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	now := s.now()
+	for _, a := range accts {
+		if a.Policy.AutoPauseAfter <= 0 {
+			continue
+		}
+		toks, _, err := s.ListTokens(ctx, a.Name, "")
+		if err != nil {
+			return n, err
+		}
+		for _, t := range toks {
+			if t.Policy.PausedAt != nil || !t.UnusedFor(now, a.Policy.AutoPauseAfter) {
+				continue
+			}
+			if _, err := s.PauseToken(ctx, ActorSystem, t.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
 }

@@ -430,6 +430,9 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		if err := checkValidFrom(tok); err != nil {
 			return err
 		}
+		if err := checkAccountPolicy(actor, a, tok, now); err != nil {
+			return err
+		}
 		if err := s.insertToken(ctx, tx, tok, secret); err != nil {
 			return err
 		}
@@ -895,6 +898,14 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 		if extends(oldExpiry, t.ExpiresAt) {
 			if err := checkSuspended(actor, a); err != nil {
 				return err
+			}
+		}
+		for _, k := range []string{"expires_at", "restrict_images", "restrict_packages", "networks"} {
+			if _, ok := c[k]; ok {
+				if err := checkAccountPolicy(actor, a, t, now); err != nil {
+					return err
+				}
+				break
 			}
 		}
 		out = t

@@ -6,6 +6,7 @@
 package api
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,8 +49,66 @@ type Account struct {
 	Status        string       `json:"status"`         // active, suspended
 	PackageAccess string       `json:"package_access"` // none, requested, granted, denied
 	Subscription  Subscription `json:"subscription"`
-	CreatedAt     time.Time    `json:"created_at"`
-	UpdatedAt     time.Time    `json:"updated_at"`
+	// Policy is what every token of the account must meet.
+	Policy    AccountPolicy `json:"policy"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// AccountPolicy is the wire form of tollgate.AccountPolicy: durations as
+// "90d" or a Go duration ("" for none), networks always an array.
+type AccountPolicy struct {
+	MaxLifetime         string   `json:"max_lifetime"`
+	Networks            []string `json:"networks"`
+	AutoPauseAfter      string   `json:"auto_pause_after"`
+	RequireRestrictions bool     `json:"require_restrictions"`
+}
+
+func fromAccountPolicy(p tollgate.AccountPolicy) AccountPolicy {
+	return AccountPolicy{MaxLifetime: fmtDuration(p.MaxLifetime), Networks: tollgate.FormatNetworks(p.Networks),
+		AutoPauseAfter: fmtDuration(p.AutoPauseAfter), RequireRestrictions: p.RequireRestrictions}
+}
+
+// fmtDuration writes whole days as "90d", other durations as Go does, none as "".
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	return d.String()
+}
+
+// ToAccountPolicy parses the wire form; errors name the field.
+func (p AccountPolicy) ToAccountPolicy() (tollgate.AccountPolicy, error) {
+	var out tollgate.AccountPolicy
+	var err error
+	if out.MaxLifetime, err = parseDays("max_lifetime", p.MaxLifetime); err != nil {
+		return out, err
+	}
+	if out.AutoPauseAfter, err = parseDays("auto_pause_after", p.AutoPauseAfter); err != nil {
+		return out, err
+	}
+	if out.Networks, err = tollgate.ParseNetworks("networks", p.Networks); err != nil {
+		return out, err
+	}
+	out.RequireRestrictions = p.RequireRestrictions
+	return out, nil
+}
+
+func parseDays(field, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if d, ok := cutDays(v); ok {
+		return d, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, tollgate.FieldError(field, "must be a number of days like 90d or a duration like 12h")
+	}
+	return d, nil
 }
 
 // Token is the wire form of a registry token. Secret is set only in the
@@ -206,6 +265,7 @@ func fromAccount(a *tollgate.Account) Account {
 			Images:   nonNil(a.Subscription.Images),
 			Packages: nonNil(a.Subscription.Packages),
 		},
+		Policy:    fromAccountPolicy(a.Policy),
 		CreatedAt: wireTime(a.CreatedAt),
 		UpdatedAt: wireTime(a.UpdatedAt),
 	}

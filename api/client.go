@@ -96,6 +96,11 @@ func (c *Client) SetSubscription(ctx context.Context, name string, images, packa
 	return c.account(ctx, "PUT", name, "subscription", Subscription{Images: nonNil(images), Packages: nonNil(packages)})
 }
 
+// SetAccountPolicy sets what every token of the account must meet.
+func (c *Client) SetAccountPolicy(ctx context.Context, name string, p AccountPolicy) (*Account, error) {
+	return c.account(ctx, "PUT", name, "policy", p)
+}
+
 func (c *Client) account(ctx context.Context, method, name, action string, body any) (*Account, error) {
 	path := "accounts/" + url.PathEscape(name)
 	if action != "" {

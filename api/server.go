@@ -89,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/accounts/{name}/deny-packages", true, s.accountAction((*tollgate.Service).DenyPackages)},
 		{"POST", p + "/accounts/{name}/request-packages", false, s.accountAction((*tollgate.Service).RequestPackages)},
 		{"PUT", p + "/accounts/{name}/subscription", true, s.setSubscription},
+		{"PUT", p + "/accounts/{name}/policy", true, s.setAccountPolicy},
 		{"POST", p + "/accounts/{name}/keys", true, s.createAccountKey},
 		{"GET", p + "/accounts/{name}/tokens", false, s.listTokens},
 		{"POST", p + "/accounts/{name}/tokens", false, s.createToken},
@@ -324,6 +325,22 @@ func (s *Server) setSubscription(r *http.Request, who *actor) (int, any, error) 
 	}
 	a, err := s.Service.SetSubscription(r.Context(), who.name, r.PathValue("name"),
 		tollgate.Subscription{Images: in.Images, Packages: in.Packages})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, fromAccount(a), nil
+}
+
+func (s *Server) setAccountPolicy(r *http.Request, who *actor) (int, any, error) {
+	var in AccountPolicy
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	p, err := in.ToAccountPolicy()
+	if err != nil {
+		return 0, nil, err
+	}
+	a, err := s.Service.SetAccountPolicy(r.Context(), who.name, r.PathValue("name"), p)
 	if err != nil {
 		return 0, nil, err
 	}

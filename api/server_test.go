@@ -144,7 +144,7 @@ func TestAccountJSONShape(t *testing.T) {
 	if err := json.Unmarshal(r.body, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"created_at", "id", "name", "package_access", "status", "subscription", "updated_at"}
+	want := []string{"created_at", "id", "name", "package_access", "policy", "status", "subscription", "updated_at"}
 	if got := keysOf(m); !slices.Equal(got, want) {
 		t.Fatalf("account keys = %v, want %v", got, want)
 	}

@@ -96,7 +96,7 @@ func Decide(tok *tollgate.Token, acct *tollgate.Account, now time.Time, res Reso
 	case tollgate.TokenScheduled:
 		return NotYetValid
 	}
-	if !tok.Policy.AllowsAddress(res.Client) {
+	if !tok.Policy.AllowsAddress(res.Client) || !acct.Policy.AllowsAddress(res.Client) {
 		return AddressNotAllowed
 	}
 	switch res.Kind {

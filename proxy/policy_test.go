@@ -235,3 +235,21 @@ func TestPullCapRefusesTheNextPull(t *testing.T) {
 
 // e0Clock is the env's clock as the quota's, read from the options.
 func e0Clock(o *Options) func() time.Time { return o.Now }
+
+// TestAccountNetworksBindEveryToken: an operator's account policy limits
+// every token of the account to its networks, even a token without any
+// networks of its own, at once.
+func TestAccountNetworksBindEveryToken(t *testing.T) {
+	e := newEnv(t)
+	_, secret := e.token(tollgate.TokenCreate{})
+	nets, _ := tollgate.ParseNetworks("networks", []string{"127.0.0.2/32"})
+	if _, err := e.svc.SetAccountPolicy(context.Background(), "operator", e.acctName, tollgate.AccountPolicy{Networks: nets}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := e.tokenFrom(clientFrom("127.0.0.2"), secret); code != 200 {
+		t.Fatalf("from the account's network: %d", code)
+	}
+	if code, _ := e.tokenFrom(clientFrom("127.0.0.3"), secret); code != http.StatusForbidden {
+		t.Fatalf("from elsewhere: %d, want 403", code)
+	}
+}

@@ -28,7 +28,9 @@ import (
 // Version 2: tokens carry their policy (restrictions, networks, pause,
 // valid-from). A version-1 entry would read as a token without a policy,
 // that is, wider than it is.
-const FormatVersion = 2
+// Version 3: accounts carry their policy (networks every token is
+// limited to); a version-2 entry would read as an account without one.
+const FormatVersion = 3
 
 // Redis layout, under base = <prefix>v<FormatVersion>:
 //
@@ -131,17 +133,25 @@ type wirePrevious struct {
 	ExpiredNoted bool      `json:"expired_noted,omitempty"`
 }
 
+type wireAccountPolicy struct {
+	MaxLifetime         time.Duration  `json:"max_lifetime,omitempty"`
+	Networks            []netip.Prefix `json:"networks,omitempty"`
+	AutoPauseAfter      time.Duration  `json:"auto_pause_after,omitempty"`
+	RequireRestrictions bool           `json:"require_restrictions,omitempty"`
+}
+
 type wireAccount struct {
-	V             int       `json:"v"`
-	Seq           int64     `json:"seq,omitempty"` // the stamp, as in wireToken
-	ID            string    `json:"id"`
-	Name          string    `json:"name"`
-	Status        string    `json:"status"`
-	PackageAccess string    `json:"package_access"`
-	Images        []string  `json:"images,omitempty"`
-	Packages      []string  `json:"packages,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	V             int               `json:"v"`
+	Seq           int64             `json:"seq,omitempty"` // the stamp, as in wireToken
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	Status        string            `json:"status"`
+	PackageAccess string            `json:"package_access"`
+	Images        []string          `json:"images,omitempty"`
+	Packages      []string          `json:"packages,omitempty"`
+	Policy        wireAccountPolicy `json:"policy"`
+	CreatedAt     time.Time         `json:"created_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
 }
 
 type wireHash struct {
@@ -203,6 +213,8 @@ func encodeAccount(a *tollgate.Account, seq int64) ([]byte, error) {
 	return json.Marshal(wireAccount{
 		V: FormatVersion, Seq: seq, ID: a.ID, Name: a.Name, Status: string(a.Status), PackageAccess: string(a.PackageAccess),
 		Images: a.Subscription.Images, Packages: a.Subscription.Packages,
+		Policy: wireAccountPolicy{MaxLifetime: a.Policy.MaxLifetime, Networks: a.Policy.Networks,
+			AutoPauseAfter: a.Policy.AutoPauseAfter, RequireRestrictions: a.Policy.RequireRestrictions},
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	})
 }
@@ -216,7 +228,9 @@ func decodeAccount(data []byte, id string) (*tollgate.Account, int64, bool) {
 		ID: w.ID, Name: w.Name, Status: tollgate.AccountStatus(w.Status),
 		PackageAccess: tollgate.PackageAccess(w.PackageAccess),
 		Subscription:  tollgate.Subscription{Images: w.Images, Packages: w.Packages},
-		CreatedAt:     w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(),
+		Policy: tollgate.AccountPolicy{MaxLifetime: w.Policy.MaxLifetime, Networks: w.Policy.Networks,
+			AutoPauseAfter: w.Policy.AutoPauseAfter, RequireRestrictions: w.Policy.RequireRestrictions},
+		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(),
 	}, w.Seq, true
 }
 

@@ -27,6 +27,7 @@ func newAccountCmd(f *clientFlags) *cobra.Command {
 		newAccountRequestPackagesCmd(f),
 		newAccountGrantPackagesCmd(f),
 		newAccountDenyPackagesCmd(f),
+		newAccountPolicyCmd(f), // incident.go
 	)
 	return cmd
 }

@@ -419,6 +419,13 @@ func TestTokenPolicyThroughCLI(t *testing.T) {
 	if out := c.ok("token", "list", "--account", "demo", "--unused-for", "90d"); !strings.Contains(out, "0 tokens not used for 90d") {
 		t.Fatalf("stale report: %s", out)
 	}
+	if out := c.ok("account", "policy", "demo", "--max-lifetime", "90d", "--networks", "10.0.0.0/8"); !strings.Contains(out, "expire within 90d; networks 10.0.0.0/8") {
+		t.Fatalf("account policy: %s", out)
+	}
+	if msg := c.fail("token", "create", "--account", "demo", "--name", "forever"); !strings.Contains(msg, "requires tokens to expire within 90 days") {
+		t.Fatalf("token past the account's lifetime: %q", msg)
+	}
+	c.ok("account", "policy", "demo")
 	if out := c.ok("token", "pause-all", "--account", "demo"); !strings.Contains(out, "tokens of account demo paused") {
 		t.Fatalf("pause-all: %s", out)
 	}

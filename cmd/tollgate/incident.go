@@ -89,3 +89,39 @@ func newTokenPauseAllCmd(f *clientFlags) *cobra.Command {
 		return cl.PauseAllTokens(c.Context(), account)
 	})
 }
+
+// newAccountPolicyCmd sets what every token of an account must meet.
+func newAccountPolicyCmd(f *clientFlags) *cobra.Command {
+	var in api.AccountPolicy
+	cmd := &cobra.Command{
+		Use: "policy NAME", Short: "Set what every token of an account must meet (replaces the whole policy)", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			if _, err := in.ToAccountPolicy(); err != nil {
+				return err
+			}
+			a, err := cl.SetAccountPolicy(c.Context(), args[0], in)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), a)
+			}
+			p := a.Policy
+			fmt.Fprintf(c.OutOrStdout(), "account %s: tokens expire within %s; networks %s; paused after %s unused; customers must restrict tokens: %v\n",
+				a.Name, orAll(nonEmpty(p.MaxLifetime), "no limit"), orAll(p.Networks, "anywhere"), orAll(nonEmpty(p.AutoPauseAfter), "never"), p.RequireRestrictions)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&in.MaxLifetime, "max-lifetime", "", "tokens must expire within this (90d; empty: no limit, \"never\" allowed)")
+	cmd.Flags().StringSliceVar(&in.Networks, "networks", nil, "networks every token is limited to (CIDRs, comma separated; empty: anywhere)")
+	cmd.Flags().StringVar(&in.AutoPauseAfter, "auto-pause-after", "", "pause tokens unused for this long (90d; empty: never)")
+	cmd.Flags().BoolVar(&in.RequireRestrictions, "require-restrictions", false, "the account's own keys and users may only create tokens limited by images, packages or networks")
+	return cmd
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}

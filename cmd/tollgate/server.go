@@ -58,9 +58,11 @@ type Main struct {
 
 	redis     redis.UniversalClient
 	stopCache context.CancelFunc
-	cacheDone chan error
-	server    *http.Server
-	done      chan error
+	// stopAutoPause ends the auto-pause sweep (wiring.go).
+	stopAutoPause context.CancelFunc
+	cacheDone     chan error
+	server        *http.Server
+	done          chan error
 }
 
 // Run opens the store (applying migrations), loads the keys, builds the
@@ -97,6 +99,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startNotify(ctx); err != nil { // notify.go
 		return err
 	}
+	m.startAutoPause() // wiring.go
 	m.limiter = ratelimit.New(ratelimit.Options{
 		PerMinute: m.Config.Limits.AuthFailuresPerMinute, Burst: m.Config.Limits.AuthFailureBurst,
 		Redis: m.redis, KeyPrefix: m.Config.Redis.KeyPrefix, Logger: m.Logger,
@@ -177,6 +180,10 @@ func (m *Main) Close() error {
 		m.server = nil
 	}
 	m.stopNotify() // notify.go
+	if m.stopAutoPause != nil {
+		m.stopAutoPause()
+		m.stopAutoPause = nil
+	}
 	if m.stopCache != nil {
 		m.stopCache()
 		<-m.cacheDone

@@ -74,7 +74,7 @@ func (t *tx) guardedExec(ctx context.Context, query string, args ...any) (pgconn
 	return tag, err
 }
 
-const accountColumns = `id, name, status, package_access, sub_images, sub_packages, created_at, updated_at`
+const accountColumns = `id, name, status, package_access, sub_images, sub_packages, created_at, updated_at, policy`
 
 func (t *tx) InsertAccount(ctx context.Context, a *tollgate.Account) error {
 	if err := t.writable(); err != nil {
@@ -84,11 +84,15 @@ func (t *tx) InsertAccount(ctx context.Context, a *tollgate.Account) error {
 	if err != nil {
 		return tollgate.Internal(err)
 	}
+	policy, err := codec.MarshalAccountPolicy(a.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	_, err = t.guardedExec(ctx, `
 		INSERT INTO accounts (`+accountColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		a.ID, a.Name, string(a.Status), string(a.PackageAccess), images, packages,
-		utc(a.CreatedAt), utc(a.UpdatedAt))
+		utc(a.CreatedAt), utc(a.UpdatedAt), policy)
 	return dbError(err, "account not found", "an account with this name or id already exists")
 }
 
@@ -131,11 +135,15 @@ func (t *tx) UpdateAccount(ctx context.Context, a *tollgate.Account) error {
 	if err != nil {
 		return tollgate.Internal(err)
 	}
+	policy, err := codec.MarshalAccountPolicy(a.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	tag, err := t.guardedExec(ctx, `
 		UPDATE accounts SET name = $1, status = $2, package_access = $3,
-			sub_images = $4, sub_packages = $5, updated_at = $6
-		WHERE id = $7`,
-		a.Name, string(a.Status), string(a.PackageAccess), images, packages, utc(a.UpdatedAt), a.ID)
+			sub_images = $4, sub_packages = $5, updated_at = $6, policy = $7
+		WHERE id = $8`,
+		a.Name, string(a.Status), string(a.PackageAccess), images, packages, utc(a.UpdatedAt), policy, a.ID)
 	return affectedOne(tag, err, "account not found", "an account with this name already exists")
 }
 
@@ -315,9 +323,14 @@ func scanAccount(s pgx.Row) (*tollgate.Account, error) {
 		a                tollgate.Account
 		status, access   string
 		images, packages string
+		policy           string
 	)
-	if err := s.Scan(&a.ID, &a.Name, &status, &access, &images, &packages, &a.CreatedAt, &a.UpdatedAt); err != nil {
+	if err := s.Scan(&a.ID, &a.Name, &status, &access, &images, &packages, &a.CreatedAt, &a.UpdatedAt, &policy); err != nil {
 		return nil, err
+	}
+	var perr error
+	if a.Policy, perr = codec.UnmarshalAccountPolicy(policy); perr != nil {
+		return nil, perr
 	}
 	a.Status = tollgate.AccountStatus(status)
 	a.PackageAccess = tollgate.PackageAccess(access)

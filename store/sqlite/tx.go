@@ -29,7 +29,7 @@ func (t *tx) writable() error {
 	return nil
 }
 
-const accountColumns = `id, name, status, package_access, sub_images, sub_packages, created_at, updated_at`
+const accountColumns = `id, name, status, package_access, sub_images, sub_packages, created_at, updated_at, policy`
 
 func (t *tx) InsertAccount(ctx context.Context, a *tollgate.Account) error {
 	if err := t.writable(); err != nil {
@@ -39,11 +39,15 @@ func (t *tx) InsertAccount(ctx context.Context, a *tollgate.Account) error {
 	if err != nil {
 		return tollgate.Internal(err)
 	}
+	policy, err := codec.MarshalAccountPolicy(a.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	_, err = t.q.ExecContext(ctx, `
 		INSERT INTO accounts (`+accountColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.Name, string(a.Status), string(a.PackageAccess), images, packages,
-		micros(a.CreatedAt), micros(a.UpdatedAt))
+		micros(a.CreatedAt), micros(a.UpdatedAt), policy)
 	return dbError(err, "account not found", "an account with this name or id already exists")
 }
 
@@ -78,11 +82,15 @@ func (t *tx) UpdateAccount(ctx context.Context, a *tollgate.Account) error {
 	if err != nil {
 		return tollgate.Internal(err)
 	}
+	policy, err := codec.MarshalAccountPolicy(a.Policy)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	res, err := t.q.ExecContext(ctx, `
 		UPDATE accounts SET name = ?, status = ?, package_access = ?,
-			sub_images = ?, sub_packages = ?, updated_at = ?
+			sub_images = ?, sub_packages = ?, updated_at = ?, policy = ?
 		WHERE id = ?`,
-		a.Name, string(a.Status), string(a.PackageAccess), images, packages, micros(a.UpdatedAt), a.ID)
+		a.Name, string(a.Status), string(a.PackageAccess), images, packages, micros(a.UpdatedAt), policy, a.ID)
 	return affectedOne(res, err, "account not found", "an account with this name already exists")
 }
 
@@ -272,9 +280,14 @@ func scanAccount(s scanner) (*tollgate.Account, error) {
 		status, access     string
 		images, packages   string
 		created, updatedAt int64
+		policy             string
 	)
-	if err := s.Scan(&a.ID, &a.Name, &status, &access, &images, &packages, &created, &updatedAt); err != nil {
+	if err := s.Scan(&a.ID, &a.Name, &status, &access, &images, &packages, &created, &updatedAt, &policy); err != nil {
 		return nil, err
+	}
+	var perr error
+	if a.Policy, perr = codec.UnmarshalAccountPolicy(policy); perr != nil {
+		return nil, perr
 	}
 	a.Status = tollgate.AccountStatus(status)
 	a.PackageAccess = tollgate.PackageAccess(access)

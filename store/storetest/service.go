@@ -506,6 +506,45 @@ func testService(t *testing.T, newStore NewStore) {
 		wantCode(t, err, tollgate.ENOTFOUND, "")
 	})
 
+	t.Run("AccountPolicyBindsEveryToken", func(t *testing.T) {
+		s, c := newService(t, newStore)
+		_, def, _, _ := s.CreateAccount(ctx, "operator", "acme")
+		nets, _ := tollgate.ParseNetworks("networks", []string{"10.0.0.0/8"})
+		want := tollgate.AccountPolicy{MaxLifetime: 90 * 24 * time.Hour, Networks: nets, AutoPauseAfter: 30 * 24 * time.Hour, RequireRestrictions: true}
+		must[*tollgate.Account](t)(s.SetAccountPolicy(ctx, "operator", "acme", want))
+		a := must[*tollgate.Account](t)(s.Account(ctx, "acme"))
+		if a.Policy.MaxLifetime != want.MaxLifetime || len(a.Policy.Networks) != 1 || a.Policy.AutoPauseAfter != want.AutoPauseAfter || !a.Policy.RequireRestrictions {
+			t.Fatalf("stored account policy = %+v", a.Policy)
+		}
+		// Lifetime: "never" and too far are refused, within is fine.
+		_, _, err := s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "forever", Expiry: tollgate.Expiry{Never: true}})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		_, _, err = s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "far", Expiry: tollgate.Expiry{At: c.Now().Add(100 * 24 * time.Hour)}})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		in := tollgate.TokenCreate{Account: "acme", Name: "ok", Expiry: tollgate.Expiry{At: c.Now().Add(30 * 24 * time.Hour)}}
+		ok, _ := must3(t)(s.CreateToken(ctx, "operator", in))
+		_, err = s.ExtendToken(ctx, "operator", ok.ID, tollgate.Expiry{Never: true})
+		wantCode(t, err, tollgate.EINVALID, "expires")
+		// Customers must restrict; the operator need not.
+		in.Name = "mine"
+		_, _, err = s.CreateToken(ctx, tollgate.AccountActor("acme"), in)
+		wantCode(t, err, tollgate.EINVALID, "restrict_images")
+		in.Policy = tollgate.TokenPolicy{Images: []string{"team-a/*"}}
+		must3(t)(s.CreateToken(ctx, tollgate.AccountActor("acme"), in))
+		// Auto-pause: the default token, never used, goes once 30 days pass.
+		c.Add(31 * 24 * time.Hour)
+		n, err := s.AutoPause(ctx)
+		if err != nil || n < 1 {
+			t.Fatalf("AutoPause = %d, %v", n, err)
+		}
+		if gt, ga, _ := s.Token(ctx, def.ID); gt.Status(ga, c.Now()) != tollgate.TokenPaused {
+			t.Fatal("the stale default token was not paused")
+		}
+		if n2, err := s.AutoPause(ctx); err != nil || n2 != 0 {
+			t.Fatalf("AutoPause again = %d, %v (it must be idempotent)", n2, err)
+		}
+	})
+
 	t.Run("PauseAndResume", func(t *testing.T) {
 		s, c := newService(t, newStore)
 		_, tok, _, _ := s.CreateAccount(ctx, "operator", "acme")

@@ -115,3 +115,39 @@ func utcPtr(t *time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// accountPolicyJSON is how an account policy is stored.
+type accountPolicyJSON struct {
+	MaxLifetime         int64    `json:"max_lifetime_s,omitempty"`
+	Networks            []string `json:"networks,omitempty"`
+	AutoPauseAfter      int64    `json:"auto_pause_after_s,omitempty"`
+	RequireRestrictions bool     `json:"require_restrictions,omitempty"`
+}
+
+// MarshalAccountPolicy stores an account policy as JSON text.
+func MarshalAccountPolicy(p tollgate.AccountPolicy) (string, error) {
+	b, err := json.Marshal(accountPolicyJSON{MaxLifetime: int64(p.MaxLifetime / time.Second), Networks: tollgate.FormatNetworks(p.Networks),
+		AutoPauseAfter: int64(p.AutoPauseAfter / time.Second), RequireRestrictions: p.RequireRestrictions})
+	return string(b), err
+}
+
+// UnmarshalAccountPolicy reads what MarshalAccountPolicy wrote; a network
+// that no longer parses is an error, never dropped.
+func UnmarshalAccountPolicy(s string) (tollgate.AccountPolicy, error) {
+	var pj accountPolicyJSON
+	if strings.TrimSpace(s) != "" {
+		if err := json.Unmarshal([]byte(s), &pj); err != nil {
+			return tollgate.AccountPolicy{}, err
+		}
+	}
+	p := tollgate.AccountPolicy{MaxLifetime: time.Duration(pj.MaxLifetime) * time.Second,
+		AutoPauseAfter: time.Duration(pj.AutoPauseAfter) * time.Second, RequireRestrictions: pj.RequireRestrictions}
+	if len(pj.Networks) > 0 {
+		ns, err := tollgate.ParseNetworks("policy.networks", pj.Networks)
+		if err != nil {
+			return tollgate.AccountPolicy{}, err
+		}
+		p.Networks = ns
+	}
+	return p, nil
+}
