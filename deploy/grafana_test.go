@@ -17,6 +17,7 @@ import (
 var metricLabels = map[string]map[string][]string{
 	"tollgate_http_requests_total":           {"route": routes, "code": nil},
 	"tollgate_http_request_duration_seconds": {"route": routes},
+	"tollgate_http_responses_cut_total":      {"route": routes, "outcome": {"client_gone", "aborted", "truncated", "panic"}},
 	"tollgate_auth_decisions_total": {"result": {"ok", "denied"}, "reason": {
 		"ok", "bad_credentials", "expired", "revoked", "suspended", "wrong_scope", "not_entitled", "rate_limited"}},
 	"tollgate_token_issue_duration_seconds":       {},

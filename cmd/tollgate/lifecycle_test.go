@@ -303,3 +303,70 @@ func startBlobPull(t *testing.T, e *opsEnv) *http.Response {
 	}
 	return resp
 }
+
+// accessLine returns the access log line of the request to path, waiting
+// for it a little (a cut request is logged as its handler unwinds).
+func accessLine(t *testing.T, logs *syncBuffer, path string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "request" && rec["path"] == path {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line for %s:\n%s", path, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCutPullsAreAccounted: a pull cut short (the upstream gone mid-blob,
+// the client gone) left no access log line and no request metric, because
+// the reverse proxy aborts with http.ErrAbortHandler and the observer
+// logged only after a normal return. Both now have their line, with the
+// bytes actually sent and why the request ended, and their metrics.
+func TestCutPullsAreAccounted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cut     func(up *cuttableUpstream, resp *http.Response)
+		outcome string
+	}{
+		{"UpstreamGoneMidBlob", func(up *cuttableUpstream, resp *http.Response) { up.Cut() }, "aborted"},
+		{"ClientGoneMidBlob", func(up *cuttableUpstream, resp *http.Response) { resp.Body.Close() }, "client_gone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newCuttableUpstream(t)
+			e := newOpsEnv(t, func(c *config.Config) { c.Upstream.URL = up.URL })
+			resp := startBlobPull(t, e)
+			defer resp.Body.Close()
+			tc.cut(up, resp)
+			io.Copy(io.Discard, resp.Body)
+
+			path := "/v2/demo/big/blobs/" + blobDigest
+			rec := accessLine(t, e.logs, path)
+			t.Logf("access line: %v", rec)
+			if rec["outcome"] != tc.outcome || rec["status"] != float64(200) || rec["repository"] != "demo/big" || rec["token_id"] == nil {
+				t.Errorf("access line %v; want outcome %s, status 200, repository and token", rec, tc.outcome)
+			}
+			if b := rec["bytes"].(float64); b < 1<<20 || b >= blobSize {
+				t.Errorf("bytes %v: want what was sent, at least 1 MiB and less than the blob", b)
+			}
+			_, body, _ := get(t, e.m.OpsURL+"/metrics", nil)
+			for _, series := range []string{
+				`tollgate_http_requests_total{code="200",route="v2"}`,
+				`tollgate_http_responses_cut_total{outcome="` + tc.outcome + `",route="v2"}`,
+				`tollgate_bytes_streamed_total{kind="image"}`,
+			} {
+				if v, ok := metricValue(body, series); !ok || v == 0 {
+					t.Errorf("%s = %v, %v", series, v, ok)
+				}
+			}
+			if v, _ := metricValue(body, `tollgate_inflight_streams`); v != 0 {
+				t.Errorf("tollgate_inflight_streams = %v after the cut", v)
+			}
+		})
+	}
+}
