@@ -33,6 +33,14 @@ var metricLabels = map[string]map[string][]string{
 	"tollgate_rate_limited_total":                 {"route": routes},
 	"tollgate_cache_stale_answers_total":          {},
 	"tollgate_cache_unavailable_total":            {},
+	"tollgate_cache_mode":                         {"mode": {"normal", "revalidating", "stale"}},
+	"tollgate_cache_invalidations_replayed_total": {},
+	"tollgate_cache_invalidations_pending":        {},
+	"tollgate_cache_redis_repairs_total":          {},
+	"tollgate_cache_l2_ignored_total":             {},
+	"tollgate_cache_invalidation_log_seq":         {},
+	"tollgate_cache_invalidation_log_lag_seconds": {},
+	"tollgate_cache_invalidation_log_reads_total": {"result": {"ok", "error"}},
 }
 
 var routes = []string{"v2", "token", "apt", "apk", "api", "console", "other"}

@@ -370,3 +370,52 @@ func TestCutPullsAreAccounted(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheStateIsExported: the token cache's mode, its invalidation log
+// position, lag and reads, replays and ignored Redis entries are on
+// /metrics, so that a replica not hearing revocations can be seen.
+func TestCacheStateIsExported(t *testing.T) {
+	e := newOpsEnv(t, nil)
+	secret := e.demoToken(t)
+	get(t, "http://"+e.host+"/token?scope=repository:demo/hello:pull", map[string]string{"Authorization": "Basic " + basic("u", secret)})
+	if _, err := e.m.Service.SetSubscription(context.Background(), "operator", "acme", tollgate.Subscription{}); err != nil {
+		t.Fatal(err) // a narrowing change: one entry in the log
+	}
+	var body string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body, _ = get(t, e.m.OpsURL+"/metrics", nil)
+		if v, _ := metricValue(body, `tollgate_cache_invalidation_log_seq`); v > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := map[string]float64{
+		`tollgate_cache_mode{mode="normal"}`:       1,
+		`tollgate_cache_mode{mode="revalidating"}`: 0,
+		`tollgate_cache_mode{mode="stale"}`:        0,
+		`tollgate_cache_invalidations_pending`:     0,
+	}
+	for series, v := range want {
+		if got, ok := metricValue(body, series); !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, v)
+		}
+	}
+	for _, series := range []string{
+		`tollgate_cache_invalidation_log_seq`,
+		`tollgate_cache_invalidation_log_reads_total{result="ok"}`,
+	} {
+		if got, ok := metricValue(body, series); !ok || got == 0 {
+			t.Errorf("%s = %v (present %v), want > 0", series, got, ok)
+		}
+	}
+	for _, series := range []string{
+		`tollgate_cache_invalidation_log_lag_seconds`, `tollgate_cache_invalidations_replayed_total`,
+		`tollgate_cache_redis_repairs_total`, `tollgate_cache_l2_ignored_total`,
+		`tollgate_cache_invalidation_log_reads_total{result="error"}`,
+	} {
+		if _, ok := metricValue(body, series); !ok {
+			t.Errorf("%s missing", series)
+		}
+	}
+}
