@@ -419,3 +419,42 @@ func TestCacheStateIsExported(t *testing.T) {
 		}
 	}
 }
+
+// hangingStore is a store whose Ping never answers (a blackholed
+// PostgreSQL): it returns when its context ends.
+type hangingStore struct{ tollgate.Store }
+
+func (hangingStore) Ping(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestReadyzWithHangingStoreStillProbesTheRest: a hanging store used to
+// spend the whole 2 s budget of /readyz, which then reported Redis and
+// the upstream as unreachable although both were fine. Each dependency
+// is now probed at the same time with its own deadline, and a shared
+// dependency down keeps the replica ready.
+func TestReadyzWithHangingStoreStillProbesTheRest(t *testing.T) {
+	redisAddr := testenv.RedisAddr(t)
+	e := newOpsEnv(t, func(c *config.Config) {
+		c.Redis.Mode = "single"
+		c.Redis.Addrs = []string{redisAddr}
+		c.Redis.KeyPrefix = "tgtest-readyz:"
+	})
+	e.m.Store = hangingStore{e.m.Store}
+	start := time.Now()
+	code, body, _ := get(t, e.m.OpsURL+"/readyz", nil)
+	took := time.Since(start)
+	t.Logf("/readyz in %v: %d %q", took.Round(time.Millisecond), code, body)
+	for _, want := range []string{"ready\n", "store: unreachable", "redis: ok", "upstream registry: ok"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/readyz body lacks %q", want)
+		}
+	}
+	if code != 200 {
+		t.Errorf("/readyz = %d with only the (shared) store hanging", code)
+	}
+	if took > 2*time.Second {
+		t.Errorf("/readyz took %v, more than the probe's budget", took)
+	}
+}
