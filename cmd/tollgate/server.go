@@ -178,7 +178,9 @@ func (m *Main) Close() error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			n := m.inflight.Load()
 			m.server.Close() // cuts the connections still streaming
-			m.Logger.Warn(fmt.Sprintf("shutdown: drain outlived ops.shutdown_timeout, %d streams cut", n), "streams_cut", n, "shutdown_timeout", timeout)
+			if m.Logger != nil {
+				m.Logger.Warn(fmt.Sprintf("shutdown: drain outlived ops.shutdown_timeout, %d streams cut", n), "streams_cut", n, "shutdown_timeout", timeout)
+			}
 			err = &drainCutError{streams: n, timeout: timeout}
 		}
 		errs = append(errs, err)
