@@ -114,6 +114,10 @@ type PostgresConfig struct {
 	DSNFile string `yaml:"dsn_file"`
 	// MaxConns caps the connection pool of each replica.
 	MaxConns int `yaml:"max_conns"`
+	// ConnectTimeout bounds one connection attempt (dial, TLS, sign-in),
+	// and how long start-up keeps retrying an unreachable server before
+	// it exits with the reason. 1s to 10m.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
 }
 
 // AdminConfig holds the operator's management API key, at least
@@ -165,7 +169,7 @@ func defaults() *Config {
 	return &Config{
 		Listen: "127.0.0.1:5000",
 		Store: StoreConfig{
-			Postgres: PostgresConfig{MaxConns: 20},
+			Postgres: PostgresConfig{MaxConns: 20, ConnectTimeout: Duration(10 * time.Second)},
 		},
 		Tokens: TokensConfig{
 			JWTLifetime: Duration(15 * time.Minute),
@@ -330,6 +334,9 @@ func (s StoreConfig) validate(p *problems) {
 		}
 		if s.Postgres.MaxConns < 1 {
 			p.add("store.postgres.max_conns", "must be at least 1")
+		}
+		if d := s.Postgres.ConnectTimeout.Duration(); d < time.Second || d > 10*time.Minute {
+			p.add("store.postgres.connect_timeout", "must be between 1s and 10m")
 		}
 	case "":
 		p.add("store.driver", "required: sqlite or postgres")

@@ -17,6 +17,7 @@ import (
 var metricLabels = map[string]map[string][]string{
 	"tollgate_http_requests_total":           {"route": routes, "code": nil},
 	"tollgate_http_request_duration_seconds": {"route": routes},
+	"tollgate_http_responses_cut_total":      {"route": routes, "outcome": {"client_gone", "aborted", "truncated", "panic"}},
 	"tollgate_auth_decisions_total": {"result": {"ok", "denied"}, "reason": {
 		"ok", "bad_credentials", "expired", "revoked", "suspended", "wrong_scope", "not_entitled", "rate_limited"}},
 	"tollgate_token_issue_duration_seconds":       {},
@@ -32,6 +33,14 @@ var metricLabels = map[string]map[string][]string{
 	"tollgate_rate_limited_total":                 {"route": routes},
 	"tollgate_cache_stale_answers_total":          {},
 	"tollgate_cache_unavailable_total":            {},
+	"tollgate_cache_mode":                         {"mode": {"normal", "revalidating", "stale"}},
+	"tollgate_cache_invalidations_replayed_total": {},
+	"tollgate_cache_invalidations_pending":        {},
+	"tollgate_cache_redis_repairs_total":          {},
+	"tollgate_cache_l2_ignored_total":             {},
+	"tollgate_cache_invalidation_log_seq":         {},
+	"tollgate_cache_invalidation_log_lag_seconds": {},
+	"tollgate_cache_invalidation_log_reads_total": {"result": {"ok", "error"}},
 }
 
 var routes = []string{"v2", "token", "apt", "apk", "api", "console", "other"}

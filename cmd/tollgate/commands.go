@@ -56,7 +56,7 @@ func newMigrateCmd(lookup env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openStore(c.Context(), cfg)
+			st, err := openStore(c.Context(), cfg, nil)
 			if err != nil {
 				return err
 			}

@@ -27,10 +27,30 @@ var (
 		"Answers served from an entry Redis and the store could not confirm (store down).", nil, nil)
 	cacheUnavailable = prometheus.NewDesc("tollgate_cache_unavailable_total",
 		"Lookups answered 'unavailable' (503).", nil, nil)
+	cacheMode = prometheus.NewDesc("tollgate_cache_mode",
+		"1 for the mode the token cache is in (normal, revalidating: an invalidation feed is not live, entries are confirmed with the store; stale: the store is failing), 0 for the others.", []string{"mode"}, nil)
+	cacheReplayed = prometheus.NewDesc("tollgate_cache_invalidations_replayed_total",
+		"Invalidation log entries applied that Redis had not brought (writer cut from Redis, Redis down, subscription lost).", nil, nil)
+	cachePending = prometheus.NewDesc("tollgate_cache_invalidations_pending",
+		"Invalidations waiting to reach Redis (this replica's own and replayed ones).", nil, nil)
+	cacheRepairs = prometheus.NewDesc("tollgate_cache_redis_repairs_total",
+		"Replayed invalidations written back into Redis.", nil, nil)
+	cacheL2Ignored = prometheus.NewDesc("tollgate_cache_l2_ignored_total",
+		"Redis entries not used: written before an invalidation this replica applied, or no invalidation feed live.", nil, nil)
+	cacheLogSeq = prometheus.NewDesc("tollgate_cache_invalidation_log_seq",
+		"Sequence number of the last invalidation log entry applied.", nil, nil)
+	cacheLogLag = prometheus.NewDesc("tollgate_cache_invalidation_log_lag_seconds",
+		"Time since a read of the invalidation log last reached its head (0 before the first).", nil, nil)
+	cacheLogReads = prometheus.NewDesc("tollgate_cache_invalidation_log_reads_total",
+		"Reads of the invalidation log by result (ok: reached its head, error).", []string{"result"}, nil)
 )
 
+// cacheModes are the values of tollgate_cache_mode's mode label.
+var cacheModes = []tokencache.Mode{tokencache.ModeNormal, tokencache.ModeRevalidating, tokencache.ModeStale}
+
 func (c CacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cacheLookups, cacheInvalidations, usageWrites, redisUp, cacheStale, cacheUnavailable} {
+	for _, d := range []*prometheus.Desc{cacheLookups, cacheInvalidations, usageWrites, redisUp, cacheStale, cacheUnavailable,
+		cacheMode, cacheReplayed, cachePending, cacheRepairs, cacheL2Ignored, cacheLogSeq, cacheLogLag, cacheLogReads} {
 		ch <- d
 	}
 }
@@ -54,4 +74,19 @@ func (c CacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(redisUp, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(cacheStale, prometheus.CounterValue, float64(s.Stale))
 	ch <- prometheus.MustNewConstMetric(cacheUnavailable, prometheus.CounterValue, float64(s.Unavailable))
+	for _, mode := range cacheModes {
+		v := 0.0
+		if s.Mode == mode {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(cacheMode, prometheus.GaugeValue, v, string(mode))
+	}
+	ch <- prometheus.MustNewConstMetric(cacheReplayed, prometheus.CounterValue, float64(s.InvalidationsReplayed))
+	ch <- prometheus.MustNewConstMetric(cachePending, prometheus.GaugeValue, float64(s.InvalidationsPending))
+	ch <- prometheus.MustNewConstMetric(cacheRepairs, prometheus.CounterValue, float64(s.RedisRepairs))
+	ch <- prometheus.MustNewConstMetric(cacheL2Ignored, prometheus.CounterValue, float64(s.L2Ignored))
+	ch <- prometheus.MustNewConstMetric(cacheLogSeq, prometheus.GaugeValue, float64(s.LogSeq))
+	ch <- prometheus.MustNewConstMetric(cacheLogLag, prometheus.GaugeValue, s.LogLag.Seconds())
+	ch <- prometheus.MustNewConstMetric(cacheLogReads, prometheus.CounterValue, float64(s.LogReads), "ok")
+	ch <- prometheus.MustNewConstMetric(cacheLogReads, prometheus.CounterValue, float64(s.LogErrors), "error")
 }

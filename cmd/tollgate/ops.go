@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -40,61 +42,90 @@ func (m *Main) startOps() error {
 	return nil
 }
 
+// Readiness probe deadlines: each dependency gets its own, and they are
+// probed at once, so a hanging store cannot spend the others' budget
+// (the probe's own timeout is 3s).
+const (
+	readyStoreTimeout    = 1500 * time.Millisecond
+	readyRedisTimeout    = 500 * time.Millisecond
+	readyUpstreamTimeout = 1500 * time.Millisecond
+)
+
 // serveReady answers whether this replica should get traffic, and lists
 // the state of what it depends on (store, Redis, upstream).
 //
-// Only what sets this replica apart from the others makes it unready: it
-// is shutting down, or it has not reached the store for longer than
-// cache.max_stale (past that it cannot answer even known tokens). A shared
-// dependency that is down for every replica at once does not: taking all
-// of them out of the Service would turn the cache's bounded staleness and
-// Redis being optional into a full outage. Such failures show in the body
-// and the metrics. The body never holds a secret.
+// /readyz means "this replica may be sent new requests": only what sets
+// this replica apart from the others makes it unready, and today that is
+// one thing: it is shutting down. A dependency shared by every replica
+// (the store, Redis, the upstream) never does, however long it is down:
+// all replicas would flip at the same instant and empty the Service,
+// turning what tollgate rides out (known tokens served from cache while
+// the store is down, Redis optional, the upstream's own errors passed on)
+// into connection errors for everyone. That includes the store past
+// cache.max_stale (unready at the same instant on every replica, since
+// they share it). Those failures show in the body, in the metrics
+// (tollgate_cache_mode, tollgate_redis_up, tollgate_upstream_errors_total)
+// and in the alerts of docs/operations.md. The body never holds a secret.
 func (m *Main) serveReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	ready := true
-	var lines []string
-	if m.draining.Load() {
-		ready = false
-		lines = append(lines, "shutting down")
+	ready := !m.draining.Load()
+	var store, rds, up string
+	var wg sync.WaitGroup
+	probe := func(out *string, timeout time.Duration, ping func(context.Context) error, ok func() string, bad func() string) {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
+			if ping(ctx) != nil {
+				*out = bad()
+			} else {
+				*out = ok()
+			}
+		})
 	}
 	now := time.Now()
-	if st := m.Store; st == nil || st.Ping(ctx) != nil {
-		since := m.storeDownSince.Load()
-		if since == 0 {
-			m.storeDownSince.CompareAndSwap(0, now.UnixNano())
-			since = now.UnixNano()
+	probe(&store, readyStoreTimeout, func(ctx context.Context) error {
+		if st := m.Store; st != nil {
+			return st.Ping(ctx)
 		}
-		down := now.Sub(time.Unix(0, since))
-		if down >= m.Config.Cache.MaxStale.Duration() {
-			ready = false
-		}
-		lines = append(lines, "store: unreachable for "+down.Round(time.Second).String())
-	} else {
+		return errors.New("no store")
+	}, func() string {
 		m.storeDownSince.Store(0)
-		lines = append(lines, "store: ok")
-	}
-	if m.redis != nil {
-		if m.redis.Ping(ctx).Err() != nil {
-			lines = append(lines, "redis: unreachable")
-		} else {
-			lines = append(lines, "redis: ok")
+		return "store: ok"
+	}, func() string {
+		m.storeDownSince.CompareAndSwap(0, now.UnixNano())
+		down := now.Sub(time.Unix(0, m.storeDownSince.Load()))
+		line := "store: unreachable for " + down.Round(time.Second).String()
+		if down >= m.Config.Cache.MaxStale.Duration() {
+			line += " (past cache.max_stale: only tokens confirmed since are served)"
 		}
+		return line
+	})
+	if m.redis != nil {
+		probe(&rds, readyRedisTimeout, func(ctx context.Context) error { return m.redis.Ping(ctx).Err() },
+			func() string { return "redis: ok" }, func() string { return "redis: unreachable" })
 	}
 	if m.upstream != nil {
-		if m.upstream.Ping(ctx) != nil {
-			lines = append(lines, "upstream registry: unreachable")
-		} else {
-			lines = append(lines, "upstream registry: ok")
+		probe(&up, readyUpstreamTimeout, m.upstream.Ping,
+			func() string { return "upstream registry: ok" }, func() string { return "upstream registry: unreachable" })
+	}
+	wg.Wait()
+	var lines []string
+	if ready {
+		lines = append(lines, "ready")
+	} else {
+		lines = append(lines, "shutting down")
+	}
+	if m.Cache != nil {
+		lines = append(lines, "cache: "+string(m.Cache.Stats().Mode))
+	}
+	for _, l := range []string{store, rds, up} {
+		if l != "" {
+			lines = append(lines, l)
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
-	} else {
-		lines = append([]string{"ready"}, lines...)
 	}
 	io.WriteString(w, strings.Join(lines, "\n")+"\n")
 }

@@ -20,8 +20,15 @@ import (
 // nothing is closed by one of them, on every route.
 func (m *Main) publicServer(h http.Handler) *http.Server {
 	l := m.Config.Limits
+	// Requests in the handler are counted, so that a drain that runs out
+	// of time can say how many it cut.
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.inflight.Add(1)
+		defer m.inflight.Add(-1)
+		h.ServeHTTP(w, r)
+	})
 	return &http.Server{
-		Handler:           bodyDeadline(h, orDefault(l.BodyTimeout, 30*time.Second)),
+		Handler:           bodyDeadline(counted, orDefault(l.BodyTimeout, 30*time.Second)),
 		ReadHeaderTimeout: orDefault(l.HeaderTimeout, 10*time.Second),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

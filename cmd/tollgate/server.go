@@ -62,6 +62,7 @@ type Main struct {
 	stopAutoPause context.CancelFunc
 	cacheDone     chan error
 	server        *http.Server
+	inflight      atomic.Int64 // requests in the public server's handler
 	done          chan error
 }
 
@@ -87,7 +88,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.AdminKey, err = m.Config.AdminKey(); err != nil {
 		return err
 	}
-	if m.Store, err = openStore(ctx, m.Config); err != nil {
+	if m.Store, err = openStore(ctx, m.Config, m.Logger); err != nil {
 		return err
 	}
 	m.Service = tollgate.NewService(m.Store, tk)
@@ -168,15 +169,27 @@ func (m *Main) Wait(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting, lets requests in flight finish (up to 30 s) and
-// closes the store.
+// Close stops accepting, lets requests in flight finish (up to
+// ops.shutdown_timeout) and closes the store. Requests still running then
+// are cut, logged as "N streams cut", and Close returns a *drainCutError
+// (exit status exitDrainCut).
 func (m *Main) Close() error {
 	var errs []error
 	m.draining.Store(true)
 	if m.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), m.Config.Ops.ShutdownTimeout.Duration())
-		errs = append(errs, m.server.Shutdown(ctx))
+		timeout := m.Config.Ops.ShutdownTimeout.Duration()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := m.server.Shutdown(ctx)
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			n := m.inflight.Load()
+			m.server.Close() // cuts the connections still streaming
+			if m.Logger != nil {
+				m.Logger.Warn(fmt.Sprintf("shutdown: drain outlived ops.shutdown_timeout, %d streams cut", n), "streams_cut", n, "shutdown_timeout", timeout)
+			}
+			err = &drainCutError{streams: n, timeout: timeout}
+		}
+		errs = append(errs, err)
 		m.server = nil
 	}
 	m.stopNotify() // notify.go
@@ -213,20 +226,120 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-func openStore(ctx context.Context, c *config.Config) (tollgate.Store, error) {
+// exitDrainCut is the exit status of a serve whose drain outlived
+// ops.shutdown_timeout: it stopped, but cut requests in flight.
+const exitDrainCut = 3
+
+// drainCutError says that a shutdown cut requests still in flight.
+type drainCutError struct {
+	streams int64
+	timeout time.Duration
+}
+
+func (e *drainCutError) Error() string {
+	return fmt.Sprintf("shutdown: drain outlived ops.shutdown_timeout (%s): %d streams cut", e.timeout, e.streams)
+}
+
+func (e *drainCutError) ExitCode() int { return exitDrainCut }
+
+// openStore opens the configured store, never returning a typed nil in
+// the interface (Close would call a method on a nil *DB). An unreachable
+// PostgreSQL is retried with back-off for store.postgres.connect_timeout
+// (each attempt bounded by it as well, so a blackholed server cannot hang
+// start-up), then start-up fails with one line that names the reason.
+func openStore(ctx context.Context, c *config.Config, log *slog.Logger) (tollgate.Store, error) {
 	switch c.Store.Driver {
 	case config.DriverSQLite:
 		if err := os.MkdirAll(filepath.Dir(c.Store.SQLite.Path), 0o700); err != nil {
 			return nil, fmt.Errorf("store.sqlite.path: %w", err)
 		}
-		return sqlite.Open(ctx, c.Store.SQLite.Path)
+		db, err := sqlite.Open(ctx, c.Store.SQLite.Path)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	case config.DriverPostgres:
 		dsn, err := c.PostgresDSN()
 		if err != nil {
 			return nil, err
 		}
 		// Revealed to pgx only, which connects with it.
-		return postgres.Open(ctx, dsn.Reveal())
+		db, err := openPostgres(ctx, dsn.Reveal(), c.Store.Postgres, log)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	}
 	return nil, fmt.Errorf("store.driver: unknown driver %q", c.Store.Driver)
+}
+
+// openPostgres retries postgres.OpenWith while the server is unreachable
+// (EUNAVAILABLE), from 250 ms doubling to 5 s between attempts, for
+// connect_timeout in all. Any other error (a bad DSN, a failed migration)
+// ends it at once. The error names what happened without the DSN (pgx's
+// connect errors name host, user and database, never the password).
+func openPostgres(ctx context.Context, dsn string, pc config.PostgresConfig, log *slog.Logger) (*postgres.DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := pc.ConnectTimeout.Duration()
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	opts := postgres.Options{MaxConns: pc.MaxConns, ConnectTimeout: timeout}
+	start := time.Now()
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		// pgx bounds the connection itself (and says so); this bounds the
+		// migrations that follow, with some slack for their lock.
+		actx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+		db, err := postgres.OpenWith(actx, dsn, opts)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				log.Info("store: PostgreSQL reachable", "attempts", attempt)
+			}
+			return db, nil
+		}
+		reason := storeReason(err)
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("store: start-up stopped while waiting for PostgreSQL (%s): %s", attempts(attempt), reason)
+		case tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE:
+			return nil, fmt.Errorf("store: %s", reason)
+		case time.Since(start)+wait > timeout:
+			return nil, fmt.Errorf("store: PostgreSQL unreachable, gave up after %s (%s, store.postgres.connect_timeout %s): %s",
+				time.Since(start).Round(100*time.Millisecond), attempts(attempt), timeout, reason)
+		}
+		log.Warn("store: PostgreSQL unreachable, retrying", "attempt", attempt, "retry_in", wait, "err", reason)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: start-up stopped while waiting for PostgreSQL (%s): %s", attempts(attempt), reason)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}
+
+// storeReason is the cause of a store error for the operator: the
+// driver's text, not the client message of a *tollgate.Error.
+func storeReason(err error) string {
+	var te *tollgate.Error
+	if errors.As(err, &te) {
+		if te.Code == tollgate.EUNAVAILABLE && te.Err != nil {
+			return te.Err.Error()
+		}
+		if te.Err != nil {
+			return te.Message + ": " + te.Err.Error()
+		}
+		return te.Message
+	}
+	return err.Error()
 }

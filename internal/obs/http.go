@@ -79,6 +79,13 @@ type Observer struct {
 // Wrap returns h with one access log line and the request metrics per
 // request. The line never holds a secret, an Authorization header or URL
 // userinfo: it logs the path without the query.
+//
+// Every request is accounted for, however it ends: the line and the
+// metrics are written in a deferred call, so a handler that aborts
+// (httputil.ReverseProxy panics with http.ErrAbortHandler when the
+// upstream goes away mid-body or the client stops reading) or panics is
+// logged too, with the bytes actually sent and its outcome (see Outcome*),
+// and the panic then goes on to net/http, which drops the connection.
 func (o *Observer) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -90,43 +97,115 @@ func (o *Observer) Wrap(h http.Handler) http.Handler {
 			o.Metrics.inflight.Inc()
 			defer o.Metrics.inflight.Dec()
 		}
-		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
-		d := time.Since(start)
-		if m := o.Metrics; m != nil {
-			m.requests.WithLabelValues(info.Route, statusCode(rec.status)).Inc()
-			m.duration.WithLabelValues(info.Route).Observe(d.Seconds())
-			if kind != "" {
-				m.bytes.WithLabelValues(kind).Add(float64(rec.bytes))
+		completed := false
+		defer func() {
+			var p any
+			if !completed {
+				p = recover()
 			}
-		}
-		if o.Logger == nil {
-			return
-		}
-		attrs := []slog.Attr{
-			slog.String("request_id", info.ID),
-			slog.String("method", r.Method),
-			slog.String("route", info.Route),
-			slog.String("path", RedactPath(r.URL.Path)),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Duration("duration", d),
-			slog.String("client_ip", info.ClientIP),
-			slog.String("user_agent", r.UserAgent()),
-		}
-		if info.Repo != "" {
-			attrs = append(attrs, slog.String("repository", RedactPath(info.Repo)))
-		}
-		if info.TokenID != "" {
-			attrs = append(attrs, slog.String("token_id", info.TokenID), slog.String("account", info.Account))
-		}
-		if info.Actor != "" {
-			attrs = append(attrs, slog.String("actor", info.Actor))
-		}
-		if info.Reason != "" {
-			attrs = append(attrs, slog.String("reason", info.Reason))
-		}
-		o.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			o.account(r, info, rec, kind, time.Since(start), outcome(r, rec, completed, p))
+			if p != nil {
+				panic(p)
+			}
+		}()
+		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		completed = true
 	})
+}
+
+// Outcomes of a request, the access log's outcome field and the label of
+// tollgate_http_responses_cut_total.
+const (
+	// OutcomeComplete: the handler returned and the body sent is the
+	// whole body it declared (or it declared no length).
+	OutcomeComplete = "complete"
+	// OutcomeClientGone: the client went away (or a drain cut the
+	// connection) before the response was sent.
+	OutcomeClientGone = "client_gone"
+	// OutcomeAborted: the handler gave up mid-response
+	// (http.ErrAbortHandler; the upstream went away mid-body).
+	OutcomeAborted = "aborted"
+	// OutcomeTruncated: the handler returned having sent less than the
+	// Content-Length it declared.
+	OutcomeTruncated = "truncated"
+	// OutcomePanic: the handler panicked.
+	OutcomePanic = "panic"
+)
+
+// outcome says why a request ended; p is what the handler panicked with.
+func outcome(r *http.Request, rec *recorder, completed bool, p any) string {
+	clientGone := rec.writeErr != nil || r.Context().Err() != nil
+	switch {
+	case !completed && p != http.ErrAbortHandler:
+		return OutcomePanic
+	case !completed && clientGone:
+		return OutcomeClientGone
+	case !completed:
+		return OutcomeAborted
+	case rec.writeErr != nil:
+		return OutcomeClientGone
+	}
+	if r.Method != http.MethodHead {
+		if n, err := strconv.ParseInt(rec.Header().Get("Content-Length"), 10, 64); err == nil && rec.bytes < n {
+			if clientGone {
+				return OutcomeClientGone
+			}
+			return OutcomeTruncated
+		}
+	}
+	return OutcomeComplete
+}
+
+// account writes a request's metrics and access log line.
+func (o *Observer) account(r *http.Request, info *Info, rec *recorder, kind string, d time.Duration, outcome string) {
+	status := rec.status
+	if !rec.wroteHeader && outcome != OutcomeComplete {
+		status = 0 // nothing was sent: net/http drops the connection
+	}
+	if m := o.Metrics; m != nil {
+		m.requests.WithLabelValues(info.Route, statusCode(status)).Inc()
+		m.duration.WithLabelValues(info.Route).Observe(d.Seconds())
+		if kind != "" {
+			m.bytes.WithLabelValues(kind).Add(float64(rec.bytes))
+		}
+		if outcome != OutcomeComplete {
+			m.cut.WithLabelValues(info.Route, outcome).Inc()
+		}
+	}
+	if o.Logger == nil {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", info.ID),
+		slog.String("method", r.Method),
+		slog.String("route", info.Route),
+		slog.String("path", RedactPath(r.URL.Path)),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Duration("duration", d),
+		slog.String("outcome", outcome),
+		slog.String("client_ip", info.ClientIP),
+		slog.String("user_agent", r.UserAgent()),
+	}
+	if info.Repo != "" {
+		attrs = append(attrs, slog.String("repository", RedactPath(info.Repo)))
+	}
+	if info.TokenID != "" {
+		attrs = append(attrs, slog.String("token_id", info.TokenID), slog.String("account", info.Account))
+	}
+	if info.Actor != "" {
+		attrs = append(attrs, slog.String("actor", info.Actor))
+	}
+	if info.Reason != "" {
+		attrs = append(attrs, slog.String("reason", info.Reason))
+	}
+	level := slog.LevelInfo
+	if outcome == OutcomePanic {
+		level = slog.LevelError
+	}
+	// Not r.Context(): it is done when the client went away, and the
+	// line must still be written.
+	o.Logger.LogAttrs(context.WithoutCancel(r.Context()), level, "request", attrs...)
 }
 
 // RedactPath returns a path (or any text split by '/') for a log line,
@@ -330,6 +409,7 @@ type recorder struct {
 	status      int
 	bytes       int64
 	wroteHeader bool
+	writeErr    error // the first failed write: the client is gone
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -343,6 +423,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	r.wroteHeader = true
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
+	if err != nil && r.writeErr == nil {
+		r.writeErr = err
+	}
 	return n, err
 }
 

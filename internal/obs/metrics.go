@@ -24,6 +24,7 @@ type Metrics struct {
 	bytes           *prometheus.CounterVec
 	inflight        prometheus.Gauge
 	rateLimited     *prometheus.CounterVec
+	cut             *prometheus.CounterVec
 }
 
 // NewMetrics registers tollgate's collectors (and the Go runtime's and the
@@ -66,9 +67,12 @@ func NewMetrics() *Metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_rate_limited_total", Help: "Requests refused with 429 by the failed-authentication limit.",
 		}, []string{"route"}),
+		cut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_http_responses_cut_total", Help: "Requests that did not end with their whole response sent, by route class and outcome (client_gone, aborted, truncated, panic).",
+		}, []string{"route", "outcome"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.decisions, m.tokenIssue, m.authorization,
-		m.upstreamLatency, m.upstreamErrors, m.bytes, m.inflight, m.rateLimited,
+		m.upstreamLatency, m.upstreamErrors, m.bytes, m.inflight, m.rateLimited, m.cut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -13,8 +13,12 @@
 // not a failure, Reset forgets a key after a success).
 //
 // With Redis the buckets are shared by every replica (one Lua script per
-// call, atomic); without it, or while Redis fails, each replica keeps its
-// own in memory, bounded: when full, buckets that are full again go first,
+// call, atomic, at most redisTimeout); without it, or while Redis fails,
+// each replica keeps its own in memory. A failed call marks Redis down:
+// from then on no request waits for it (Redis refused, killed or
+// blackholed costs one call, not one per request), and a background ping
+// checks it again after a back-off (1s doubling to 30s) until it answers.
+// The in-memory buckets are bounded: when full, buckets that are full again go first,
 // then those that do not block, so that a flood of new keys cannot evict
 // the bucket of a key under attack.
 package ratelimit
@@ -43,6 +47,9 @@ type Limiter struct {
 	prefix    string
 	log       *slog.Logger
 	redisDown atomic.Bool
+	probeAt   atomic.Int64 // unix ns: when to ping Redis again while it is down
+	backoff   atomic.Int64 // the current wait between pings
+	probing   atomic.Bool
 
 	mu      sync.Mutex
 	buckets *bounded.Map[string, *bucket]
@@ -168,10 +175,12 @@ func (l *Limiter) Reset(ctx context.Context, key string) {
 	if l == nil {
 		return
 	}
-	if l.rdb != nil {
-		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	if l.redisUsable() {
+		ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 		defer cancel()
-		l.rdb.Del(ctx, l.redisKey(key))
+		if err := l.rdb.Del(ctx, l.redisKey(key)).Err(); err != nil {
+			l.redisFailed(err)
+		}
 	}
 	l.mu.Lock()
 	l.buckets.Delete(key)
@@ -245,25 +254,69 @@ end
 return tostring(tokens)
 `)
 
+// Redis back-off: how long one call may take, and the wait between
+// pings while Redis is down.
+const (
+	redisTimeout = 200 * time.Millisecond
+	minBackoff   = time.Second
+	maxBackoff   = 30 * time.Second
+)
+
 func (l *Limiter) redisCall(ctx context.Context, key string, cost float64) (float64, bool) {
-	if l.rdb == nil {
+	if !l.redisUsable() {
 		return 0, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	now := l.now().UnixMicro()
 	v, err := bucketScript.Run(ctx, l.rdb, []string{l.redisKey(key)}, l.rate, l.burst, now, cost).Text()
 	if err != nil {
-		if !l.redisDown.Swap(true) {
-			l.log.Warn("rate limiter: Redis unavailable, limiting per replica", "err", err)
-		}
+		l.redisFailed(err)
 		return 0, false
-	}
-	if l.redisDown.Swap(false) {
-		l.log.Info("rate limiter: Redis back, limits shared again")
 	}
 	f, err := strconv.ParseFloat(v, 64)
 	return f, err == nil
+}
+
+// redisUsable reports whether a request may use Redis: while it works.
+// While it is down, a request past the back-off starts one ping in the
+// background and goes on with the local buckets without waiting for it.
+func (l *Limiter) redisUsable() bool {
+	if l.rdb == nil {
+		return false
+	}
+	if !l.redisDown.Load() {
+		return true
+	}
+	if l.now().UnixNano() >= l.probeAt.Load() && l.probing.CompareAndSwap(false, true) {
+		go func() {
+			defer l.probing.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := l.rdb.Ping(ctx).Err(); err != nil {
+				l.redisFailed(err)
+				return
+			}
+			if l.redisDown.Swap(false) {
+				l.log.Info("rate limiter: Redis back, limits shared again")
+			}
+		}()
+	}
+	return false
+}
+
+// redisFailed takes Redis for down until the next ping, doubling the wait
+// on each failure in a row.
+func (l *Limiter) redisFailed(err error) {
+	wait := time.Duration(l.backoff.Load())
+	if !l.redisDown.Swap(true) {
+		l.log.Warn("rate limiter: Redis unavailable, limiting per replica", "err", err)
+		wait = minBackoff
+	} else {
+		wait = min(2*max(wait, minBackoff/2), maxBackoff)
+	}
+	l.backoff.Store(int64(wait))
+	l.probeAt.Store(l.now().Add(wait).UnixNano())
 }
 
 func (l *Limiter) redisKey(key string) string { return "{" + l.prefix + key + "}" }

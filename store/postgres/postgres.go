@@ -3,7 +3,12 @@
 //
 // Tables live in the first schema of the connection's search_path, so a
 // DSN such as "postgres://host/db?search_path=tollgate" keeps tollgate in
-// its own schema. Pool settings (pool_max_conns, ...) go in the DSN too.
+// its own schema. Pool settings (pool_max_conns, ...) go in the DSN too;
+// Options.MaxConns, when set, wins over pool_max_conns (it is the setting
+// operators see: store.postgres.max_conns). Without connect_timeout in the
+// DSN, Options.ConnectTimeout bounds each connection attempt (dial, TLS,
+// authentication), so a blackholed server fails a request or a start-up
+// instead of hanging it.
 //
 // Update runs in a READ COMMITTED transaction; AccountByID/AccountByName
 // with forUpdate take the account's row lock (SELECT ... FOR UPDATE), which
@@ -16,6 +21,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -36,11 +42,26 @@ type DB struct {
 
 var _ tollgate.Store = (*DB)(nil)
 
+// Options tune the pool beyond what the DSN says.
+type Options struct {
+	// MaxConns caps the pool (0: pool_max_conns from the DSN, else pgx's
+	// default of max(4, CPUs)).
+	MaxConns int
+	// ConnectTimeout bounds one connection attempt when the DSN has no
+	// connect_timeout (0: none, only ctx).
+	ConnectTimeout time.Duration
+}
+
 // Open connects to the database at dsn (a URL or key=value string, as pgx
 // takes it) and applies any migrations it lacks. Errors are EINVALID for
 // a DSN that does not parse, EUNAVAILABLE when the server cannot be
 // reached.
 func Open(ctx context.Context, dsn string) (*DB, error) {
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with pool options. Its errors are Open's.
+func OpenWith(ctx context.Context, dsn string, o Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// The parse error quotes the DSN (password redacted as well as pgx
@@ -50,6 +71,12 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			err = errors.Unwrap(pce)
 		}
 		return nil, &tollgate.Error{Code: tollgate.EINVALID, Message: "invalid PostgreSQL DSN", Err: err}
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = int32(min(o.MaxConns, math.MaxInt32))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 && o.ConnectTimeout > 0 {
+		cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -63,8 +90,14 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	return db, nil
 }
 
+// MaxConns is the size the pool may grow to.
+func (db *DB) MaxConns() int { return int(db.pool.Config().MaxConns) }
+
 // Close closes the pool, waiting for connections in use to be returned.
 func (db *DB) Close() error {
+	if db == nil {
+		return nil
+	}
 	if !db.closed.Swap(true) {
 		db.pool.Close()
 	}
