@@ -189,7 +189,8 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	show := c.ok("token", "show", id, "--reveal")
 	for _, want := range []string{
 		"docker login 127.0.0.1:", "kubectl create secret docker-registry", "--docker-password='" + secrets[len(secrets)-1] + "'",
-		"/etc/apk/repositories", "HTTP_AUTH", "/etc/apt/auth.conf.d/", "deb " + env["TOLLGATE_URL"] + "/apt/os stable main",
+		"/etc/apk/repositories", "HTTP_AUTH", "/etc/apt/auth.conf.d/", "'URIs: " + env["TOLLGATE_URL"] + "/apt/os' 'Suites: stable' 'Components: main'",
+		"[signed-by=/etc/apt/keyrings/tollgate-os.gpg] " + env["TOLLGATE_URL"] + "/apt/os stable main", env["TOLLGATE_URL"] + "/keys/apt/os/key.gpg",
 	} {
 		if !strings.Contains(show, want) {
 			t.Errorf("token show lacks %q:\n%s", want, show)

@@ -150,7 +150,7 @@ func newTokenShowCmd(f *clientFlags) *cobra.Command {
 			if acct, err := cl.GetAccount(c.Context(), tok.Account); err == nil {
 				var served []tollgate.PackageRepo
 				for _, r := range info.PackageRepositories {
-					served = append(served, tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component})
+					served = append(served, r.Repo())
 				}
 				repos = entitledRepos(served, tollgate.Subscription{Packages: acct.Subscription.Packages})
 			}
