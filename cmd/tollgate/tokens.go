@@ -111,7 +111,11 @@ func newTokenListCmd(f *clientFlags) *cobra.Command {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
-			tl, err := cl.ListTokens(c.Context(), account, status)
+			filter := status
+			if filter == "all" {
+				filter = "" // every token, revoked ones included
+			}
+			tl, err := cl.ListTokens(c.Context(), account, filter)
 			if err != nil {
 				return err
 			}
@@ -121,12 +125,12 @@ func newTokenListCmd(f *clientFlags) *cobra.Command {
 			if err := printTokens(c.OutOrStdout(), tl.Tokens); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "\n%d of %d tokens\n", tl.Active, tl.Limit)
+			fmt.Fprintf(c.OutOrStdout(), "\n%d of %d tokens in use (revoked tokens don't count)\n", tl.Active, tl.Limit)
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
-	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked, suspended, paused or scheduled")
+	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked, suspended, paused or scheduled; all (the default) lists every one")
 	return cmd
 }
 
@@ -322,6 +326,10 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 	}
 	if t.Status == string(tollgate.TokenRevoked) {
 		return nil
+	}
+	if t.Status == string(tollgate.TokenExpired) {
+		fmt.Fprintf(w, "\nThis token expired on %s: the commands below work again once it is extended:\n  tollgate token extend %s --expires YYYY-MM-DD   (or --expires never)\n",
+			fmtTime(t.ExpiresAt), t.ID)
 	}
 	sc, err := tollgate.ParseScopeNames(t.Scope)
 	if err != nil {
