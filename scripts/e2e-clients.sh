@@ -423,6 +423,23 @@ if want podman; then
     ok "podman pull --arch arm64 (the index's other manifest)" podman_pull "$plain_image" --authfile "$pd/auth.json" --arch arm64 &&
       check "the pulled image is linux/arm64" arch_is "$plain_image" arm64
     ok "podman pull --creds" podman_pull "$plain_image" --creds "tollgate:$plain_token"
+    # The demo image runs: its /hello (a static program per platform) greets.
+    demo_run() { "${P[@]}" run --rm --pull=never --network none --ulimit host "$plain_image"; }
+    # demo_cp: the image's /hello copied out and run here, for machines
+    # (sandboxes) where the OCI runtime may not start containers.
+    demo_cp() {
+      local c
+      c=$("${P[@]}" create --pull=never "$plain_image") || return 1
+      "${P[@]}" cp "$c:/hello" "$pd/hello" && "${P[@]}" rm "$c" >/dev/null && "$pd/hello"
+    }
+    if demo_run >"$tmp/logs/demo-run.log" 2>&1 || ! grep -q 'OCI permission denied' "$tmp/logs/demo-run.log"; then
+      ok "podman run of the demo image" demo_run &&
+        check "the demo image printed the greeting" grep -q 'Hello from tollgate' "$out"
+    else
+      echo "   podman cannot start containers here ($(tail -n 1 "$tmp/logs/demo-run.log")): running the image's /hello directly"
+      ok "the demo image's /hello (linux/amd64) runs" demo_cp &&
+        check "the demo image's /hello printed the greeting" grep -q 'Hello from tollgate' "$out"
+    fi
     ok "podman pull --authfile kubectl .dockerconfigjson" podman_pull "$plain_image" --authfile "$tmp/plain.dockerconfigjson"
     refused "podman pull of the non-entitled image is refused" "$denied_re" podman_pull "$plain_denied" --authfile "$pd/auth.json"
     refused "podman pull with a wrong token is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$wrong_token"
