@@ -25,6 +25,16 @@ type Info struct {
 	// PackageRepositories are the configured apt and apk repositories,
 	// for the set-up commands (never their upstream URLs or credentials).
 	PackageRepositories []PackageRepository `json:"package_repositories"`
+	// SetupCommands are the set-up commands for a token with every scope
+	// and every repository, with <TOKEN> in place of the secret: the same
+	// text `token show` and the console print (tollgate.SetupCommands).
+	SetupCommands []SetupCommand `json:"setup_commands"`
+}
+
+// SetupCommand is one ready-to-paste snippet.
+type SetupCommand struct {
+	Title string `json:"title"`
+	Text  string `json:"text"`
 }
 
 // PackageRepository names one served package repository.
@@ -33,6 +43,18 @@ type PackageRepository struct {
 	Format    string `json:"format"`              // apt or apk
 	Suite     string `json:"suite,omitempty"`     // apt
 	Component string `json:"component,omitempty"` // apt
+	// KeyURL is where tollgate publishes the repository's public signing
+	// key (no authentication); absent when none is configured.
+	KeyURL string `json:"key_url,omitempty"`
+}
+
+// Repo is r as tollgate.Setup names it.
+func (r PackageRepository) Repo() tollgate.PackageRepo {
+	p := tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component}
+	if i := strings.LastIndex(r.KeyURL, "/"); i >= 0 {
+		p.KeyFile = r.KeyURL[i+1:]
+	}
+	return p
 }
 
 // Subscription is what an account is entitled to pull. Both lists are

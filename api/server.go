@@ -254,9 +254,17 @@ func (s *Server) info(r *http.Request, _ *actor) (int, any, error) {
 	}
 	repos := make([]PackageRepository, 0, len(s.PackageRepos))
 	for _, r := range s.PackageRepos {
-		repos = append(repos, PackageRepository{Name: r.Name, Format: r.Kind, Suite: r.Suite, Component: r.Component})
+		pr := PackageRepository{Name: r.Name, Format: r.Kind, Suite: r.Suite, Component: r.Component}
+		if r.KeyFile != "" {
+			pr.KeyURL = strings.TrimSuffix(s.PublicURL, "/") + tollgate.PackageKeyPath(r.Kind, r.Name, r.KeyFile)
+		}
+		repos = append(repos, pr)
 	}
-	return http.StatusOK, Info{PublicURL: s.PublicURL, Service: s.RegistryService, RegistryHost: host, PackageRepositories: repos}, nil
+	cmds := []SetupCommand{}
+	for _, c := range tollgate.SetupCommands(s.PublicURL, "<TOKEN>", tollgate.ScopeImages|tollgate.ScopePackages, s.PackageRepos) {
+		cmds = append(cmds, SetupCommand{Title: c.Title, Text: c.Text})
+	}
+	return http.StatusOK, Info{PublicURL: s.PublicURL, Service: s.RegistryService, RegistryHost: host, PackageRepositories: repos, SetupCommands: cmds}, nil
 }
 
 func (s *Server) createAccount(r *http.Request, who *actor) (int, any, error) {

@@ -27,6 +27,13 @@ func TestInfo(t *testing.T) {
 	}
 	want := api.Info{PublicURL: "https://registry.example.com:8443", Service: "registry.example.com", RegistryHost: "registry.example.com:8443",
 		PackageRepositories: []api.PackageRepository{}}
+	// The commands are the one generator's, for a token with every scope.
+	for _, c := range tollgate.SetupCommands(want.PublicURL, "<TOKEN>", tollgate.ScopeImages|tollgate.ScopePackages, nil) {
+		want.SetupCommands = append(want.SetupCommands, api.SetupCommand{Title: c.Title, Text: c.Text})
+	}
+	if len(want.SetupCommands) == 0 {
+		t.Fatal("no set-up commands to compare with")
+	}
 	if !reflect.DeepEqual(*info, want) {
 		t.Fatalf("info = %+v, want %+v", *info, want)
 	}

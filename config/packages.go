@@ -4,6 +4,7 @@ import (
 	"errors"
 	"github.com/tollgate/tollgate"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -56,6 +57,28 @@ type PackageRepository struct {
 	// "bookworm" and "main". They do not change what is served.
 	Suite     string `yaml:"suite"`
 	Component string `yaml:"component"`
+	// KeyFile is the repository's public signing key, which tollgate
+	// publishes without authentication (it is public) at
+	// /keys/FORMAT/NAME/FILE for the set-up commands to install. apt: an
+	// OpenPGP public keyring, binary (served as key.gpg) or ASCII-armored
+	// with a .asc name (served as key.asc); apk: the RSA public key, served
+	// under its own file name, which apk matches against the name in the
+	// index signature (e.g. vendor.rsa.pub).
+	KeyFile string `yaml:"key_file"`
+}
+
+// PublishedKeyName is the file name KeyFile is published under (see
+// KeyFile); "" without one.
+func (r PackageRepository) PublishedKeyName() string {
+	switch {
+	case r.KeyFile == "":
+		return ""
+	case r.Format == FormatApk:
+		return filepath.Base(r.KeyFile)
+	case strings.HasSuffix(r.KeyFile, ".asc"):
+		return "key.asc"
+	}
+	return "key.gpg"
 }
 
 // DefaultMaxRedirects is the default of packages.max_redirects.
@@ -143,6 +166,10 @@ func (p PackagesConfig) validate(pr *problems) {
 		}
 		if strings.Contains(r.Username, ":") {
 			pr.add(field+".username", "must not contain ':'")
+		}
+		if name := filepath.Base(r.KeyFile); r.KeyFile != "" && r.Format == FormatApk &&
+			(strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@+") != "" || !strings.HasSuffix(name, ".pub")) {
+			pr.add(field+".key_file", "the file name must end in .pub and hold only letters, digits and ._-@+ (apk finds the key by it)")
 		}
 	}
 }

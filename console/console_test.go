@@ -510,6 +510,10 @@ func TestEditExtendRevoke(t *testing.T) {
 	if !strings.Contains(body, `data-name="ci"`) || strings.Contains(body, `data-name="default"`) {
 		t.Fatal("expired filter")
 	}
+	// Its card says the commands work again after Extend, and offers it.
+	if !strings.Contains(body, "work again once it is extended") || !strings.Contains(body, `action="/console/tokens/`+tok.ID+`/extend"`) {
+		t.Fatal("an expired token's card does not offer Extend")
+	}
 	// Editing the name of an expired token leaves its expiry alone.
 	b.get("/console/tokens/" + tok.ID + "/edit")
 	st, body, h := b.post("/console/tokens/"+tok.ID+"/edit", url.Values{"name": {"ci-eu"}, "description": {"eu"}, "images": {"on"},

@@ -26,8 +26,18 @@ const (
 )
 
 // PackageRealm is the realm of the Basic challenge on /apt/ and /apk/
-// (apk matches it against HTTP_AUTH=basic:REALM:user:pass).
+// when there is no public URL. With one, the realm is its host[:port]
+// (packageRealm): apk-tools matches HTTP_AUTH=basic:REALM:user:pass
+// against the realm, apko, melange and go-apk against the request's host,
+// so one HTTP_AUTH line works for all of them only if the two are equal.
 const PackageRealm = "tollgate"
+
+func packageRealm(publicURL string) string {
+	if u, err := url.Parse(publicURL); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return PackageRealm
+}
 
 // PackageRepo is one apt or apk repository and its upstream.
 type PackageRepo struct {
@@ -62,6 +72,7 @@ type PackagesOptions struct {
 // from REPO's upstream byte for byte.
 type Packages struct {
 	f     *front
+	realm string
 	repos map[string]*pkgUpstream // by "format/name"
 }
 
@@ -83,8 +94,8 @@ type pkgTarget struct {
 type pkgCtxKey struct{}
 
 // newPackages checks the repositories and builds their reverse proxies.
-func newPackages(f *front, o PackagesOptions) (*Packages, error) {
-	p := &Packages{f: f, repos: map[string]*pkgUpstream{}}
+func newPackages(f *front, o PackagesOptions, realm string) (*Packages, error) {
+	p := &Packages{f: f, realm: realm, repos: map[string]*pkgUpstream{}}
 	for _, r := range o.Repos {
 		field := "packages: " + r.Format + " repository " + strconv.Quote(r.Name)
 		if r.Format != FormatApt && r.Format != FormatApk {
@@ -190,7 +201,7 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 		c, err = p.f.bySecret(r, password)
 	}
 	if err != nil {
-		return nil, &authz.Basic{Realm: PackageRealm, Err: err}
+		return nil, &authz.Basic{Realm: p.realm, Err: err}
 	}
 	p.f.metered(r, &c, r.Method == http.MethodGet)
 	switch reason := authz.Decide(c.token, c.account, p.f.now(), c.resource(r, authz.Package, name)); reason {
@@ -200,7 +211,7 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	case authz.WrongScope, authz.NotEntitled, authz.Restricted, authz.AddressNotAllowed:
 		return nil, refuse(errcode.ErrorCodeDenied, string(reason), packageDenyMessage(reason, c.account, name))
 	default:
-		return nil, &authz.Basic{Realm: PackageRealm, Err: refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))}
+		return nil, &authz.Basic{Realm: p.realm, Err: refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))}
 	}
 	up := p.repos[format+"/"+name]
 	if up == nil {

@@ -107,7 +107,7 @@ func New(o Options) (*Edge, error) {
 			service: o.Service, anonymous: o.Anonymous, upstream: o.Upstream}
 	}
 	if len(o.Packages.Repos) > 0 {
-		p, err := newPackages(f, o.Packages)
+		p, err := newPackages(f, o.Packages, packageRealm(o.PublicURL))
 		if err != nil {
 			return nil, err
 		}

@@ -24,7 +24,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd)
+#                       (docker podman skopeo crane containerd apt)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -423,6 +423,23 @@ if want podman; then
     ok "podman pull --arch arm64 (the index's other manifest)" podman_pull "$plain_image" --authfile "$pd/auth.json" --arch arm64 &&
       check "the pulled image is linux/arm64" arch_is "$plain_image" arm64
     ok "podman pull --creds" podman_pull "$plain_image" --creds "tollgate:$plain_token"
+    # The demo image runs: its /hello (a static program per platform) greets.
+    demo_run() { "${P[@]}" run --rm --pull=never --network none --ulimit host "$plain_image"; }
+    # demo_cp: the image's /hello copied out and run here, for machines
+    # (sandboxes) where the OCI runtime may not start containers.
+    demo_cp() {
+      local c
+      c=$("${P[@]}" create --pull=never "$plain_image") || return 1
+      "${P[@]}" cp "$c:/hello" "$pd/hello" && "${P[@]}" rm "$c" >/dev/null && "$pd/hello"
+    }
+    if demo_run >"$tmp/logs/demo-run.log" 2>&1 || ! grep -q 'OCI permission denied' "$tmp/logs/demo-run.log"; then
+      ok "podman run of the demo image" demo_run &&
+        check "the demo image printed the greeting" grep -q 'Hello from tollgate' "$out"
+    else
+      echo "   podman cannot start containers here ($(tail -n 1 "$tmp/logs/demo-run.log")): running the image's /hello directly"
+      ok "the demo image's /hello (linux/amd64) runs" demo_cp &&
+        check "the demo image's /hello printed the greeting" grep -q 'Hello from tollgate' "$out"
+    fi
     ok "podman pull --authfile kubectl .dockerconfigjson" podman_pull "$plain_image" --authfile "$tmp/plain.dockerconfigjson"
     refused "podman pull of the non-entitled image is refused" "$denied_re" podman_pull "$plain_denied" --authfile "$pd/auth.json"
     refused "podman pull with a wrong token is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$wrong_token"
@@ -651,6 +668,68 @@ EOF
         refused "ctr images pull after the revocation is refused (content already local)" "$denied_re" ctr_pull "tollgate:$ctd_later" "$tls_image"
       fi
     fi
+  fi
+fi
+
+# ---------------------------------------------------------------- apt
+
+# snippets FILE PATTERN: the paragraphs of a `token show` printout whose
+# title line ("# TITLE") matches the extended PATTERN, as one script.
+snippets() {
+  awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
+}
+
+if want apt; then
+  section "apt (the exact text \`token show --reveal\` prints, in a private /etc/apt and /var/lib/apt)"
+  if ! have apt-get || ! have unshare; then
+    missing "apt: apt-get or unshare is not installed"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "apt: needs root (unshare --mount with tmpfs over /etc/apt, /var/lib/apt, /var/cache/apt)"
+  elif [ $plain_ok = 0 ]; then
+    fail "apt: no tollgate instance"
+  else
+    ap=$tmp/apt
+    mkdir -p "$ap"
+    json=$(tg plain token create --account demo --name "e2e-apt-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
+    apt_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
+    apt_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
+    secrets+=("$apt_secret")
+    ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apt_id" --reveal &&
+      cp "$out" "$ap/show.txt"
+    # The deb822 form, and separately the one-line form instead of it.
+    snippets "$ap/show.txt" 'apt archive key os|apt credentials os|apt source os' >"$ap/deb822.sh"
+    snippets "$ap/show.txt" 'apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]' >"$ap/oneline.sh"
+    check "token show prints the apt key, credentials and .sources steps" \
+      bash -c 'grep -q "/keys/apt/os/" "$1" && grep -q "install -m 600 /dev/null /etc/apt/auth.conf.d/" "$1" && grep -q "Signed-By: " "$1"' _ "$ap/deb822.sh"
+    # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
+    # /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
+    # the directories a fresh Debian ships.
+    in_root() {
+      unshare --mount --propagation private bash -euo pipefail -c '
+        for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
+        mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
+          /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
+        bash -euo pipefail "$1"
+        ' _ "$1"
+    }
+    for form in deb822 oneline; do
+      {
+        cat "$ap/$form.sh"
+        # What the printed steps must have left behind, then apt itself.
+        echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
+        echo 'apt-get update --error-on=any'
+        echo 'apt-get install --download-only -y '"$(sed -n 's/^TOLLGATE_APT_PACKAGE=//p' "$tmp/plain/dev.env")"
+        echo 'ls /var/cache/apt/archives/*.deb'
+      } >"$ap/$form-run.sh"
+      ok "apt ($form): the printed commands, then apt-get update --error-on=any and install --download-only" in_root "$ap/$form-run.sh" &&
+        check "apt ($form) downloaded the package" grep -q '\.deb$' "$out"
+    done
+    # Without the archive key step apt refuses the repository: the key step is needed.
+    grep -v '/keys/apt/os/' "$ap/deb822-run.sh" >"$ap/nokey-run.sh"
+    refused "apt-get update without the printed key step fails (signatures are checked)" 'NO_PUBKEY|is not signed' in_root "$ap/nokey-run.sh"
+    # The same steps with a revoked token must fail at apt-get update.
+    revoke plain "$apt_id"
+    refused "apt-get update with the printed credentials of a revoked token fails" '401 +Unauthorized' in_root "$ap/deb822-run.sh"
   fi
 fi
 

@@ -189,7 +189,8 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	show := c.ok("token", "show", id, "--reveal")
 	for _, want := range []string{
 		"docker login 127.0.0.1:", "kubectl create secret docker-registry", "--docker-password='" + secrets[len(secrets)-1] + "'",
-		"/etc/apk/repositories", "HTTP_AUTH", "/etc/apt/auth.conf.d/", "deb " + env["TOLLGATE_URL"] + "/apt/os stable main",
+		"/etc/apk/repositories", "HTTP_AUTH", "/etc/apt/auth.conf.d/", "'URIs: " + env["TOLLGATE_URL"] + "/apt/os' 'Suites: stable' 'Components: main'",
+		"[signed-by=/etc/apt/keyrings/tollgate-os.gpg] " + env["TOLLGATE_URL"] + "/apt/os stable main", env["TOLLGATE_URL"] + "/keys/apt/os/key.gpg",
 	} {
 		if !strings.Contains(show, want) {
 			t.Errorf("token show lacks %q:\n%s", want, show)
@@ -219,6 +220,9 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	if len(list) != 1 || list[0]["id"] != id {
 		t.Fatalf("expired list = %v", list)
 	}
+	if out := c.ok("token", "show", id); !strings.Contains(out, "work again once it is extended") || !strings.Contains(out, "tollgate token extend "+id+" --expires") {
+		t.Fatalf("an expired token's show does not offer extend:\n%s", out)
+	}
 	if msg := c.fail("token", "extend", id, "--expires", "2001-01-01"); !strings.Contains(msg, "expires: must be in the future") {
 		t.Fatalf("extend into the past: %q", msg)
 	}
@@ -233,8 +237,14 @@ func TestDevLifecycleThroughCLI(t *testing.T) {
 	if msg := c.fail("token", "edit", id, "--name", "back"); !strings.Contains(msg, "revocation is final") {
 		t.Fatalf("edit after revoke: %q", msg)
 	}
-	if out := c.ok("token", "list", "--account", "acme"); !strings.Contains(out, "1 of 100 tokens") {
+	if out := c.ok("token", "list", "--account", "acme"); !strings.Contains(out, "1 of 100 tokens in use (revoked tokens don't count)") {
 		t.Fatalf("token list footer: %s", out)
+	}
+	var all, unfiltered []map[string]any
+	c.json(&all, "token", "list", "--account", "acme", "--status", "all")
+	c.json(&unfiltered, "token", "list", "--account", "acme")
+	if len(all) != 2 || len(all) != len(unfiltered) {
+		t.Fatalf("--status all = %d tokens, no filter = %d", len(all), len(unfiltered))
 	}
 
 	// Suspension.

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -25,12 +29,14 @@ type clientFlags struct {
 	env    env
 	url    string
 	key    string
+	caFile string
 	output string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.url, "url", "", "management API base URL (default $TOLLGATE_URL)")
 	cmd.PersistentFlags().StringVar(&f.key, "key", "", "admin or account API key (default $TOLLGATE_ADMIN_KEY, then $TOLLGATE_API_KEY)")
+	cmd.PersistentFlags().StringVar(&f.caFile, "ca-file", "", "PEM CA bundle to trust for the API's TLS certificate, in addition to the system's (default $TOLLGATE_CA_FILE)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 }
 
@@ -55,7 +61,21 @@ func (f *clientFlags) client() (*api.Client, error) {
 	if key == "" {
 		return nil, errors.New("no key: set TOLLGATE_ADMIN_KEY (operator) or TOLLGATE_API_KEY (account), or --key")
 	}
-	return &api.Client{BaseURL: strings.TrimSuffix(u, "/"), Key: key, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+	hc := &http.Client{Timeout: 30 * time.Second}
+	ca, field := f.caFile, "ca-file"
+	if ca == "" {
+		ca, field = f.env.get("TOLLGATE_CA_FILE"), "TOLLGATE_CA_FILE"
+	}
+	if ca != "" {
+		tc, err := caTLSConfig(field, ca)
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
+	}
+	return &api.Client{BaseURL: strings.TrimSuffix(u, "/"), Key: key, HTTP: hc}, nil
 }
 
 // run makes a command body that gets the API client first.
@@ -72,7 +92,46 @@ func (f *clientFlags) run(fn func(c *cobra.Command, args []string, cl *api.Clien
 func errorText(err error) string {
 	var e *tollgate.Error
 	if errors.As(err, &e) {
-		return tollgate.ErrorMessage(err)
+		msg := tollgate.ErrorMessage(err)
+		if e.Code == tollgate.EUNAVAILABLE && e.Err != nil {
+			msg += ": " + connCause(e.Err)
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+// connCause says why the API could not be reached, and what to do about
+// it when that is clear. The causes hold addresses and certificate names,
+// never a key: the key travels in a header the error does not quote.
+func connCause(err error) string {
+	var (
+		unknownCA   x509.UnknownAuthorityError
+		hostname    x509.HostnameError
+		invalid     x509.CertificateInvalidError
+		verify      *tls.CertificateVerificationError
+		record      tls.RecordHeaderError
+		dns         *net.DNSError
+		netErr      net.Error
+		caHint      = " (trust the server's CA with --ca-file or TOLLGATE_CA_FILE)"
+		certProblem = errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
+	)
+	switch {
+	case certProblem:
+		if errors.As(err, &hostname) {
+			caHint = " (the URL's host must be one the certificate names)"
+		}
+		return "TLS: the server's certificate is not trusted: " + err.Error() + caHint
+	case errors.As(err, &record):
+		return "TLS: the server does not speak TLS at this address (is the URL http://?)"
+	case errors.As(err, &dns):
+		return "DNS: cannot resolve " + dns.Name + ": " + dns.Err
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: nothing listens at that address (is tollgate running, on that port?)"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timed out: " + err.Error()
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return "TLS: the server answered in plain HTTP (use an http:// URL)"
 	}
 	return err.Error()
 }

@@ -26,13 +26,13 @@ const (
 )
 
 func newDevCmd(lookup env) *cobra.Command {
-	var data, listen, tlsCert, tlsKey string
+	var data, listen, tlsCert, tlsKey, tlsCA string
 	cmd := &cobra.Command{
 		Use:   "dev [--data DIR] [--listen ADDR]",
 		Short: "Run tollgate on this machine with no outside services, seeded with a demo account",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			d := &devServer{Data: data, Listen: listen, TLSCert: tlsCert, TLSKey: tlsKey, Out: c.OutOrStdout()}
+			d := &devServer{Data: data, Listen: listen, TLSCert: tlsCert, TLSKey: tlsKey, TLSCA: tlsCA, Out: c.OutOrStdout()}
 			if err := d.Start(c.Context()); err != nil {
 				return err
 			}
@@ -44,6 +44,7 @@ func newDevCmd(lookup env) *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "address to listen on")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key); containerd and crane want TLS")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	cmd.Flags().StringVar(&tlsCA, "tls-ca", "", "PEM CA certificate that signed --tls-cert, for the printed commands to verify TLS with (default: --tls-cert itself, right for a self-signed one)")
 	return cmd
 }
 
@@ -53,6 +54,7 @@ type devServer struct {
 	Listen  string
 	TLSCert string
 	TLSKey  string
+	TLSCA   string // what clients verify TLSCert with; "": TLSCert
 	Out     io.Writer
 	Main    *Main
 	Env     map[string]string // what was written to dev.env
@@ -145,7 +147,24 @@ func (d *devServer) Start(ctx context.Context) error {
 		d.Main.Close()
 		return err
 	}
-	fmt.Fprintf(d.Out, `
+	caFile := ""
+	if cfg.TLS.Enabled() {
+		if caFile, err = d.writeCertsDir(cfg.Service); err != nil {
+			d.Main.Close()
+			return err
+		}
+	}
+	d.printout(cfg, envPath, secret, consoleNote, pk, caFile)
+	return nil
+}
+
+// printout tells the developer what runs and how to use it: the same
+// set-up commands as `tollgate token show --reveal` (tollgate.Setup),
+// verifying TLS with the CA when there is TLS.
+func (d *devServer) printout(cfg *config.Config, envPath string, secret tollgate.Secret, consoleNote string, pk *devPackages, caFile string) {
+	w := d.Out
+	image, denied := d.Env["TOLLGATE_DEMO_IMAGE"], d.Env["TOLLGATE_DENIED_IMAGE"]
+	fmt.Fprintf(w, `
 tollgate dev is running at %[1]s
   data:        %[2]s (reused on the next start)
   settings:    %[3]s  (load them with: set -a; . %[3]s; set +a)
@@ -153,21 +172,67 @@ tollgate dev is running at %[1]s
 demo account %[4]q, default token:
   %[5]s
 
-pull the demo image (%[6]s is not entitled: that pull is denied):
-  echo '%[5]s' | docker login %[7]s -u tollgate --password-stdin
-  podman pull --tls-verify=false --creds tollgate:%[5]s %[8]s
-  crane pull --insecure %[8]s demo.tar     # after: crane auth login %[7]s -u tollgate -p ...
-
+pull and run the demo image (%[6]s is not entitled: that pull is denied):
+`, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal(), denied)
+	creds := "tollgate:" + secret.Reveal()
+	if caFile != "" {
+		certs := filepath.Dir(caFile)
+		fmt.Fprintf(w, "  podman pull --cert-dir %s --creds %s %s\n", certs, creds, image)
+		fmt.Fprintf(w, "  podman run --rm --cert-dir %s --creds %s %s\n", certs, creds, image)
+		fmt.Fprintf(w, "  sudo ctr images pull --hosts-dir %s --user %s %s\n", filepath.Dir(certs), creds, image)
+		fmt.Fprintf(w, "  SSL_CERT_FILE=%s crane pull %s demo.tar     # after: crane auth login %s -u tollgate -p ...\n", caFile, image, cfg.Service)
+	} else {
+		// Plain http: clients must be told that this registry has no TLS.
+		fmt.Fprintf(w, "  podman pull --tls-verify=false --creds %s %s\n", creds, image)
+		fmt.Fprintf(w, "  podman run --rm --tls-verify=false --creds %s %s\n", creds, image)
+		fmt.Fprintf(w, "  crane pull --insecure %s demo.tar     # after: crane auth login %s -u tollgate -p ...\n", image, cfg.Service)
+	}
+	fmt.Fprintf(w, `
 try the CLI:
-  set -a; . %[3]s; set +a
+  set -a; . %[1]s; set +a
   tollgate account list
-  tollgate token list --account %[4]s
-  tollgate token create --account %[4]s --name ci --expires 2030-01-01
+  tollgate token list --account %[2]s
+  tollgate token create --account %[2]s --name ci --expires 2030-01-01
 
-`, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal(), d.Env["TOLLGATE_DENIED_IMAGE"], cfg.Service, d.Env["TOLLGATE_DEMO_IMAGE"])
-	fmt.Fprint(d.Out, consoleNote)
-	fmt.Fprint(d.Out, pk.instructions(cfg.PublicURL, secret))
-	return nil
+`, envPath, demoAccount)
+	fmt.Fprint(w, consoleNote)
+	repos := entitledRepos(d.Main.packageRepos(), tollgate.Subscription{Packages: []string{pk.Entitled}})
+	fmt.Fprintf(w, "set up a machine for the demo token (what `tollgate token show ID --reveal` prints;\npackage repository %q is entitled, %q is not):\n", pk.Entitled, pk.Denied)
+	for _, c := range (tollgate.Setup{PublicURL: cfg.PublicURL, Secret: secret.Reveal(), Scope: tollgate.ScopeImages | tollgate.ScopePackages, Repos: repos, CAFile: caFile}).Commands() {
+		fmt.Fprintf(w, "\n# %s\n%s\n", c.Title, c.Text)
+	}
+	fmt.Fprintf(w, "\nthen: $(command -v sudo) apt-get install %s  (apt) or $(command -v sudo) env HTTP_AUTH=\"$HTTP_AUTH\" apk add %s  (apk)\n\n", pk.AptPackage, pk.ApkPackage)
+}
+
+// writeCertsDir writes DATA/certs.d/HOST/ca.crt (the CA clients verify
+// tollgate with) and a containerd hosts.toml beside it, and returns the
+// CA's path: podman and skopeo take the directory as --cert-dir, ctr its
+// parent as --hosts-dir.
+func (d *devServer) writeCertsDir(host string) (string, error) {
+	src := d.TLSCA
+	if src == "" {
+		src = d.TLSCert
+	}
+	pem, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("tls ca: %w", err)
+	}
+	dir, err := filepath.Abs(filepath.Join(d.Data, "certs.d", host))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, pem, 0o644); err != nil {
+		return "", err
+	}
+	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = %q\n", "https://"+host, "https://"+host, ca)
+	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		return "", err
+	}
+	return ca, nil
 }
 
 // seed creates the demo account on first start and returns the secret of

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
@@ -91,7 +90,9 @@ func seedDevPackages(dataDir string) (*devPackages, error) {
 		for _, name := range []string{dev.Entitled, dev.Denied} {
 			r := config.PackageRepository{Name: name, Format: f, URL: srv.URL + "/" + f + "/" + name}
 			if f == config.FormatApt {
-				r.Suite, r.Component = dev.AptSuite, dev.AptComponent
+				r.Suite, r.Component, r.KeyFile = dev.AptSuite, dev.AptComponent, dev.AptKeyring
+			} else {
+				r.KeyFile = dev.ApkKey
 			}
 			d.Repositories = append(d.Repositories, r)
 		}
@@ -138,21 +139,4 @@ func (d *devPackages) env(publicURL string) map[string]string {
 		"TOLLGATE_APK_DENIED_URL":     publicURL + "/apk/" + d.Denied,
 		"TOLLGATE_APK_DENIED_PACKAGE": d.ApkDeniedPackage,
 	}
-}
-
-// instructions are the set-up lines `tollgate dev` prints.
-func (d *devPackages) instructions(publicURL string, secret tollgate.Secret) string {
-	host := publicURL[strings.Index(publicURL, "://")+3:]
-	scheme := publicURL[:strings.Index(publicURL, "://")]
-	return fmt.Sprintf(`packages (repository %[1]q is entitled, %[2]q is not):
-  apt (Debian, Ubuntu):
-    echo 'deb [signed-by=%[3]s] %[4]s/apt/%[1]s %[5]s %[6]s' | sudo tee /etc/apt/sources.list.d/tollgate.list
-    echo 'machine %[4]s/apt login tollgate password %[7]s' | sudo install -m 600 /dev/stdin /etc/apt/auth.conf.d/tollgate.conf
-    sudo apt-get update && sudo apt-get install %[8]s
-  apk (Alpine):
-    sudo cp %[9]s /etc/apk/keys/
-    echo '%[10]s://tollgate:%[7]s@%[11]s/apk/%[1]s' | sudo tee -a /etc/apk/repositories
-    sudo apk add %[12]s
-
-`, d.Entitled, d.Denied, d.AptKeyring, publicURL, d.AptSuite, d.AptComponent, secret.Reveal(), d.AptPackage, d.ApkKey, scheme, host, d.ApkPackage)
 }

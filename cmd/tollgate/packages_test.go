@@ -62,13 +62,33 @@ func TestDevServesPackages(t *testing.T) {
 		t.Fatalf("denied apk repository: %d", code)
 	}
 	out := d.Out.(interface{ String() string }).String()
-	for _, want := range []string{"apt-get install " + env["TOLLGATE_APT_PACKAGE"], "/etc/apt/auth.conf.d/tollgate.conf", "apk add " + env["TOLLGATE_APK_PACKAGE"], "/apk/os' | sudo tee -a /etc/apk/repositories"} {
+	for _, want := range []string{"apt-get install " + env["TOLLGATE_APT_PACKAGE"], "install -m 600 /dev/null /etc/apt/auth.conf.d/tollgate-os.conf",
+		"Signed-By: /etc/apt/keyrings/tollgate-os.gpg", "/keys/apt/os/key.gpg", "apk add " + env["TOLLGATE_APK_PACKAGE"],
+		"/apk/os' | $(command -v sudo) tee -a /etc/apk/repositories", "/keys/apk/os/tollgate-dev.rsa.pub"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dev output lacks %q:\n%s", want, out)
 		}
 	}
 	if strings.Contains(logs.String(), tok) {
 		t.Fatal("the demo token is in the logs")
+	}
+	// The keys the commands install are public: served without credentials.
+	aptKey, _ := os.ReadFile(env["TOLLGATE_APT_KEYRING"])
+	if code, b := get(d.Env["TOLLGATE_URL"]+"/keys/apt/os/key.gpg", ""); code != 200 || string(b) != string(aptKey) {
+		t.Fatalf("apt key: %d, %d bytes", code, len(b))
+	}
+	if code, b := get(d.Env["TOLLGATE_URL"]+"/keys/apk/os/tollgate-dev.rsa.pub", ""); code != 200 || string(b) != string(key) {
+		t.Fatalf("apk key: %d, %d bytes", code, len(b))
+	}
+	if code, _ := get(d.Env["TOLLGATE_URL"]+"/keys/apt/restricted/nope.gpg", ""); code != 404 {
+		t.Fatalf("unknown key: %d", code)
+	}
+	// The Basic realm is the package host, as HTTP_AUTH=basic:HOST:... names it.
+	req, _ := http.NewRequest("GET", suite, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.Header.Get("WWW-Authenticate") != `Basic realm="`+strings.TrimPrefix(d.Env["TOLLGATE_URL"], "http://")+`"` {
+		t.Fatalf("package challenge: %q", resp.Header.Get("WWW-Authenticate"))
 	}
 
 	// A second start reuses the keys: clients set up once stay set up.

@@ -120,12 +120,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	pkgKeys, err := m.packageKeys()
+	if err != nil {
+		return err
+	}
 	var publicMetrics http.Handler
 	if m.Config.Ops.PublicMetrics {
 		publicMetrics = m.metricsHandler()
 	}
 	observer := &obs.Observer{Logger: m.Logger, Metrics: m.Metrics, TrustedProxies: m.Config.Ops.ParsedTrustedProxies()}
-	mux := observer.Wrap(withConsole(m.consoleHandler(), dispatch(apiServer.Handler(), registry, publicMetrics)))
+	mux := observer.Wrap(withConsole(m.consoleHandler(), dispatch(apiServer.Handler(), registry, publicMetrics, pkgKeys)))
 	if err := m.startOps(); err != nil {
 		return err
 	}

@@ -117,7 +117,11 @@ func newTokenListCmd(f *clientFlags) *cobra.Command {
 			if account == "" {
 				return tollgate.FieldError("account", "required (--account)")
 			}
-			tl, err := cl.ListTokens(c.Context(), account, status)
+			filter := status
+			if filter == "all" {
+				filter = "" // every token, revoked ones included
+			}
+			tl, err := cl.ListTokens(c.Context(), account, filter)
 			if err != nil {
 				return err
 			}
@@ -127,12 +131,12 @@ func newTokenListCmd(f *clientFlags) *cobra.Command {
 			if err := printTokens(c.OutOrStdout(), tl.Tokens); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "\n%d of %d tokens\n", tl.Active, tl.Limit)
+			fmt.Fprintf(c.OutOrStdout(), "\n%d of %d tokens in use (revoked tokens don't count)\n", tl.Active, tl.Limit)
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account name (required)")
-	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked, suspended, paused or scheduled")
+	cmd.Flags().StringVar(&status, "status", "", "only tokens with this status: active, expired, revoked, suspended, paused or scheduled; all (the default) lists every one")
 	return cmd
 }
 
@@ -156,7 +160,7 @@ func newTokenShowCmd(f *clientFlags) *cobra.Command {
 			if acct, err := cl.GetAccount(c.Context(), tok.Account); err == nil {
 				var served []tollgate.PackageRepo
 				for _, r := range info.PackageRepositories {
-					served = append(served, tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component})
+					served = append(served, r.Repo())
 				}
 				repos = entitledRepos(served, tollgate.Subscription{Packages: acct.Subscription.Packages})
 			}
@@ -337,6 +341,10 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 	}
 	if t.Status == string(tollgate.TokenRevoked) {
 		return nil
+	}
+	if t.Status == string(tollgate.TokenExpired) {
+		fmt.Fprintf(w, "\nThis token expired on %s: the commands below work again once it is extended:\n  tollgate token extend %s --expires YYYY-MM-DD   (or --expires never)\n",
+			fmtTime(t.ExpiresAt), t.ID)
 	}
 	sc, err := tollgate.ParseScopeNames(t.Scope)
 	if err != nil {

@@ -144,11 +144,13 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 
 // dispatch routes by path prefix without http.ServeMux, which would
 // redirect unclean registry paths instead of refusing them.
-func dispatch(apiHandler, registry, metrics http.Handler) http.Handler {
+func dispatch(apiHandler, registry, metrics, keys http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
 		case strings.HasPrefix(p, "/api/"):
 			apiHandler.ServeHTTP(w, r)
+		case strings.HasPrefix(p, "/keys/"):
+			keys.ServeHTTP(w, r)
 		case p == "/healthz":
 			io.WriteString(w, "ok\n")
 		case p == "/metrics" && metrics != nil:

@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -37,6 +41,9 @@ type SeedOptions struct {
 	// Seed makes the content deterministic: the same Seed and options give
 	// the same digests. Zero means random content.
 	Seed int64
+	// Hello adds a top layer holding /hello, a static program for the
+	// platform that prints Greeting: the image runs (Cmd is ["/hello"]).
+	Hello bool
 }
 
 // Image describes a seeded image.
@@ -81,6 +88,7 @@ func SeedDemo(ctx context.Context, reg *Registry) (Demo, error) {
 		Layers:    2,
 		Platforms: []string{"linux/amd64", "linux/arm64"},
 		Seed:      1,
+		Hello:     true,
 	})
 	if err != nil {
 		return Demo{}, err
@@ -140,7 +148,7 @@ func Seed(ctx context.Context, reg *Registry, ref string, opts SeedOptions) (Ima
 		if err != nil {
 			return Image{}, fmt.Errorf("upstream: platform %q: %w", s, err)
 		}
-		img, err := buildImage(src, opts.Layers, opts.LayerSize, p)
+		img, err := buildImage(src, opts.Layers, opts.LayerSize, p, opts.Hello)
 		if err != nil {
 			return Image{}, err
 		}
@@ -189,7 +197,7 @@ func Seed(ctx context.Context, reg *Registry, ref string, opts SeedOptions) (Ima
 
 // buildImage makes an OCI image of random layers whose config names the
 // platform. Content depends only on what src yields.
-func buildImage(src mrand.Source, layers int, size int64, p *v1.Platform) (v1.Image, error) {
+func buildImage(src mrand.Source, layers int, size int64, p *v1.Platform, hello bool) (v1.Image, error) {
 	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
 	adds := make([]mutate.Addendum, 0, layers)
@@ -206,6 +214,13 @@ func buildImage(src mrand.Source, layers int, size int64, p *v1.Platform) (v1.Im
 			},
 		})
 	}
+	if hello {
+		l, err := helloLayer(p.Architecture)
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "tollgate upstream seed", Comment: "/hello"}})
+	}
 	img, err := mutate.Append(base, adds...)
 	if err != nil {
 		return nil, err
@@ -221,6 +236,29 @@ func buildImage(src mrand.Source, layers int, size int64, p *v1.Platform) (v1.Im
 	cf.OSVersion = p.OSVersion
 	cf.Config.Cmd = []string{"/hello"}
 	return mutate.ConfigFile(img, cf)
+}
+
+// helloLayer is a layer with /hello for arch (helloELF), executable.
+func helloLayer(arch string) (v1.Layer, error) {
+	prog, err := helloELF(arch)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	hdr := &tar.Header{Name: "hello", Mode: 0o755, Size: int64(len(prog)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(prog); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := b.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		tarball.WithMediaType(types.OCILayer))
 }
 
 func layerDigests(img v1.Image) ([]string, error) {

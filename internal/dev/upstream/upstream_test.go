@@ -327,7 +327,7 @@ func TestSeedDemoIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SeedDemo: %v", err)
 	}
-	if len(first.Hello.Manifests) != 2 || len(first.Hello.Layers) != 2 {
+	if len(first.Hello.Manifests) != 2 || len(first.Hello.Layers) != 3 { // two random layers and /hello
 		t.Errorf("hello: %+v", first.Hello)
 	}
 	if len(first.Secret.Manifests) != 0 || len(first.Secret.Layers) != 2 {
