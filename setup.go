@@ -22,7 +22,7 @@ const PullSecretName = "tollgate-pull"
 // Suite and Component are apt's; empty ones are shown as placeholders.
 type PackageRepo struct {
 	Name      string
-	Kind      string // "apt" or "apk"
+	Format    PackageFormat
 	Suite     string
 	Component string
 	// KeyFile is the file name the repository's public signing key is
@@ -33,8 +33,8 @@ type PackageRepo struct {
 
 // PackageKeyPath is where tollgate serves a package repository's public
 // signing key, below its public URL: /keys/KIND/NAME/FILE.
-func PackageKeyPath(kind, name, file string) string {
-	return "/keys/" + kind + "/" + name + "/" + file
+func PackageKeyPath(format PackageFormat, name, file string) string {
+	return "/keys/" + string(format) + "/" + name + "/" + file
 }
 
 // sudo runs a command as root from a user's shell, and runs it as is in
@@ -116,10 +116,10 @@ func (s Setup) Commands() []SetupCommand {
 			sudo+"update-ca-certificates")
 	}
 	for _, r := range s.Repos {
-		switch r.Kind {
-		case "apk":
+		switch r.Format {
+		case PackageApk:
 			out = append(out, s.apk(r, u, host, base)...)
-		case "apt":
+		case PackageApt:
 			out = append(out, s.apt(r, u, host, base)...)
 		}
 	}
@@ -134,7 +134,7 @@ func (s Setup) apt(r PackageRepo, u *url.URL, host, base string) []SetupCommand 
 	}
 	key := "# no signing key is published for " + r.Name + ": install the one your vendor gave you as " + keyring
 	if r.KeyFile != "" {
-		key = sudo + "curl -fsSL -o " + keyring + " " + base + PackageKeyPath("apt", r.Name, r.KeyFile)
+		key = sudo + "curl -fsSL -o " + keyring + " " + base + PackageKeyPath(PackageApt, r.Name, r.KeyFile)
 	}
 	// apt matches a machine entry without a scheme only for https.
 	machine := host + strings.TrimSuffix(u.Path, "/") + "/apt/" + r.Name
@@ -170,7 +170,7 @@ func (s Setup) apt(r PackageRepo, u *url.URL, host, base string) []SetupCommand 
 
 func (s Setup) apk(r PackageRepo, u *url.URL, host, base string) []SetupCommand {
 	repo := base + "/apk/" + r.Name
-	keyURL := base + PackageKeyPath("apk", r.Name, r.KeyFile)
+	keyURL := base + PackageKeyPath(PackageApk, r.Name, r.KeyFile)
 	key := "# no signing key is published for " + r.Name + ": copy the one your vendor gave you to /etc/apk/keys/"
 	if r.KeyFile != "" {
 		// apk finds the key by its file name, which the index signature names.
@@ -204,3 +204,13 @@ func (s Setup) apk(r PackageRepo, u *url.URL, host, base string) []SetupCommand 
 				"    - " + repo},
 	}
 }
+
+// PackageFormat is a package repository's format: the first segment of
+// its routes, /apt/ or /apk/.
+type PackageFormat string
+
+// The package formats tollgate serves.
+const (
+	PackageApt PackageFormat = "apt"
+	PackageApk PackageFormat = "apk"
+)

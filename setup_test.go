@@ -16,8 +16,8 @@ func setupText(cmds []SetupCommand) string {
 func TestSetupCommands(t *testing.T) {
 	secret := NewSecret(TokenPrefix).Reveal()
 	repos := []PackageRepo{
-		{Name: "os", Kind: "apk", KeyFile: "vendor.rsa.pub"},
-		{Name: "bookworm", Kind: "apt", Suite: "bookworm", Component: "main", KeyFile: "key.gpg"},
+		{Name: "os", Format: PackageApk, KeyFile: "vendor.rsa.pub"},
+		{Name: "bookworm", Format: PackageApt, Suite: "bookworm", Component: "main", KeyFile: "key.gpg"},
 	}
 
 	t.Run("ImagesOnly", func(t *testing.T) {
@@ -75,7 +75,7 @@ func TestSetupCommands(t *testing.T) {
 	})
 
 	t.Run("ArmoredKeyGoesToAscFile", func(t *testing.T) {
-		text := setupText(SetupCommands("https://r.example", secret, ScopePackages, []PackageRepo{{Name: "x", Kind: "apt", KeyFile: "key.asc"}}))
+		text := setupText(SetupCommands("https://r.example", secret, ScopePackages, []PackageRepo{{Name: "x", Format: PackageApt, KeyFile: "key.asc"}}))
 		if !strings.Contains(text, "-o /etc/apt/keyrings/tollgate-x.asc ") || !strings.Contains(text, "Signed-By: /etc/apt/keyrings/tollgate-x.asc") {
 			t.Errorf("armored key:\n%s", text)
 		}

@@ -50,7 +50,7 @@ type PackageRepository struct {
 
 // Repo is r as tollgate.Setup names it.
 func (r PackageRepository) Repo() tollgate.PackageRepo {
-	p := tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component}
+	p := tollgate.PackageRepo{Name: r.Name, Format: tollgate.PackageFormat(r.Format), Suite: r.Suite, Component: r.Component}
 	if i := strings.LastIndex(r.KeyURL, "/"); i >= 0 {
 		p.KeyFile = r.KeyURL[i+1:]
 	}

@@ -254,9 +254,9 @@ func (s *Server) info(r *http.Request, _ *actor) (int, any, error) {
 	}
 	repos := make([]PackageRepository, 0, len(s.PackageRepos))
 	for _, r := range s.PackageRepos {
-		pr := PackageRepository{Name: r.Name, Format: r.Kind, Suite: r.Suite, Component: r.Component}
+		pr := PackageRepository{Name: r.Name, Format: string(r.Format), Suite: r.Suite, Component: r.Component}
 		if r.KeyFile != "" {
-			pr.KeyURL = strings.TrimSuffix(s.PublicURL, "/") + tollgate.PackageKeyPath(r.Kind, r.Name, r.KeyFile)
+			pr.KeyURL = strings.TrimSuffix(s.PublicURL, "/") + tollgate.PackageKeyPath(r.Format, r.Name, r.KeyFile)
 		}
 		repos = append(repos, pr)
 	}

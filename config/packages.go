@@ -11,8 +11,8 @@ import (
 
 // Package repository formats.
 const (
-	FormatApt = "apt"
-	FormatApk = "apk"
+	FormatApt = tollgate.PackageApt
+	FormatApk = tollgate.PackageApk
 )
 
 // PackagesConfig lists the apt and apk repositories served under
@@ -40,7 +40,7 @@ type PackageRepository struct {
 	// letter or digit.
 	Name string `yaml:"name"`
 	// Format is "apt" or "apk".
-	Format string `yaml:"format"`
+	Format tollgate.PackageFormat `yaml:"format"`
 	// URL is the upstream base URL the repository's files are below, e.g.
 	// https://apt.internal/debian (its dists/ and pool/ are below it).
 	URL string `yaml:"url"`
@@ -99,14 +99,14 @@ func (r *PackageRepositories) UnmarshalText(text []byte) error {
 			// The value is not quoted: it may hold a URL with credentials.
 			return errors.New("must be a comma separated list of FORMAT:NAME=URL, e.g. apt:os=https://apt.internal/debian")
 		}
-		out = append(out, PackageRepository{Format: strings.TrimSpace(format), Name: strings.TrimSpace(name), URL: strings.TrimSpace(u)})
+		out = append(out, PackageRepository{Format: tollgate.PackageFormat(strings.TrimSpace(format)), Name: strings.TrimSpace(name), URL: strings.TrimSpace(u)})
 	}
 	*r = out
 	return nil
 }
 
 // Find returns the repository of the format with the name.
-func (r PackageRepositories) Find(format, name string) (PackageRepository, bool) {
+func (r PackageRepositories) Find(format tollgate.PackageFormat, name string) (PackageRepository, bool) {
 	for _, p := range r {
 		if p.Format == format && p.Name == name {
 			return p, true
@@ -142,10 +142,10 @@ func (p PackagesConfig) validate(pr *problems) {
 		}
 		if r.Format != FormatApt && r.Format != FormatApk {
 			pr.add(field+".format", "must be apt or apk")
-		} else if seen[r.Format+"/"+r.Name] {
+		} else if seen[string(r.Format)+"/"+r.Name] {
 			pr.add(field+".name", "%s repository %s is listed twice", r.Format, r.Name)
 		}
-		seen[r.Format+"/"+r.Name] = true
+		seen[string(r.Format)+"/"+r.Name] = true
 		// The parse error is not passed on: it quotes the URL.
 		u, err := url.Parse(r.URL)
 		switch {

@@ -163,7 +163,7 @@ func (c *Console) repos(a *tollgate.Account) []tollgate.PackageRepo {
 		if strings.ContainsAny(p, "*?") {
 			continue
 		}
-		out = append(out, tollgate.PackageRepo{Name: p, Kind: "apt"}, tollgate.PackageRepo{Name: p, Kind: "apk"})
+		out = append(out, tollgate.PackageRepo{Name: p, Format: tollgate.PackageApt}, tollgate.PackageRepo{Name: p, Format: tollgate.PackageApk})
 	}
 	return out
 }

@@ -53,7 +53,7 @@ func TestNoProtocolSwitchThroughTheEdge(t *testing.T) {
 	if o.Upstream, err = NewUpstream(UpstreamOptions{URL: switcher.URL}); err != nil {
 		t.Fatal(err)
 	}
-	o.Packages = PackagesOptions{Repos: []PackageRepo{{Format: FormatApt, Name: "os", URL: switcher.URL}}}
+	o.Packages = PackagesOptions{Repos: []PackageUpstream{{Format: FormatApt, Name: "os", URL: switcher.URL}}}
 	edge, err := New(o)
 	if err != nil {
 		t.Fatal(err)

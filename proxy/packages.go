@@ -21,8 +21,8 @@ import (
 
 // Package repository formats: the first path segment, /apt/ or /apk/.
 const (
-	FormatApt = "apt"
-	FormatApk = "apk"
+	FormatApt = tollgate.PackageApt
+	FormatApk = tollgate.PackageApk
 )
 
 // PackageRealm is the realm of the Basic challenge on /apt/ and /apk/
@@ -39,9 +39,9 @@ func packageRealm(publicURL string) string {
 	return PackageRealm
 }
 
-// PackageRepo is one apt or apk repository and its upstream.
-type PackageRepo struct {
-	Format string // FormatApt or FormatApk
+// PackageUpstream is one apt or apk repository and its upstream.
+type PackageUpstream struct {
+	Format tollgate.PackageFormat
 	Name   string // the path segment after /apt/ or /apk/
 	// URL is the upstream base URL the repository's files are below.
 	URL string
@@ -55,7 +55,7 @@ type PackageRepo struct {
 
 // PackagesOptions configures the package routes.
 type PackagesOptions struct {
-	Repos []PackageRepo
+	Repos []PackageUpstream
 	// MaxRedirects bounds the upstream redirects followed for one request
 	// (0: none; a redirect is then a 502). Clients never see redirects.
 	MaxRedirects int
@@ -77,7 +77,7 @@ type Packages struct {
 }
 
 type pkgUpstream struct {
-	repo  PackageRepo
+	repo  PackageUpstream
 	base  *url.URL
 	proxy *httputil.ReverseProxy
 }
@@ -97,14 +97,14 @@ type pkgCtxKey struct{}
 func newPackages(f *front, o PackagesOptions, realm string) (*Packages, error) {
 	p := &Packages{f: f, realm: realm, repos: map[string]*pkgUpstream{}}
 	for _, r := range o.Repos {
-		field := "packages: " + r.Format + " repository " + strconv.Quote(r.Name)
+		field := "packages: " + string(r.Format) + " repository " + strconv.Quote(r.Name)
 		if r.Format != FormatApt && r.Format != FormatApk {
 			return nil, fmt.Errorf("%s: format must be apt or apk", field)
 		}
 		if !tollgate.ValidPackageRepoName(r.Name) {
 			return nil, fmt.Errorf("%s: invalid name", field)
 		}
-		if p.repos[r.Format+"/"+r.Name] != nil {
+		if p.repos[string(r.Format)+"/"+r.Name] != nil {
 			return nil, fmt.Errorf("%s: listed twice", field)
 		}
 		base, err := url.Parse(strings.TrimSuffix(r.URL, "/"))
@@ -127,7 +127,7 @@ func newPackages(f *front, o PackagesOptions, realm string) (*Packages, error) {
 			BufferPool:     bufferPool{},
 			ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 		}
-		p.repos[r.Format+"/"+r.Name] = up
+		p.repos[string(r.Format)+"/"+r.Name] = up
 	}
 	return p, nil
 }
@@ -138,7 +138,7 @@ func newPackages(f *front, o PackagesOptions, realm string) (*Packages, error) {
 // percent-encoded), encoded '/' or '\', control characters and bad
 // escapes. The segments come back unescaped and re-escaped, so that what
 // is forwarded is exactly what was checked.
-func parsePackagePath(escaped string) (format, repo, path, rawPath string, ok bool) {
+func parsePackagePath(escaped string) (format tollgate.PackageFormat, repo, path, rawPath string, ok bool) {
 	switch {
 	case strings.HasPrefix(escaped, "/apt/"):
 		format = FormatApt
@@ -213,16 +213,16 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	default:
 		return nil, &authz.Basic{Realm: p.realm, Err: refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))}
 	}
-	up := p.repos[format+"/"+name]
+	up := p.repos[string(format)+"/"+name]
 	if up == nil {
 		// Only an entitled caller learns that a repository does not exist.
-		return nil, refuse(errcode.ErrorCodeNameUnknown, "", "not found: no "+format+" repository "+name)
+		return nil, refuse(errcode.ErrorCodeNameUnknown, "", "not found: no "+string(format)+" repository "+name)
 	}
 	p.f.allow(r, c.token)
 	if r.Method == http.MethodGet {
 		p.f.used(r, c)
 	}
-	return &pkgTarget{caller: c, up: up, path: path, rawPath: rawPath, logPath: obs.RedactPath(format + "/" + name + path)}, nil
+	return &pkgTarget{caller: c, up: up, path: path, rawPath: rawPath, logPath: obs.RedactPath(string(format) + "/" + name + path)}, nil
 }
 
 // packageDenyMessage says why a valid token may not read the repository.
@@ -286,7 +286,7 @@ func (p *Packages) modifyResponse(resp *http.Response) error {
 	case s == http.StatusSwitchingProtocols:
 		return errProtocolSwitch
 	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusProxyAuthRequired:
-		p.f.log.Error("package upstream refused tollgate's credentials", "status", s, "repo", t.up.repo.Format+"/"+t.up.repo.Name)
+		p.f.log.Error("package upstream refused tollgate's credentials", "status", s, "repo", string(t.up.repo.Format)+"/"+t.up.repo.Name)
 		return errPkgUpstreamRefuse
 	case s == http.StatusNotFound || s == http.StatusGone:
 		return errPkgNotFound

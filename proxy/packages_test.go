@@ -227,17 +227,17 @@ func newPkgEnv(t testing.TB, opts ...pkgEnvOption) *pkgEnv {
 	}
 	e.clock.Add(2 * time.Hour) // the expiring token is now expired
 
-	var repos []PackageRepo
-	for _, f := range []string{FormatApt, FormatApk} {
+	var repos []PackageUpstream
+	for _, f := range []tollgate.PackageFormat{FormatApt, FormatApk} {
 		for _, name := range []string{"os", "restricted", "unsigned", "missing"} {
-			repos = append(repos, PackageRepo{Format: f, Name: name, URL: e.up.URL + "/" + f + "/" + name, Username: e.upCreds[0], Password: e.upCreds[1]})
+			repos = append(repos, PackageUpstream{Format: f, Name: name, URL: e.up.URL + "/" + string(f) + "/" + name, Username: e.upCreds[0], Password: e.upCreds[1]})
 		}
 	}
 	// An upstream that is not there.
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadURL := "http://" + dead.Addr().String()
 	dead.Close()
-	repos = append(repos, PackageRepo{Format: FormatApt, Name: "dead", URL: deadURL})
+	repos = append(repos, PackageUpstream{Format: FormatApt, Name: "dead", URL: deadURL})
 	o := Options{
 		Lookup: storeLookup{store: st},
 		Keys:   keys,
@@ -706,7 +706,7 @@ func FuzzParsePackagePath(f *testing.F) {
 		if !ok {
 			return
 		}
-		if format != FormatApt && format != FormatApk || !tollgate.ValidPackageRepoName(repo) || !strings.HasPrefix(s, "/"+format+"/"+repo+"/") {
+		if format != FormatApt && format != FormatApk || !tollgate.ValidPackageRepoName(repo) || !strings.HasPrefix(s, "/"+string(format)+"/"+repo+"/") {
 			t.Fatalf("%q: format %q repo %q", s, format, repo)
 		}
 		segs := strings.Split(path, "/")[1:]
@@ -759,18 +759,18 @@ func TestPackagesSecretsNeverLogged(t *testing.T) {
 
 func TestNewPackagesRefusesBadRepositories(t *testing.T) {
 	keys := storetest.NewKeys(t)
-	for _, r := range []PackageRepo{
+	for _, r := range []PackageUpstream{
 		{Format: "rpm", Name: "os", URL: "http://x"},
 		{Format: FormatApt, Name: "../os", URL: "http://x"},
 		{Format: FormatApt, Name: "os", URL: "ftp://x"},
 		{Format: FormatApt, Name: "os", URL: "http://u:hunter2@x"},
 	} {
-		_, err := New(Options{Lookup: storeLookup{}, Keys: keys, Packages: PackagesOptions{Repos: []PackageRepo{r}}})
+		_, err := New(Options{Lookup: storeLookup{}, Keys: keys, Packages: PackagesOptions{Repos: []PackageUpstream{r}}})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%+v: err = %v", r, err)
 		}
 	}
-	two := []PackageRepo{{Format: FormatApt, Name: "os", URL: "http://x"}, {Format: FormatApt, Name: "os", URL: "http://y"}}
+	two := []PackageUpstream{{Format: FormatApt, Name: "os", URL: "http://x"}, {Format: FormatApt, Name: "os", URL: "http://y"}}
 	if _, err := New(Options{Lookup: storeLookup{}, Keys: keys, Packages: PackagesOptions{Repos: two}}); err == nil {
 		t.Error("a repository listed twice was accepted")
 	}

@@ -46,7 +46,7 @@ func (m *Main) consoleHandler() http.Handler {
 func (m *Main) packageRepos() []tollgate.PackageRepo {
 	var out []tollgate.PackageRepo
 	for _, r := range m.Config.Packages.Repositories {
-		out = append(out, tollgate.PackageRepo{Name: r.Name, Kind: r.Format, Suite: r.Suite, Component: r.Component, KeyFile: r.PublishedKeyName()})
+		out = append(out, tollgate.PackageRepo{Name: r.Name, Format: r.Format, Suite: r.Suite, Component: r.Component, KeyFile: r.PublishedKeyName()})
 	}
 	return out
 }

@@ -29,7 +29,7 @@ func (m *Main) packageOptions() (proxy.PackagesOptions, error) {
 		}
 		// The password is revealed to the package transport, which sends it
 		// to this repository's host only.
-		repo := proxy.PackageRepo{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw.Reveal()}
+		repo := proxy.PackageUpstream{Format: r.Format, Name: r.Name, URL: r.URL, Username: r.Username, Password: pw.Reveal()}
 		if r.CAFile != "" {
 			if repo.TLS, err = caTLSConfig(field+".ca_file", r.CAFile); err != nil {
 				return opts, err
@@ -86,9 +86,9 @@ func seedDevPackages(dataDir string) (*devPackages, error) {
 		return nil, fmt.Errorf("dev packages: %w", err)
 	}
 	d := &devPackages{Dev: dev, server: srv}
-	for _, f := range []string{config.FormatApt, config.FormatApk} {
+	for _, f := range []tollgate.PackageFormat{config.FormatApt, config.FormatApk} {
 		for _, name := range []string{dev.Entitled, dev.Denied} {
-			r := config.PackageRepository{Name: name, Format: f, URL: srv.URL + "/" + f + "/" + name}
+			r := config.PackageRepository{Name: name, Format: f, URL: srv.URL + "/" + string(f) + "/" + name}
 			if f == config.FormatApt {
 				r.Suite, r.Component, r.KeyFile = dev.AptSuite, dev.AptComponent, dev.AptKeyring
 			} else {
