@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,7 +68,7 @@ func TestTablesLiveInSearchPathSchema(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := "accounts audit schema_migrations sessions tokens users"; strings.Join(tables, " ") != want {
+	if want := "accounts audit schema_migrations sessions token_networks tokens usage_addresses usage_agents usage_days users"; strings.Join(tables, " ") != want {
 		t.Fatalf("tables in %s = %q, want %s", schema, tables, want)
 	}
 }
@@ -105,8 +106,10 @@ func TestConcurrentMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir("migrations")
-	if n != len(entries) || version != len(entries) {
-		t.Fatalf("schema_migrations: %d rows up to version %d; want %d", n, version, len(entries))
+	// Versions may have gaps (numbers are reserved per branch).
+	last, _ := strconv.Atoi(entries[len(entries)-1].Name()[:4])
+	if n != len(entries) || version != last {
+		t.Fatalf("schema_migrations: %d rows up to version %d; want %d up to %d", n, version, len(entries), last)
 	}
 }
 

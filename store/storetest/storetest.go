@@ -18,4 +18,5 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Tx", func(t *testing.T) { testTx(t, newStore) })
 	t.Run("Service", func(t *testing.T) { testService(t, newStore) })
 	t.Run("Users", func(t *testing.T) { testUsers(t, newStore) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
 }
