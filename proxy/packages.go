@@ -76,6 +76,7 @@ type pkgTarget struct {
 	path    string // unescaped, below the upstream base
 	rawPath string // the same, escaped
 	logPath string // what the client asked for, for logs
+	tok     *tollgate.Token
 }
 
 type pkgCtxKey struct{}
@@ -159,6 +160,8 @@ func (p *Packages) serve(w http.ResponseWriter, r *http.Request) {
 		p.f.fail(w, r, stylePlain, err)
 		return
 	}
+	w, done := p.f.track(w, r, t.tok, tollgate.PullEvent{Kind: tollgate.PullPackage, Repository: t.up.repo.Format + "/" + t.up.repo.Name, Path: t.path})
+	defer done()
 	t.up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), pkgCtxKey{}, t)))
 }
 
@@ -203,7 +206,7 @@ func (p *Packages) authorize(r *http.Request) (*pkgTarget, error) {
 	if r.Method == http.MethodGet {
 		p.f.used(r, c.token)
 	}
-	return &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: format + "/" + name + path}, nil
+	return &pkgTarget{up: up, path: path, rawPath: rawPath, logPath: format + "/" + name + path, tok: c.token}, nil
 }
 
 // packageDenyMessage says why a valid token may not read the repository.

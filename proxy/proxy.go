@@ -51,6 +51,7 @@ type Options struct {
 	Limiter *ratelimit.Limiter
 	Logger  *slog.Logger
 	Now     func() time.Time
+	Events  EventSink // optional: one event per manifest, blob, package GET (see track)
 
 	// The image routes (/token, /v2/); without a Signer they are not served.
 	Signer   *authz.Signer

@@ -108,6 +108,8 @@ func (reg *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 	rt, c, err := reg.authorizeV2(r)
 	if err == nil && rt.kind != routeBase && rt.kind != routeCatalog {
 		reg.f.metrics.Authorized(time.Since(start).Seconds())
+		w, done := reg.f.track(w, r, c.token, imageEvent(rt))
+		defer done()
 		reg.upstream.forward(w, r, rt, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
 		return
 	}
