@@ -68,6 +68,8 @@ type Config struct {
 	Ops OpsConfig `yaml:"ops"`
 	// Limits bounds failed authentications per client IP.
 	Limits LimitsConfig `yaml:"limits"`
+	// Usage configures pull insight (see usage.go).
+	Usage UsageConfig `yaml:"usage"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -174,6 +176,7 @@ func defaults() *Config {
 		Packages: PackagesConfig{MaxRedirects: DefaultMaxRedirects},
 		Ops:      OpsConfig{ShutdownTimeout: Duration(30 * time.Second)},
 		Limits:   LimitsConfig{AuthFailuresPerMinute: 30, AuthFailureBurst: 20},
+		Usage:    defaultUsage(),
 	}
 }
 
@@ -263,6 +266,7 @@ func (c *Config) Validate() error {
 	n.Packages.validate(&p)
 	n.Ops.validate(&p)
 	n.Limits.validate(&p)
+	n.Usage.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))

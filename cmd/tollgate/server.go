@@ -67,6 +67,7 @@ type Main struct {
 	cacheDone chan error
 	server    *http.Server
 	done      chan error
+	usage     usageWiring // pull insight (usage_wiring.go)
 }
 
 // Run opens the store (applying migrations), loads the keys, builds the
@@ -114,6 +115,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Logger:          m.Logger,
 		Limiter:         m.limiter,
 		Metrics:         m.Metrics,
+	}
+	if err := m.startUsage(); err != nil {
+		return err
 	}
 	registry, err := m.edge(keys, tk)
 	if err != nil {
@@ -193,6 +197,7 @@ func (m *Main) Close() error {
 		cancel()
 		m.stopCache = nil
 	}
+	errs = append(errs, m.stopUsage()) // the last pull aggregates, before the store closes
 	if m.redis != nil {
 		errs = append(errs, m.redis.Close())
 		m.redis = nil
@@ -386,6 +391,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		Service:   c.Service,
 		Anonymous: c.Anonymous.Repositories,
 		Logger:    m.Logger,
+		Events:    m.usageSink(),
 	}
 	if c.Upstream.URL != "" {
 		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics,
