@@ -545,3 +545,25 @@ func EpochDay(t time.Time) int64 { return Day(t).Unix() / 86400 }
 
 // FromEpochDay is EpochDay's inverse.
 func FromEpochDay(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
+
+// ParsePeriodStart reads the start of a usage period: "30d" (that many
+// days back, today included), or a date "2006-01-02". "" is 30 days.
+// EINVALID (field "since") otherwise.
+func ParsePeriodStart(s string, now time.Time) (time.Time, error) {
+	today := Day(now)
+	if s == "" {
+		s = "30d"
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err == nil && fmt.Sprint(days) == n && days >= 1 && days <= int(MaxUsagePeriod/(24*time.Hour)) {
+			return today.AddDate(0, 0, 1-days), nil
+		}
+		return time.Time{}, FieldError("since", "must be a number of days from 1 to %d (e.g. 30d) or a date (2006-01-02)", int(MaxUsagePeriod/(24*time.Hour)))
+	}
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, FieldError("since", "must be a number of days (e.g. 30d) or a date (2006-01-02)")
+	}
+	return d, nil
+}

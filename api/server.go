@@ -100,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/tokens/{id}/revoke", false, s.revokeToken},
 	}
 	routes = append(routes, s.userRoutes()...)
+	routes = append(routes, s.usageRoutes()...)
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	var paths []string
