@@ -125,7 +125,7 @@ func (c *Console) usagePage(w http.ResponseWriter, r *http.Request, s *session) 
 	var total int64
 	for _, d := range rep.Totals() {
 		day := d.Day.Format(time.DateOnly)
-		pulls = append(pulls, bar{Label: day, Value: d.Pulls, Text: fmt.Sprintf("%d pulls", d.Pulls)})
+		pulls = append(pulls, bar{Label: day, Value: d.Pulls, Text: pullsText(d.Pulls)})
 		bytes = append(bytes, bar{Label: day, Value: d.Bytes, Text: humanBytes(d.Bytes)})
 		v.Pulls += d.Pulls
 		v.Manifests += d.Manifests
@@ -223,7 +223,7 @@ func (c *Console) attachUsage(ctx context.Context, s *session, cards []*tokenVie
 		for d := rep.Since; d.Before(until); d = d.AddDate(0, 0, 1) {
 			vals = append(vals, a.perDay[d])
 		}
-		u := &cardUsage{Spark: sparkline(fmt.Sprintf("%d pulls in 30 days", a.pulls), vals), Pulls: a.pulls, Bytes: humanBytes(a.bytes)}
+		u := &cardUsage{Spark: sparkline(pullsText(a.pulls)+" in 30 days", vals), Pulls: a.pulls, Bytes: humanBytes(a.bytes)}
 		for _, n := range fresh[t.ID] {
 			u.NewNetworks = append(u.NewNetworks, n.Network+" since "+fmtTime(n.First))
 		}
@@ -234,3 +234,10 @@ func (c *Console) attachUsage(ctx context.Context, s *session, cards []*tokenVie
 type bytesBuffer struct{ b []byte }
 
 func (b *bytesBuffer) Write(p []byte) (int, error) { b.b = append(b.b, p...); return len(p), nil }
+
+func pullsText(n int64) string {
+	if n == 1 {
+		return "1 pull"
+	}
+	return fmt.Sprintf("%d pulls", n)
+}
