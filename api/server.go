@@ -106,6 +106,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/tokens/{id}/rotate", false, s.rotateToken}, // rotation.go
 	}
 	routes = append(routes, s.userRoutes()...)
+	routes = append(routes, s.usageRoutes()...)
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	var paths []string

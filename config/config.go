@@ -71,6 +71,8 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits"`
 	// Notify: expiry warnings, webhooks and e-mail (notify.go).
 	Notify NotifyConfig `yaml:"notify"`
+	// Usage configures pull insight (see usage.go).
+	Usage UsageConfig `yaml:"usage"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -183,6 +185,7 @@ func defaults() *Config {
 		Limits: LimitsConfig{AuthFailuresPerMinute: 30, AuthFailureBurst: 20,
 			HeaderTimeout: Duration(10 * time.Second), BodyTimeout: Duration(30 * time.Second)},
 		Notify: defaultNotify(),
+		Usage:  defaultUsage(),
 	}
 }
 
@@ -273,6 +276,7 @@ func (c *Config) Validate() error {
 	n.Ops.validate(&p)
 	n.Limits.validate(&p)
 	n.Notify.validate(&p)
+	n.Usage.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))

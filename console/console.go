@@ -163,6 +163,8 @@ func (c *Console) Handler() http.Handler {
 	authed("POST /console/tokens/{id}/resume", manage, c.resumeToken)
 	authed("POST /console/account/request-packages", manage, c.requestPackages)
 	authed("GET /console/audit", tollgate.Role.CanReadAudit, c.auditPage)
+	authed("GET /console/usage", everyone, c.usagePage) // usage.go
+	authed("GET /console/usage.csv", everyone, c.usageCSV)
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, nil, http.StatusNotFound, "There is no such page.")
 	})

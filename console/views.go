@@ -88,6 +88,8 @@ type tokenView struct {
 	Commands             []tollgate.SetupCommand
 	Open                 bool
 	Error                string // a failed action on this token
+
+	Usage *cardUsage // last 30 days (usage.go); nil when unknown
 }
 
 // secretPlaceholder stands in the commands until the secret is revealed.
@@ -188,6 +190,12 @@ type cardData struct {
 var funcs = template.FuncMap{
 	"join": strings.Join,
 	"card": func(v *view, t *tokenView) cardData { return cardData{T: t, CanManage: v.CanManage(), CSRF: v.CSRF} },
+	"plural64": func(n int64, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	},
 	"plural": func(n int, one, many string) string {
 		if n == 1 {
 			return one

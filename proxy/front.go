@@ -38,6 +38,7 @@ type front struct {
 	lookup  Lookup
 	keys    *tollgate.Keys
 	usage   UsageRecorder
+	events  EventSink
 	limiter *ratelimit.Limiter
 	now     func() time.Time
 	recent  *recentFailures
@@ -55,7 +56,7 @@ func newFront(o Options) *front {
 	}
 	return &front{
 		responder: responder{log: o.Logger, metrics: o.Metrics},
-		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, limiter: o.Limiter, now: o.Now,
+		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, events: o.Events, limiter: o.Limiter, now: o.Now,
 		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota,
 	}
 }

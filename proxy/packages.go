@@ -89,6 +89,7 @@ type pkgTarget struct {
 	path    string // unescaped, below the upstream base
 	rawPath string // the same, escaped
 	logPath string // what the client asked for, for logs
+	tok     *tollgate.Token
 }
 
 type pkgCtxKey struct{}
@@ -175,6 +176,8 @@ func (p *Packages) serve(w http.ResponseWriter, r *http.Request) {
 	p.f.warn(w, t.caller)
 	w, done := p.f.count(w, r, t.caller)
 	defer done() // also when the stream is cut (http.ErrAbortHandler)
+	w, tracked := p.f.track(w, r, t.caller.token, tollgate.PullEvent{Kind: tollgate.PullPackage, Repository: string(t.up.repo.Format) + "/" + t.up.repo.Name, Path: t.path})
+	defer tracked()
 	t.up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), pkgCtxKey{}, t)))
 }
 

@@ -63,7 +63,8 @@ type Options struct {
 	WarnBefore time.Duration
 	// Quota counts capped tokens' monthly pulls and bytes (nil: caps are
 	// not enforced).
-	Quota *quota.Counter
+	Quota  *quota.Counter
+	Events EventSink // optional: one event per manifest, blob, package GET (see track)
 
 	// The image routes (/token, /v2/); without a Signer they are not served.
 	Signer   *authz.Signer

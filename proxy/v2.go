@@ -113,6 +113,8 @@ func (reg *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 		reg.f.metrics.Authorized(time.Since(start).Seconds())
 		w, done := reg.f.count(w, r, c)
 		defer done() // also when the stream is cut (http.ErrAbortHandler)
+		w, tracked := reg.f.track(w, r, c.token, imageEvent(rt))
+		defer tracked()
 		reg.upstream.forward(w, r, rt, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
 		return
 	}

@@ -68,6 +68,7 @@ func newRootCmd(lookup env) *cobra.Command {
 		newTokenCmd(cl),
 		newAuditCmd(cl),
 		newUserCmd(cl),
+		newUsageCmd(lookup),
 	)
 	return root
 }

@@ -64,6 +64,7 @@ type Main struct {
 	server        *http.Server
 	inflight      atomic.Int64 // requests in the public server's handler
 	done          chan error
+	usage         usageWiring // pull insight (usage_wiring.go)
 }
 
 // Run opens the store (applying migrations), loads the keys, builds the
@@ -115,6 +116,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Logger:          m.Logger,
 		Limiter:         m.limiter,
 		Metrics:         m.Metrics,
+	}
+	if err := m.startUsage(); err != nil {
+		return err
 	}
 	registry, err := m.edge(keys, tk)
 	if err != nil {
@@ -209,6 +213,7 @@ func (m *Main) Close() error {
 		cancel()
 		m.stopCache = nil
 	}
+	errs = append(errs, m.stopUsage()) // the last pull aggregates, before the store closes
 	if m.redis != nil {
 		errs = append(errs, m.redis.Close())
 		m.redis = nil

@@ -110,6 +110,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		Anonymous:  c.Anonymous.Repositories,
 		WarnBefore: c.Notify.WarnBefore.Duration(),
 		Quota:      quota.New(quota.Options{Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger}),
+		Events:     m.usageSink(),
 		Logger:     m.Logger,
 	}
 	if c.Upstream.URL != "" {

@@ -21,4 +21,5 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, newStore) })
 	t.Run("Invalidations", func(t *testing.T) { testInvalidations(t, newStore) })
 	t.Run("Rotation", func(t *testing.T) { testRotation(t, newStore) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
 }
