@@ -136,3 +136,22 @@ func TestTokenCardFlagsNewNetwork(t *testing.T) {
 		t.Error("a network first seen 8 days ago is still flagged")
 	}
 }
+
+// TestUsageOfAnotherAccountsTokenIsNotFound: ?token= cannot read another
+// account's token, and the CSV download says the same.
+func TestUsageOfAnotherAccountsTokenIsNotFound(t *testing.T) {
+	e := newEnv(t, "http://registry.test:5000")
+	recordUsage(t, e)
+	otoks, _, err := e.svc.ListTokens(context.Background(), "other", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.signedIn("vic@acme.example", tollgate.RoleViewer)
+	for _, path := range []string{"/console/usage?token=", "/console/usage.csv?token="} {
+		st, body, _ := b.get(path + otoks[0].ID)
+		wantStatus(t, path, st, http.StatusNotFound, body)
+		if strings.Contains(body, "secret/other-account") {
+			t.Errorf("%s shows the other account's pulls", path)
+		}
+	}
+}

@@ -284,7 +284,10 @@ func TestNoLiveFeedRevalidatesWithStoreAfterBound(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if n := cs.views.Load() - views; n > int64(2*(round+1)) {
+		// One query for the token and one for its account per bound; a
+		// lookup that read the entry just before a flight ended may start
+		// one more. Without coalescing it would be hundreds.
+		if n := cs.views.Load() - views; n > int64(4*(round+1)) {
 			t.Fatalf("round %d: %d store queries for 1000 lookups of one token and its account", round, n)
 		}
 		clk.Add(DefaultRevalidateAfter / 2)

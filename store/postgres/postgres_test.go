@@ -305,3 +305,12 @@ func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkRecordPulls(b *testing.B) {
+	db, err := postgres.Open(b.Context(), testenv.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	storetest.BenchmarkRecordPulls(b, db)
+}

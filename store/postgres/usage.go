@@ -10,7 +10,8 @@ import (
 )
 
 // Pull usage (tollgate.UsageTx): days are stored as days since the Unix
-// epoch. A batch goes in one round trip; rows are written in key order
+// epoch. A batch goes in one round trip of four statements over arrays;
+// rows are written in key order
 // (tollgate.MergeUsage), so replicas adding to the same keys at once wait
 // for each other instead of deadlocking. The distinct address count is
 // recounted after the row lock on the aggregate is held, so it sees every
@@ -26,44 +27,76 @@ func (t *tx) AddUsage(ctx context.Context, deltas []tollgate.UsageDelta) error {
 	if len(merged) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
+	// Four statements over arrays (unnest), whatever the batch's size.
+	// Keys are unique and sorted (MergeUsage), so no statement touches a
+	// row twice and every writer locks rows in the same order.
+	var (
+		day                             []int32
+		tok, acct, kind, repo           []string
+		pulls, manifests, bytes         []int64
+		aDay                            []int32
+		aTok, aAcct, aKind, aRepo, aAdr []string
+		aPulls                          []int64
+		aFirst, aLast                   []time.Time
+		gDay                            []int32
+		gTok, gAcct, gKind, gRepo, gUA  []string
+		gPulls                          []int64
+		rDay                            []int32
+		rTok, rKind, rRepo              []string
+	)
 	for _, d := range merged {
-		day := tollgate.EpochDay(d.Day)
-		b.Queue(`
-			INSERT INTO usage_days AS u (day, token_id, account_id, kind, repository, pulls, manifests, bytes)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-			ON CONFLICT (day, token_id, kind, repository) DO UPDATE SET
-				pulls = u.pulls + excluded.pulls,
-				manifests = u.manifests + excluded.manifests,
-				bytes = u.bytes + excluded.bytes`,
-			day, d.TokenID, d.AccountID, d.Kind, d.Repository, d.Pulls, d.Manifests, d.Bytes)
+		dd := int32(tollgate.EpochDay(d.Day))
+		day, tok, acct, kind, repo = append(day, dd), append(tok, d.TokenID), append(acct, d.AccountID), append(kind, d.Kind), append(repo, d.Repository)
+		pulls, manifests, bytes = append(pulls, d.Pulls), append(manifests, d.Manifests), append(bytes, d.Bytes)
 		for _, a := range d.Addresses {
-			b.Queue(`
-				INSERT INTO usage_addresses AS u (day, token_id, account_id, kind, repository, address, pulls, first_seen, last_seen)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-				ON CONFLICT (day, token_id, kind, repository, address) DO UPDATE SET
-					pulls = u.pulls + excluded.pulls,
-					first_seen = LEAST(u.first_seen, excluded.first_seen),
-					last_seen = GREATEST(u.last_seen, excluded.last_seen)`,
-				day, d.TokenID, d.AccountID, d.Kind, d.Repository, a.Address, a.Pulls, utc(a.First), utc(a.Last))
+			aDay, aTok, aAcct, aKind, aRepo = append(aDay, dd), append(aTok, d.TokenID), append(aAcct, d.AccountID), append(aKind, d.Kind), append(aRepo, d.Repository)
+			aAdr, aPulls, aFirst, aLast = append(aAdr, a.Address), append(aPulls, a.Pulls), append(aFirst, utc(a.First)), append(aLast, utc(a.Last))
 		}
-		for _, a := range d.Agents {
-			b.Queue(`
-				INSERT INTO usage_agents AS u (day, token_id, account_id, kind, repository, user_agent, pulls)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)
-				ON CONFLICT (day, token_id, kind, repository, user_agent) DO UPDATE SET
-					pulls = u.pulls + excluded.pulls`,
-				day, d.TokenID, d.AccountID, d.Kind, d.Repository, a.UserAgent, a.Pulls)
+		for _, g := range d.Agents {
+			gDay, gTok, gAcct, gKind, gRepo = append(gDay, dd), append(gTok, d.TokenID), append(gAcct, d.AccountID), append(gKind, d.Kind), append(gRepo, d.Repository)
+			gUA, gPulls = append(gUA, g.UserAgent), append(gPulls, g.Pulls)
 		}
 		if len(d.Addresses) > 0 {
-			b.Queue(`
-				UPDATE usage_days SET addresses = (
-					SELECT count(*) FROM usage_addresses a
-					WHERE a.day = usage_days.day AND a.token_id = usage_days.token_id
-					  AND a.kind = usage_days.kind AND a.repository = usage_days.repository)
-				WHERE day = $1 AND token_id = $2 AND kind = $3 AND repository = $4`,
-				day, d.TokenID, d.Kind, d.Repository)
+			rDay, rTok, rKind, rRepo = append(rDay, dd), append(rTok, d.TokenID), append(rKind, d.Kind), append(rRepo, d.Repository)
 		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`
+		INSERT INTO usage_days AS u (day, token_id, account_id, kind, repository, pulls, manifests, bytes)
+		SELECT * FROM unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
+		ON CONFLICT (day, token_id, kind, repository) DO UPDATE SET
+			pulls = u.pulls + excluded.pulls,
+			manifests = u.manifests + excluded.manifests,
+			bytes = u.bytes + excluded.bytes`,
+		day, tok, acct, kind, repo, pulls, manifests, bytes)
+	if len(aDay) > 0 {
+		b.Queue(`
+			INSERT INTO usage_addresses AS u (day, token_id, account_id, kind, repository, address, pulls, first_seen, last_seen)
+			SELECT * FROM unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::timestamptz[], $9::timestamptz[])
+			ON CONFLICT (day, token_id, kind, repository, address) DO UPDATE SET
+				pulls = u.pulls + excluded.pulls,
+				first_seen = LEAST(u.first_seen, excluded.first_seen),
+				last_seen = GREATEST(u.last_seen, excluded.last_seen)`,
+			aDay, aTok, aAcct, aKind, aRepo, aAdr, aPulls, aFirst, aLast)
+	}
+	if len(gDay) > 0 {
+		b.Queue(`
+			INSERT INTO usage_agents AS u (day, token_id, account_id, kind, repository, user_agent, pulls)
+			SELECT * FROM unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+			ON CONFLICT (day, token_id, kind, repository, user_agent) DO UPDATE SET
+				pulls = u.pulls + excluded.pulls`,
+			gDay, gTok, gAcct, gKind, gRepo, gUA, gPulls)
+	}
+	if len(rDay) > 0 {
+		b.Queue(`
+			UPDATE usage_days u SET addresses = c.n
+			FROM (SELECT a.day, a.token_id, a.kind, a.repository, count(*) AS n
+			      FROM usage_addresses a
+			      JOIN unnest($1::integer[], $2::text[], $3::text[], $4::text[]) AS k(day, token_id, kind, repository)
+			        USING (day, token_id, kind, repository)
+			      GROUP BY a.day, a.token_id, a.kind, a.repository) c
+			WHERE u.day = c.day AND u.token_id = c.token_id AND u.kind = c.kind AND u.repository = c.repository`,
+			rDay, rTok, rKind, rRepo)
 	}
 	return dbError(t.q.SendBatch(ctx, b).Close(), "", "")
 }

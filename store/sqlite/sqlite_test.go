@@ -258,3 +258,12 @@ func TestMigrationClampsExpiriesPastYear9999(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkRecordPulls(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	storetest.BenchmarkRecordPulls(b, db)
+}

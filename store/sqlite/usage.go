@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -16,48 +17,60 @@ func (t *tx) AddUsage(ctx context.Context, deltas []tollgate.UsageDelta) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	for _, d := range tollgate.MergeUsage(deltas) {
+	merged := tollgate.MergeUsage(deltas)
+	if len(merged) == 0 {
+		return nil
+	}
+	// Prepared once per batch: a batch is thousands of statements.
+	var stmts [4]*sql.Stmt
+	for i, q := range []string{`
+		INSERT INTO usage_days (day, token_id, account_id, kind, repository, pulls, manifests, bytes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (day, token_id, kind, repository) DO UPDATE SET
+			pulls = pulls + excluded.pulls,
+			manifests = manifests + excluded.manifests,
+			bytes = bytes + excluded.bytes`, `
+		INSERT INTO usage_addresses (day, token_id, account_id, kind, repository, address, pulls, first_seen, last_seen)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (day, token_id, kind, repository, address) DO UPDATE SET
+			pulls = pulls + excluded.pulls,
+			first_seen = min(first_seen, excluded.first_seen),
+			last_seen = max(last_seen, excluded.last_seen)`, `
+		INSERT INTO usage_agents (day, token_id, account_id, kind, repository, user_agent, pulls)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (day, token_id, kind, repository, user_agent) DO UPDATE SET
+			pulls = pulls + excluded.pulls`, `
+		UPDATE usage_days SET addresses = (
+			SELECT count(*) FROM usage_addresses a
+			WHERE a.day = usage_days.day AND a.token_id = usage_days.token_id
+			  AND a.kind = usage_days.kind AND a.repository = usage_days.repository)
+		WHERE day = ? AND token_id = ? AND kind = ? AND repository = ?`,
+	} {
+		st, err := t.q.PrepareContext(ctx, q)
+		if err != nil {
+			return dbError(err, "", "")
+		}
+		defer st.Close()
+		stmts[i] = st
+	}
+	days, addrs, agents, recount := stmts[0], stmts[1], stmts[2], stmts[3]
+	for _, d := range merged {
 		day := tollgate.EpochDay(d.Day)
-		if _, err := t.q.ExecContext(ctx, `
-			INSERT INTO usage_days (day, token_id, account_id, kind, repository, pulls, manifests, bytes)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (day, token_id, kind, repository) DO UPDATE SET
-				pulls = pulls + excluded.pulls,
-				manifests = manifests + excluded.manifests,
-				bytes = bytes + excluded.bytes`,
-			day, d.TokenID, d.AccountID, d.Kind, d.Repository, d.Pulls, d.Manifests, d.Bytes); err != nil {
+		if _, err := days.ExecContext(ctx, day, d.TokenID, d.AccountID, d.Kind, d.Repository, d.Pulls, d.Manifests, d.Bytes); err != nil {
 			return dbError(err, "", "")
 		}
 		for _, a := range d.Addresses {
-			if _, err := t.q.ExecContext(ctx, `
-				INSERT INTO usage_addresses (day, token_id, account_id, kind, repository, address, pulls, first_seen, last_seen)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (day, token_id, kind, repository, address) DO UPDATE SET
-					pulls = pulls + excluded.pulls,
-					first_seen = min(first_seen, excluded.first_seen),
-					last_seen = max(last_seen, excluded.last_seen)`,
-				day, d.TokenID, d.AccountID, d.Kind, d.Repository, a.Address, a.Pulls, micros(a.First), micros(a.Last)); err != nil {
+			if _, err := addrs.ExecContext(ctx, day, d.TokenID, d.AccountID, d.Kind, d.Repository, a.Address, a.Pulls, micros(a.First), micros(a.Last)); err != nil {
 				return dbError(err, "", "")
 			}
 		}
 		for _, a := range d.Agents {
-			if _, err := t.q.ExecContext(ctx, `
-				INSERT INTO usage_agents (day, token_id, account_id, kind, repository, user_agent, pulls)
-				VALUES (?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (day, token_id, kind, repository, user_agent) DO UPDATE SET
-					pulls = pulls + excluded.pulls`,
-				day, d.TokenID, d.AccountID, d.Kind, d.Repository, a.UserAgent, a.Pulls); err != nil {
+			if _, err := agents.ExecContext(ctx, day, d.TokenID, d.AccountID, d.Kind, d.Repository, a.UserAgent, a.Pulls); err != nil {
 				return dbError(err, "", "")
 			}
 		}
 		if len(d.Addresses) > 0 {
-			if _, err := t.q.ExecContext(ctx, `
-				UPDATE usage_days SET addresses = (
-					SELECT count(*) FROM usage_addresses a
-					WHERE a.day = usage_days.day AND a.token_id = usage_days.token_id
-					  AND a.kind = usage_days.kind AND a.repository = usage_days.repository)
-				WHERE day = ? AND token_id = ? AND kind = ? AND repository = ?`,
-				day, d.TokenID, d.Kind, d.Repository); err != nil {
+			if _, err := recount.ExecContext(ctx, day, d.TokenID, d.Kind, d.Repository); err != nil {
 				return dbError(err, "", "")
 			}
 		}
