@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tollgate/tollgate/bench/internal/chart"
 	"github.com/tollgate/tollgate/bench/internal/load"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
@@ -164,7 +166,22 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		{"constant-answer server (ceiling)", basicReq("GET", controls[controlConstant]+"/token", "", "")},
 	}
 	if o.postgres != "" {
-		pg, pgSecret, err := start("postgres", fmt.Sprintf("store:\n  driver: postgres\n  postgres:\n    dsn: %q\n", o.postgres),
+		// A schema of its own, dropped at the end: runs never meet.
+		schema := "bench_" + randomHex(6)
+		conn, err := pgx.Connect(ctx, o.postgres)
+		if err != nil {
+			return fmt.Errorf("-postgres: %w", err)
+		}
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			conn.Close(ctx)
+			return fmt.Errorf("-postgres: %w", err)
+		}
+		defer func() {
+			_, derr := conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			err = errors.Join(err, derr, conn.Close(context.Background()))
+		}()
+		dsn := o.postgres + map[bool]string{true: "&", false: "?"}[strings.Contains(o.postgres, "?")] + "search_path=" + schema
+		pg, pgSecret, err := start("postgres", fmt.Sprintf("store:\n  driver: postgres\n  postgres:\n    dsn: %q\n", dsn),
 			fmt.Sprintf("redis:\n  mode: single\n  addrs: [%q]\n  key_prefix: \"bench-%s:\"\n", o.redis, randomHex(4)))
 		if err != nil {
 			return err
