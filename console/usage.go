@@ -126,16 +126,16 @@ func (c *Console) usagePage(w http.ResponseWriter, r *http.Request, s *session) 
 	for _, d := range rep.Totals() {
 		day := d.Day.Format(time.DateOnly)
 		pulls = append(pulls, bar{Label: day, Value: d.Pulls, Text: pullsText(d.Pulls)})
-		bytes = append(bytes, bar{Label: day, Value: d.Bytes, Text: humanBytes(d.Bytes)})
+		bytes = append(bytes, bar{Label: day, Value: d.Bytes, Text: usage.HumanBytes(d.Bytes)})
 		v.Pulls += d.Pulls
 		v.Manifests += d.Manifests
 		total += d.Bytes
 	}
-	v.Bytes = humanBytes(total)
+	v.Bytes = usage.HumanBytes(total)
 	v.PullsChart = barChart("Pulls per day", pulls)
 	v.BytesChart = barChart("Bytes sent per day", bytes)
 	for _, d := range rep.Repositories() {
-		v.Repos = append(v.Repos, usageRow{Name: tollgate.EscapeText(d.Repository), Kind: d.Kind, Pulls: d.Pulls, Manifests: d.Manifests, Bytes: humanBytes(d.Bytes)})
+		v.Repos = append(v.Repos, usageRow{Name: tollgate.EscapeText(d.Repository), Kind: d.Kind, Pulls: d.Pulls, Manifests: d.Manifests, Bytes: usage.HumanBytes(d.Bytes)})
 	}
 	for _, ad := range rep.Addresses {
 		v.Addresses = append(v.Addresses, addressRow{Address: tollgate.EscapeText(ad.Address), Pulls: ad.Pulls, First: fmtTime(ad.First), Last: fmtTime(ad.Last)})
@@ -223,7 +223,7 @@ func (c *Console) attachUsage(ctx context.Context, s *session, cards []*tokenVie
 		for d := rep.Since; d.Before(until); d = d.AddDate(0, 0, 1) {
 			vals = append(vals, a.perDay[d])
 		}
-		u := &cardUsage{Spark: sparkline(pullsText(a.pulls)+" in 30 days", vals), Pulls: a.pulls, Bytes: humanBytes(a.bytes)}
+		u := &cardUsage{Spark: sparkline(pullsText(a.pulls)+" in 30 days", vals), Pulls: a.pulls, Bytes: usage.HumanBytes(a.bytes)}
 		for _, n := range fresh[t.ID] {
 			u.NewNetworks = append(u.NewNetworks, n.Network+" since "+fmtTime(n.First))
 		}

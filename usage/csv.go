@@ -63,3 +63,18 @@ func ReadCSV(r io.Reader) ([]tollgate.UsageDay, error) {
 	}
 	return out, nil
 }
+
+// HumanBytes prints n in binary units (1.5 MiB), for the CLI and the
+// console.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -68,14 +68,9 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		fmt.Fprintf(out, "commit %s\n", strings.TrimSpace(string(rev)))
 	}
 
-	bin := o.tollgate
-	if bin == "" {
-		bin = filepath.Join(tmp, "tollgate")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("go build ./cmd/tollgate (run from the repository root): %w", err)
-		}
+	bin, err := buildTollgate(ctx, tmp, o.tollgate)
+	if err != nil {
+		return err
 	}
 	creds := upstream.BasicAuth{User: "bench", Password: randomHex(16)}
 	reg, err := upstream.Start(ctx, upstream.Options{Dir: filepath.Join(tmp, "registry"), BasicAuth: &creds})

@@ -187,15 +187,10 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	printLoad(out)
 
-	bin := o.tollgate
-	if bin == "" {
-		bin = filepath.Join(tmp, "tollgate")
-		fmt.Fprintln(out, "building ./cmd/tollgate")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("go build ./cmd/tollgate (run from the repository root): %w", err)
-		}
+	fmt.Fprintln(out, "building ./cmd/tollgate")
+	bin, err := buildTollgate(ctx, tmp, o.tollgate)
+	if err != nil {
+		return err
 	}
 
 	creds := upstream.BasicAuth{User: "bench", Password: randomHex(16)}
@@ -760,4 +755,19 @@ func (t *tollgate) bearer(ctx context.Context, c *http.Client, secret string) (s
 		return "", fmt.Errorf("GET /token: no token in the answer")
 	}
 	return tr.Token, nil
+}
+
+// buildTollgate returns bin, or, when it is empty, a tollgate built from
+// this tree into dir.
+func buildTollgate(ctx context.Context, dir, bin string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	bin = filepath.Join(dir, "tollgate")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/tollgate (run from the repository root): %w", err)
+	}
+	return bin, nil
 }

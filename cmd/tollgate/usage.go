@@ -111,12 +111,12 @@ func (f *usageFlags) run(c *cobra.Command, _ []string) error {
 	fmt.Fprintf(out, "%s, %s to %s\n\n", tollgate.EscapeText(who), u.Since, u.Until)
 	var rows [][]string
 	for _, d := range u.Days {
-		rows = append(rows, []string{d.Day, fmt.Sprint(d.Pulls), fmt.Sprint(d.Manifests), humanBytes(d.Bytes), fmt.Sprint(d.Addresses)})
+		rows = append(rows, []string{d.Day, fmt.Sprint(d.Pulls), fmt.Sprint(d.Manifests), usage.HumanBytes(d.Bytes), fmt.Sprint(d.Addresses)})
 	}
 	usageTable(out, "DAY\tPULLS\tMANIFESTS\tBYTES\tADDRESSES", rows)
 	rows = nil
 	for _, r := range u.Repositories {
-		rows = append(rows, []string{r.Kind, r.Repository, fmt.Sprint(r.Pulls), humanBytes(r.Bytes)})
+		rows = append(rows, []string{r.Kind, r.Repository, fmt.Sprint(r.Pulls), usage.HumanBytes(r.Bytes)})
 	}
 	fmt.Fprintln(out)
 	usageTable(out, "KIND\tREPOSITORY\tPULLS\tBYTES", rows)
@@ -151,7 +151,7 @@ func (f *usageFlags) printOverview(c *cobra.Command, cl *api.Client, out io.Writ
 	}
 	var rows [][]string
 	for _, a := range ov.Top {
-		rows = append(rows, []string{a.Account, fmt.Sprint(a.Pulls), humanBytes(a.Bytes), a.LastDay})
+		rows = append(rows, []string{a.Account, fmt.Sprint(a.Pulls), usage.HumanBytes(a.Bytes), a.LastDay})
 	}
 	fmt.Fprintf(out, "%s to %s\n\n", ov.Since, ov.Until)
 	usageTable(out, "ACCOUNT\tPULLS\tBYTES\tLAST PULL", rows)
@@ -177,18 +177,4 @@ func usageTable(w io.Writer, header string, rows [][]string) {
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
-}
-
-// humanBytes prints n in binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
