@@ -733,6 +733,36 @@ if want apt; then
   fi
 fi
 
+# ---------------------------------------------------------------- usage
+
+# Pull insight: what the real clients above fetched through the plain
+# instance (podman's pulls, apt-get's downloads) must show in `tollgate
+# usage`, by repository, with bytes. Replicas write aggregates every
+# usage.flush_interval (10 s), so wait for them.
+if want usage; then
+  section "pull insight (tollgate usage shows what the clients above fetched)"
+  if [ "${plain_ok:-0}" = 0 ]; then
+    fail "usage: no tollgate instance"
+  else
+    usage_shows() { # usage_shows REGEX: poll up to 30 s
+      local i
+      for i in $(seq 1 60); do
+        tg plain usage --account demo >"$tmp/logs/usage.out" 2>&1 && grep -Eq -- "$1" "$tmp/logs/usage.out" && return 0
+        sleep 0.5
+      done
+      cat "$tmp/logs/usage.out"
+      return 1
+    }
+    if have podman; then
+      ok "tollgate usage lists demo/hello with pulls and bytes after podman pulled it" usage_shows 'image +demo/hello +[1-9][0-9]* +[0-9.]+ [KMG]?i?B'
+    fi
+    if have apt-get && [ "$(id -u)" = 0 ]; then
+      ok "tollgate usage lists the apt repository with downloads after apt-get fetched from it" usage_shows 'package +apt/os +[1-9]'
+    fi
+  fi
+  section_end
+fi
+
 # ---------------------------------------------------------------- logs
 
 section "tollgate logs"
