@@ -26,10 +26,13 @@ const (
 	EventTokenExpired          = "token.expired"
 	EventTokenRotated          = "token.rotated"
 	EventPreviousSecretExpired = "token.previous_secret_expired"
+	// EventTokenNewNetwork: a token already used elsewhere was used from
+	// a network (/24 or /64) for the first time (pull insight).
+	EventTokenNewNetwork = "token.new_network"
 )
 
 // EventTypes lists the event types a webhook may subscribe to.
-var EventTypes = []string{EventTokenExpiring, EventTokenExpired, EventTokenRotated, EventPreviousSecretExpired}
+var EventTypes = []string{EventTokenExpiring, EventTokenExpired, EventTokenRotated, EventPreviousSecretExpired, EventTokenNewNetwork}
 
 // emailEvents are also sent by e-mail to the account's admins.
 var emailEvents = []string{EventTokenExpiring, EventTokenExpired, EventPreviousSecretExpired}
@@ -60,6 +63,8 @@ type Payload struct {
 	// Threshold is, for token.expiring, how long before the expiry the
 	// warning was due ("30d", "7d", "1d").
 	Threshold string `json:"threshold,omitempty"`
+	// Network is, for token.new_network, the network first seen.
+	Network string `json:"network,omitempty"`
 }
 
 // PayloadToken is the token an event is about.
@@ -164,11 +169,18 @@ func (s *Service) emit(ctx context.Context, tx Tx, a *Account, t *Token, typ str
 	return err
 }
 
+// emitNewNetwork records that t was used from network for the first time.
+func (s *Service) emitNewNetwork(ctx context.Context, tx Tx, a *Account, t *Token, network string, now time.Time) error {
+	_, err := s.emitPayload(ctx, tx, a, t, EventTokenNewNetwork, now, EventTokenNewNetwork+":"+t.ID+":"+network, "", network)
+	return err
+}
+
 // emitPayload is emit, saying whether the event was new.
-func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key, threshold string) (bool, error) {
+func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key, threshold string, network ...string) (bool, error) {
 	ev := &Event{ID: NewID("evt_"), AccountID: a.ID, Type: typ, Key: key, CreatedAt: now}
 	p := Payload{Version: PayloadVersion, ID: ev.ID, Type: typ, CreatedAt: now, Account: a.Name, Threshold: threshold,
-		Token: PayloadToken{ID: t.ID, Name: t.Name, ExpiresAt: t.ExpiresAt, SecretVersion: t.SecretVersion}}
+		Network: strings.Join(network, ""),
+		Token:   PayloadToken{ID: t.ID, Name: t.Name, ExpiresAt: t.ExpiresAt, SecretVersion: t.SecretVersion}}
 	if t.Previous != nil {
 		until := t.Previous.ValidUntil
 		p.Token.PreviousValidUntil = &until

@@ -232,6 +232,12 @@ func (s *Service) RecordPulls(ctx context.Context, deltas []UsageDelta) error {
 	slices.SortFunc(list, func(a, b TokenNetwork) int {
 		return strings.Compare(a.TokenID+"\x00"+a.Network, b.TokenID+"\x00"+b.Network)
 	})
+	accounts := map[string]string{} // token id → account id
+	for _, d := range deltas {
+		if d.TokenID != "" {
+			accounts[d.TokenID] = d.AccountID
+		}
+	}
 	return s.Store.Update(ctx, func(tx Tx) error {
 		u, err := usageTx(tx)
 		if err != nil {
@@ -240,8 +246,59 @@ func (s *Service) RecordPulls(ctx context.Context, deltas []UsageDelta) error {
 		if err := u.AddUsage(ctx, deltas); err != nil {
 			return err
 		}
-		return u.SeeNetworks(ctx, list)
+		fresh, err := s.newNetworks(ctx, tx, u, list, accounts)
+		if err != nil {
+			return err
+		}
+		if err := u.SeeNetworks(ctx, list); err != nil {
+			return err
+		}
+		for _, n := range fresh {
+			t, err := tx.TokenByID(ctx, n.TokenID)
+			if err != nil {
+				continue // deleted meanwhile: nobody to tell
+			}
+			a, err := tx.AccountByID(ctx, t.AccountID, false)
+			if err != nil {
+				return err
+			}
+			if err := s.emitNewNetwork(ctx, tx, a, t, n.Network, s.now()); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// newNetworks returns the networks of list that their token, already used
+// from some other network, had never been seen from.
+func (s *Service) newNetworks(ctx context.Context, tx Tx, u UsageTx, list []TokenNetwork, accounts map[string]string) ([]TokenNetwork, error) {
+	known := map[string]map[string]bool{} // token → networks
+	seen := map[string]bool{}             // account ids read
+	var out []TokenNetwork
+	for _, n := range list {
+		acct := accounts[n.TokenID]
+		if acct == "" {
+			continue
+		}
+		if !seen[acct] {
+			seen[acct] = true
+			nets, err := u.TokenNetworks(ctx, acct)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range nets {
+				if known[k.TokenID] == nil {
+					known[k.TokenID] = map[string]bool{}
+				}
+				known[k.TokenID][k.Network] = true
+			}
+		}
+		if len(known[n.TokenID]) > 0 && !known[n.TokenID][n.Network] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // UsageReport is an account's (or one token's) usage over a period.

@@ -44,6 +44,10 @@ func Mail(p *tollgate.Payload, consoleURL string) Message {
 		subject = fmt.Sprintf("The previous secret of registry token %s stopped working", name)
 		what = fmt.Sprintf("The secret that registry token %q of account %s had before its rotation stopped working on %s.",
 			name, p.Account, stamp(p.Token.PreviousValidUntil))
+	case tollgate.EventTokenNewNetwork:
+		subject = fmt.Sprintf("Registry token %s was used from a new network", name)
+		what = fmt.Sprintf("The registry token %q of account %s was used from %s for the first time. If that was not you, pause or revoke it.",
+			name, p.Account, p.Network)
 	default:
 		subject = fmt.Sprintf("Registry token %s: %s", name, p.Type)
 		what = subject + "."

@@ -22,6 +22,7 @@ func testUsage(t *testing.T, newStore NewStore) {
 		{"QueryKeepsToAccountTokenAndPeriod", usageIsolation},
 		{"FirstAndLastSeenWiden", usageFirstLast},
 		{"NewNetworkOfAKnownTokenIsReported", usageNewNetwork},
+		{"NewNetworkIsAWebhookEventOnce", usageNewNetworkWebhook},
 		{"RetentionRemovesDetailBeforeAggregates", usageRetention},
 		{"OverviewTopAndIdleAccounts", usageOverview},
 		{"ViewRejectsUsageWrites", usageViewReadOnly},
@@ -246,5 +247,38 @@ func usageViewReadOnly(t *testing.T, s tollgate.Store) {
 	})
 	if tollgate.ErrorCode(err) != tollgate.EINTERNAL {
 		t.Errorf("AddUsage inside View: %v, want EINTERNAL", err)
+	}
+}
+
+// usageNewNetworkWebhook: a token used from a network (/24) it was never
+// seen from, after being used elsewhere, is one token.new_network event
+// for the account's webhooks; its first network, another address of a
+// known network, and the same new network again are not.
+func usageNewNetworkWebhook(t *testing.T, s tollgate.Store) {
+	ctx := t.Context()
+	a := txInsertAccount(t, s, "acme")
+	tok := txInsertToken(t, s, a, "ci", txT0)
+	svc := tollgate.NewService(s, NewKeys(t))
+	svc.Now = func() time.Time { return usageDay0.Add(12 * time.Hour) }
+	if _, _, err := svc.CreateWebhook(ctx, "operator", tollgate.WebhookCreate{Account: "acme", URL: "https://hooks.example.com/tollgate",
+		Events: []string{tollgate.EventTokenNewNetwork}}); err != nil {
+		t.Fatal(err)
+	}
+	deliveries := func() int {
+		ds, err := svc.ListDeliveries(ctx, "acme", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ds)
+	}
+	usageRecord(t, svc, usageDelta(tok, "app", usageDay0, "10.0.0.1", "docker/27"))
+	usageRecord(t, svc, usageDelta(tok, "app", usageDay0, "10.0.0.9", "docker/27"))
+	if n := deliveries(); n != 0 {
+		t.Fatalf("%d deliveries for the token's first network", n)
+	}
+	usageRecord(t, svc, usageDelta(tok, "app", usageDay0, "192.0.2.7", "docker/27"))
+	usageRecord(t, svc, usageDelta(tok, "app", usageDay0, "192.0.2.8", "docker/27"))
+	if n := deliveries(); n != 1 {
+		t.Fatalf("%d deliveries for one new network, want 1", n)
 	}
 }
