@@ -48,8 +48,11 @@ type PullEvent struct {
 	Repository string
 	Reference  string // tag or digest of a manifest, digest of a blob
 	Digest     string // the manifest's Docker-Content-Digest, if any
-	Path       string // the package file below its repository
-	Status     int    // the HTTP status sent
+	// Platform is, for a manifest fetched by digest that an index fetched
+	// before listed, the platform the index gave it ("linux/arm64/v8").
+	Platform string
+	Path     string // the package file below its repository
+	Status   int    // the HTTP status sent
 	// Bytes is how many body bytes were handed to the connection;
 	// Complete says whether that was the whole body (false when the
 	// client went away mid-way or the length was unknown and cut short).

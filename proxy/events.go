@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/bounded"
 	"github.com/tollgate/tollgate/internal/obs"
 )
 
@@ -28,7 +33,10 @@ func (f *front) track(w http.ResponseWriter, r *http.Request, tok *tollgate.Toke
 		ev.TokenID, ev.AccountID, ev.Account = tok.ID, tok.AccountID, tok.AccountName
 	}
 	ev.ClientIP, ev.UserAgent, ev.At = obs.ClientIP(r), r.UserAgent(), f.now()
-	pw := &pullWriter{ResponseWriter: w, ev: ev, sink: f.events}
+	if ev.Kind == tollgate.PullManifest && strings.HasPrefix(ev.Reference, "sha256:") {
+		ev.Platform = f.platforms.get(ev.Repository, ev.Reference)
+	}
+	pw := &pullWriter{ResponseWriter: w, ev: ev, sink: f.events, platforms: f.platforms}
 	return pw, func() {
 		if p := recover(); p != nil {
 			pw.end(false)
@@ -56,6 +64,10 @@ type pullWriter struct {
 	bytes  int64
 	ev     tollgate.PullEvent
 	sink   EventSink
+	// index holds the body of an image index being sent (at most
+	// maxIndexBody), to learn which platform each manifest it lists is.
+	index     []byte
+	platforms *platforms
 }
 
 func (w *pullWriter) WriteHeader(code int) {
@@ -71,6 +83,10 @@ func (w *pullWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
+	if w.ev.Kind == tollgate.PullManifest && w.status == http.StatusOK && isIndex(w.Header().Get("Content-Type")) &&
+		len(w.index)+n <= maxIndexBody {
+		w.index = append(w.index, p[:n]...)
+	}
 	return n, err
 }
 
@@ -97,4 +113,94 @@ func (w *pullWriter) end(returned bool) {
 		ev.Complete = returned
 	}
 	w.sink.Pull(ev)
+	if len(w.index) > 0 && ev.Complete {
+		w.platforms.learn(ev.Repository, w.index)
+	}
+}
+
+// maxIndexBody bounds the index body read to learn platforms.
+const maxIndexBody = 256 << 10
+
+func isIndex(contentType string) bool {
+	ct, _, _ := strings.Cut(contentType, ";")
+	switch strings.TrimSpace(ct) {
+	case "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json":
+		return true
+	}
+	return false
+}
+
+// platforms remembers, per repository, which platform an index gave each
+// manifest digest, so that the fetch of a platform's manifest (which
+// follows the index's) carries it. Bounded in bytes; kept an hour.
+type platforms struct {
+	now func() time.Time
+	mu  sync.Mutex
+	m   *bounded.Map[string, platformSeen]
+}
+
+type platformSeen struct {
+	platform string
+	at       time.Time
+}
+
+const platformTTL = time.Hour
+
+func newPlatforms(now func() time.Time) *platforms {
+	return &platforms{now: now, m: bounded.New(bounded.Options[string, platformSeen]{
+		MaxBytes: 4 << 20,
+		Cost:     func(k string, v platformSeen) int64 { return int64(len(k) + len(v.platform) + 64) },
+		Rank: func(now time.Time, _ string, v platformSeen) bounded.Rank {
+			if now.Sub(v.at) > platformTTL {
+				return bounded.Expired
+			}
+			return bounded.Keep
+		},
+		Now: now,
+	})}
+}
+
+func (p *platforms) get(repo, digest string) string {
+	if p == nil {
+		return ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v, ok := p.m.Get(repo + "@" + digest); ok && p.now().Sub(v.at) <= platformTTL {
+		return v.platform
+	}
+	return ""
+}
+
+// learn reads an index body and remembers its manifests' platforms.
+func (p *platforms) learn(repo string, body []byte) {
+	var idx struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform *struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+				Variant      string `json:"variant"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if p == nil || json.Unmarshal(body, &idx) != nil {
+		return
+	}
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, m := range idx.Manifests {
+		if i >= 64 || m.Platform == nil || !strings.HasPrefix(m.Digest, "sha256:") || len(m.Digest) > 100 {
+			continue
+		}
+		pl := m.Platform.OS + "/" + m.Platform.Architecture
+		if m.Platform.Variant != "" {
+			pl += "/" + m.Platform.Variant
+		}
+		if len(pl) > 64 {
+			continue
+		}
+		p.m.Put(repo+"@"+m.Digest, platformSeen{platform: pl, at: now})
+	}
 }

@@ -97,6 +97,11 @@ func TestPullEventsFromCraneCarryDigestAndBytes(t *testing.T) {
 		manifests[1].Digest != e.hello.Manifests[1] || manifests[1].Reference != e.hello.Manifests[1] || manifests[0].Bytes == 0 {
 		t.Errorf("manifest events = %+v\nwant the index by tag (%s), then the arm64 manifest (%s)", manifests, e.hello.Digest, e.hello.Manifests[1])
 	}
+	// The platform of the manifest fetched after the index: what the
+	// index said of it.
+	if len(manifests) == 2 && (manifests[1].Platform != "linux/arm64" || manifests[0].Platform != "") {
+		t.Errorf("platforms = %q then %q, want \"\" (the index) then linux/arm64", manifests[0].Platform, manifests[1].Platform)
+	}
 	if blobBytes != want {
 		t.Errorf("blob bytes in events = %d, want %d (layers and config as read)", blobBytes, want)
 	}

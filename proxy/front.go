@@ -45,6 +45,7 @@ type front struct {
 	// warnBefore: answers to a token expiring this soon carry a Warning.
 	warnBefore time.Duration
 	quota      *quota.Counter // nil: caps are not counted
+	platforms  *platforms     // what indexes said of their manifests (events.go)
 }
 
 func newFront(o Options) *front {
@@ -57,7 +58,7 @@ func newFront(o Options) *front {
 	return &front{
 		responder: responder{log: o.Logger, metrics: o.Metrics},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, events: o.Events, limiter: o.Limiter, now: o.Now,
-		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota,
+		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota, platforms: newPlatforms(o.Now),
 	}
 }
 

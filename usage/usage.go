@@ -423,6 +423,7 @@ type Line struct {
 	Repository string    `json:"repository"`
 	Reference  string    `json:"reference,omitempty"`
 	Digest     string    `json:"digest,omitempty"`
+	Platform   string    `json:"platform,omitempty"`
 	Path       string    `json:"path,omitempty"`
 	Status     int       `json:"status"`
 	Bytes      int64     `json:"bytes"`
@@ -436,7 +437,7 @@ const LineVersion = 1
 
 func toLine(ev tollgate.PullEvent) Line {
 	return Line{V: LineVersion, Time: ev.At.UTC(), Kind: string(ev.Kind), Token: ev.TokenID, Account: ev.Account,
-		Repository: ev.Repository, Reference: ev.Reference, Digest: ev.Digest, Path: ev.Path, Status: ev.Status,
+		Repository: ev.Repository, Reference: ev.Reference, Digest: ev.Digest, Platform: ev.Platform, Path: ev.Path, Status: ev.Status,
 		Bytes: ev.Bytes, Complete: ev.Complete, ClientIP: ev.ClientIP, UserAgent: ev.UserAgent}
 }
 
