@@ -132,17 +132,7 @@ func TestPullInsightEndToEnd(t *testing.T) {
 func TestThreeReplicasShareOneAggregate(t *testing.T) {
 	ms := startReplicas(t, 3)
 	ctx := context.Background()
-	cl := &api.Client{BaseURL: ms[0].URL, Key: ms[0].AdminKey.Reveal()}
-	if _, _, err := cl.CreateAccount(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.SetSubscription(ctx, "acme", []string{"demo/**"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cl.CreateToken(ctx, "acme", api.CreateTokenRequest{Name: "ci"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, tok := acmeToken(t, ms[0])
 	const perReplica = 4
 	for _, m := range ms {
 		jwt := jwtFrom(t, m, tok.Secret, "repository:demo/hello:pull")
@@ -215,17 +205,7 @@ func TestRawStreamFromServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	cl := &api.Client{BaseURL: m.URL, Key: m.AdminKey.Reveal()}
-	if _, _, err := cl.CreateAccount(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.SetSubscription(ctx, "acme", []string{"demo/**"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cl.CreateToken(ctx, "acme", api.CreateTokenRequest{Name: "ci"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tok := acmeToken(t, m)
 	const pulls = 3
 	jwt := jwtFrom(t, m, tok.Secret, "repository:demo/hello:pull")
 	for range pulls {
@@ -266,4 +246,23 @@ func TestRawStreamFromServe(t *testing.T) {
 	if fi, _ := os.Stat(stream); fi.Mode().Perm() != 0o600 {
 		t.Errorf("stream file mode %v, want 0600", fi.Mode().Perm())
 	}
+}
+
+// acmeToken creates account acme, entitled to demo/**, and a token of it
+// through m's API; it returns the operator's client and the token.
+func acmeToken(t *testing.T, m *Main) (*api.Client, *api.Token) {
+	t.Helper()
+	ctx := context.Background()
+	cl := &api.Client{BaseURL: m.URL, Key: m.AdminKey.Reveal()}
+	if _, _, err := cl.CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SetSubscription(ctx, "acme", []string{"demo/**"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cl.CreateToken(ctx, "acme", api.CreateTokenRequest{Name: "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, tok
 }
