@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Real client programs against `tollgate dev`: the docker CLI (no daemon:
-# it logs in client-side), podman, skopeo, crane and containerd (ctr) pull
-# through tollgate with a registry token, and each one is refused with a
-# wrong, revoked or expired token and on a non-entitled image. A pull
-# secret in the format `kubectl create secret docker-registry` writes is
-# used as an auth file.
+# Real client programs against `tollgate dev`: docker (a private dockerd
+# the script starts), podman, skopeo, crane and containerd (ctr) pull
+# through tollgate with a registry token, and each one is
+# refused with a wrong, revoked or expired token and on a non-entitled
+# image. A pull secret in the format `kubectl create secret
+# docker-registry` writes is used as an auth file. apt runs the exact text
+# `token show --reveal` prints, in a private root.
 #
 # Two throwaway `tollgate dev` instances, each with its own data directory
 # and a port the kernel picks:
@@ -18,13 +19,13 @@
 #
 # A missing client is skipped, or a failure when TOLLGATE_TEST_REQUIRE_SERVICES=1
 # (CI); with none installed and outside CI the whole script prints a skip.
-# The docker CLI is the exception: CI does not install docker (the package
-# brings a daemon), so without it the docker checks are always skipped.
+# Daemons (dockerd, containerd) are started privately: their own roots,
+# sockets and configs under the temporary directory, stopped by PID.
 #
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd apt)
+#                       (docker podman skopeo crane containerd apt usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -312,6 +313,12 @@ dockerconfigjson() {
   printf '{"auths":{"%s":{"username":"tollgate","password":"%s","auth":"%s"}}}\n' "$2" "$3" "$auth" >"$1"
 }
 
+# snippets FILE PATTERN: the paragraphs of a `token show` printout whose
+# title line ("# TITLE") matches the extended PATTERN, as one script.
+snippets() {
+  awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
+}
+
 plain_ok=0 tls_ok=0
 start_tollgate plain && plain_ok=1
 [ $tls = 1 ] && start_tollgate tls tls && tls_ok=1
@@ -343,49 +350,100 @@ denied_re='unauthori[sz]ed|requested access to the resource is denied|pull acces
 
 # ---------------------------------------------------------------- docker
 
+# A private dockerd (Debian's docker.io): its own data root, exec root,
+# pidfile, socket and config, all under $tmp; no iptables and no
+# bridge. Nothing is written under /etc or /var/lib/docker. The cleanup
+# stops it by PID (it stops its own containerd). dockerd allows plain
+# http to 127.0.0.0/8 registries by default, so no daemon setting is
+# needed for the plain instance. Sets DOCKER_HOST on success.
+start_dockerd() {
+  local dd=$tmp/dockerd driver i
+  mkdir -p "$dd"
+  # dockerd 20.10 keeps a libtrust key in /etc/docker/key.json unless told.
+  printf '{"deprecated-key-path": "%s"}\n' "$dd/key.json" >"$dd/daemon.json"
+  for driver in overlay2 vfs; do
+    rm -rf "$dd/data" "$dd/exec"
+    dockerd --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/dockerd.pid" \
+      --host "unix://$dd/docker.sock" --config-file "$dd/daemon.json" \
+      --iptables=false --ip6tables=false --bridge=none --storage-driver "$driver" \
+      >"$tmp/logs/dockerd-$driver.log" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    for i in $(seq 1 150); do
+      DOCKER_HOST=unix://$dd/docker.sock docker version >/dev/null 2>&1 && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if DOCKER_HOST=unix://$dd/docker.sock docker version >/dev/null 2>&1; then
+      export DOCKER_HOST=unix://$dd/docker.sock
+      echo "   private dockerd ($driver) on $DOCKER_HOST"
+      return 0
+    fi
+    kill "$pid" 2>/dev/null
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    echo "   dockerd with --storage-driver $driver did not start: $(tail -n 1 "$tmp/logs/dockerd-$driver.log" | mask)"
+  done
+  fail "dockerd did not start (overlay2 nor vfs)" "$tmp/logs/dockerd-vfs.log"
+  return 1
+}
+
 docker_login() { # docker_login CONFIGDIR HOST TOKEN
   printf '%s' "$3" | DOCKER_CONFIG=$1 docker login "$2" -u tollgate --password-stdin
 }
 docker_inspect() { # docker_inspect CONFIGDIR REF
   DOCKER_CONFIG=$1 DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --insecure "$2"
 }
+docker_pull() { # docker_pull CONFIGDIR REF
+  DOCKER_CONFIG=$1 docker pull "$2"
+}
 no_creds_stored() { # no_creds_stored CONFIGDIR HOST
   [ ! -e "$1/config.json" ] || ! grep -qF "\"$2\"" "$1/config.json"
 }
+# run_printed CONFIGDIR FILE: runs FILE (text tollgate printed) as is, with
+# the docker CLI's config in CONFIGDIR and the private daemon.
+run_printed() {
+  DOCKER_CONFIG=$1 bash -euo pipefail "$2"
+}
 
 if want docker; then
-  section "docker (CLI only, no daemon; plain http)"
-  if ! have docker; then
-    skip "docker: the docker CLI is not installed (CI does not install it: docker.io brings a daemon)"
+  section "docker (a private dockerd; plain http)"
+  if ! have docker || ! have dockerd; then
+    missing "docker: the docker CLI or dockerd is not installed (apt-get install docker.io)"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "docker: dockerd needs root"
   elif [ $plain_ok = 0 ]; then
     fail "docker: no tollgate instance"
-  else
+  elif start_dockerd; then
     d=$tmp/docker
-    echo "   $(docker version --format 'docker CLI {{.Client.Version}}' 2>/dev/null)"
-    ok "docker login with the demo token" docker_login "$d/good" "$plain_host" "$plain_token"
-    check "docker login stored the credentials in \$DOCKER_CONFIG/config.json" grep -qF "\"$plain_host\"" "$d/good/config.json"
-    if docker_inspect "$d/good" "$plain_image" >"$tmp/logs/docker-probe.log" 2>&1 ||
-      ! grep -qi 'daemon' "$tmp/logs/docker-probe.log"; then
-      ok "docker manifest inspect of the demo image (multi-arch index)" docker_inspect "$d/good" "$plain_image" &&
-        check "docker manifest inspect shows amd64 and arm64" grep -q '"arm64"' "$out"
-      refused "docker manifest inspect of the non-entitled image is refused" "$denied_re" docker_inspect "$d/good" "$plain_denied"
-      mkdir -p "$d/secret" && cp "$tmp/plain.dockerconfigjson" "$d/secret/config.json"
-      ok "docker manifest inspect with a kubectl .dockerconfigjson as config.json" docker_inspect "$d/secret" "$plain_image"
-      mkdir -p "$d/wrongcfg" && dockerconfigjson "$d/wrongcfg/config.json" "$plain_host" "$wrong_token"
-      refused "docker manifest inspect with a wrong token in config.json is refused" "$denied_re" docker_inspect "$d/wrongcfg" "$plain_image"
-    else
-      skip "docker manifest inspect: it needs a daemon here ($(mask <"$tmp/logs/docker-probe.log" | tail -n 1))"
+    echo "   $(docker version --format 'docker CLI {{.Client.Version}}, dockerd {{.Server.Version}}' 2>/dev/null)"
+    # The exact "docker login" text `token show --reveal` prints, then the
+    # pull and the run the `tollgate dev` printout gives.
+    if new_token plain d_show; then
+      tg plain token show "$d_show_id" --reveal >"$tmp/logs/docker-show.txt" 2>&1
+      snippets "$tmp/logs/docker-show.txt" 'docker login' >"$d-login.sh"
+      check "token show --reveal prints a docker login step" grep -q 'docker login' "$d-login.sh"
+      ok "docker login: the text token show --reveal printed, run as is" run_printed "$d/show" "$d-login.sh"
+      check "docker login stored the credentials in \$DOCKER_CONFIG/config.json" grep -qF "\"$plain_host\"" "$d/show/config.json"
+      ok "docker pull of the demo image (through dockerd)" docker_pull "$d/show" "$plain_image"
+      ok "docker run of the demo image" docker run --rm --network none "$plain_image" &&
+        check "the demo image printed the greeting" grep -q 'Hello from tollgate' "$out"
+      refused "docker pull of the non-entitled image is refused" "$denied_re" docker_pull "$d/show" "$plain_denied"
+      revoke plain "$d_show_id"
+      refused "docker pull with the stored login after the revocation is refused" "$denied_re" docker_pull "$d/show" "$plain_image"
     fi
     refused "docker login with a wrong token fails" "$denied_re" docker_login "$d/wrong" "$plain_host" "$wrong_token"
     check "a failed docker login stores nothing" no_creds_stored "$d/wrong" "$plain_host"
     refused "docker login with a revoked token fails" "$denied_re" docker_login "$d/revoked" "$plain_host" "$p_revoked"
     refused "docker login with an expired token fails" "$denied_re" docker_login "$d/expired" "$plain_host" "$p_expired"
-    if new_token plain d_later; then
-      ok "docker login with a token revoked later" docker_login "$d/later" "$plain_host" "$d_later" &&
-        ok "docker manifest inspect before the revocation" docker_inspect "$d/later" "$plain_image"
-      revoke plain "$d_later_id"
-      refused "docker manifest inspect with stored credentials after the revocation is refused" "$denied_re" docker_inspect "$d/later" "$plain_image"
-    fi
+    mkdir -p "$d/wrongcfg" && dockerconfigjson "$d/wrongcfg/config.json" "$plain_host" "$wrong_token"
+    refused "docker pull with a wrong token in config.json is refused" "$denied_re" docker_pull "$d/wrongcfg" "$plain_image"
+    refused "docker pull without credentials is refused" "$denied_re" docker_pull "$d/none" "$plain_image"
+    mkdir -p "$d/secret" && cp "$tmp/plain.dockerconfigjson" "$d/secret/config.json"
+    ok "docker pull with a kubectl .dockerconfigjson as config.json" docker_pull "$d/secret" "$plain_image"
+    ok "docker manifest inspect of the demo image (multi-arch index)" docker_inspect "$d/secret" "$plain_image" &&
+      check "docker manifest inspect shows amd64 and arm64" grep -q '"arm64"' "$out"
+    refused "docker manifest inspect of the non-entitled image is refused" "$denied_re" docker_inspect "$d/secret" "$plain_denied"
   fi
 fi
 
@@ -672,12 +730,6 @@ EOF
 fi
 
 # ---------------------------------------------------------------- apt
-
-# snippets FILE PATTERN: the paragraphs of a `token show` printout whose
-# title line ("# TITLE") matches the extended PATTERN, as one script.
-snippets() {
-  awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
-}
 
 if want apt; then
   section "apt (the exact text \`token show --reveal\` prints, in a private /etc/apt and /var/lib/apt)"
