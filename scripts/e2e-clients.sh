@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real client programs against `tollgate dev`: docker (a private dockerd
 # the script starts), podman, skopeo, crane and containerd (ctr) pull
-# through tollgate with a registry token, and each one is
+# through tollgate, and so does kubelet's CRI path (crictl against a
+# private containerd with its CRI plugin), with a registry token, and each one is
 # refused with a wrong, revoked or expired token and on a non-entitled
 # image. A pull secret in the format `kubectl create secret
 # docker-registry` writes is used as an auth file. apt runs the exact text
@@ -10,7 +11,7 @@
 # Two throwaway `tollgate dev` instances, each with its own data directory
 # and a port the kernel picks:
 #   plain  http://127.0.0.1:PORT   docker, podman, skopeo (and crane --insecure)
-#   tls    https://127.0.0.1:PORT  crane, containerd, podman/skopeo with the CA
+#   tls    https://127.0.0.1:PORT  crane, containerd, crictl, podman/skopeo with the CA
 # The TLS one uses a throwaway CA made with openssl.
 #
 # Prints a PASS/FAIL/SKIP line per check and "N passed, M failed" at the
@@ -25,7 +26,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd apt usage)
+#                       (docker podman skopeo crane containerd cri apt usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -317,6 +318,17 @@ dockerconfigjson() {
 # title line ("# TITLE") matches the extended PATTERN, as one script.
 snippets() {
   awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
+}
+
+# hosts_toml DIR HOST: DIR/HOST/hosts.toml, what kubelet's containerd
+# reads from /etc/containerd/certs.d: the registry's own server, trusted
+# through our CA. containerd 1.6 insists on a [host] table; `server` and
+# the root `ca` keep its fallback host on TLS too (without them it falls
+# back to plain http for 127.0.0.1).
+hosts_toml() {
+  mkdir -p "$1/$2"
+  printf '%s\n' "server = \"https://$2\"" "ca = \"$tmp/tls/ca.crt\"" '' \
+    "[host.\"https://$2\"]" '  capabilities = ["pull", "resolve"]' "  ca = \"$tmp/tls/ca.crt\"" >"$1/$2/hosts.toml"
 }
 
 plain_ok=0 tls_ok=0
@@ -658,7 +670,7 @@ if want containerd; then
     missing "containerd: no TLS instance (openssl)"
   else
     cd_=$tmp/ctd
-    mkdir -p "$cd_/root" "$cd_/state" "$cd_/hosts/$tls_host"
+    mkdir -p "$cd_/root" "$cd_/state"
     sock=$cd_/ctd.sock
     cat >"$cd_/config.toml" <<EOF
 version = 2
@@ -678,18 +690,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 [metrics]
   address = ""
 EOF
-    # What kubelet's containerd reads from /etc/containerd/certs.d: the
-    # registry's own server, trusted through our CA. containerd 1.6 insists
-    # on a [host] table; `server` and the root `ca` keep its fallback host
-    # on TLS too (without them it falls back to plain http for 127.0.0.1).
-    cat >"$cd_/hosts/$tls_host/hosts.toml" <<EOF
-server = "https://$tls_host"
-ca = "$tmp/tls/ca.crt"
-
-[host."https://$tls_host"]
-  capabilities = ["pull", "resolve"]
-  ca = "$tmp/tls/ca.crt"
-EOF
+    hosts_toml "$cd_/hosts" "$tls_host"
     echo "   $(containerd --version 2>/dev/null)"
     containerd --config "$cd_/config.toml" --root "$cd_/root" --state "$cd_/state" --address "$sock" \
       >"$tmp/logs/containerd.log" 2>&1 &
@@ -725,6 +726,98 @@ EOF
         revoke tls "$ctd_later_id"
         refused "ctr images pull after the revocation is refused (content already local)" "$denied_re" ctr_pull "tollgate:$ctd_later" "$tls_image"
       fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- cri
+
+# kubelet's path: kubelet decodes the pull secret and hands containerd's
+# CRI plugin the user name and password in PullImage; crictl makes the
+# same call. A private containerd with its CRI plugin: its own root,
+# state, socket and config under $tmp, registry hosts from config_path
+# (a hosts.toml that trusts the throwaway CA, as on a node).
+cri_sock=""
+# start_cri: starts that containerd; sets cri_sock.
+start_cri() {
+  local c=$tmp/cri i
+  mkdir -p "$c/root" "$c/state"
+  hosts_toml "$c/hosts" "$tls_host"
+  cat >"$c/config.toml" <<TOML
+version = 2
+root = "$c/root"
+state = "$c/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.internal.v1.opt", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$c/cri.sock"
+[ttrpc]
+  address = "$c/cri.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  # Pulling needs no pod network.
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$c/cni/bin"
+    conf_dir = "$c/cni/conf"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$c/hosts"
+TOML
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$c/cri.sock" "$c/cri.sock" >"$c/crictl.yaml"
+  containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
+  pids+=($!)
+  for i in $(seq 1 100); do
+    crictl --config "$c/crictl.yaml" info >/dev/null 2>&1 && break
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! crictl --config "$c/crictl.yaml" info >"$tmp/logs/crictl-info.log" 2>&1; then
+    fail "containerd with the CRI plugin did not start on $c/cri.sock" "$tmp/logs/cri-containerd.log"
+    return 1
+  fi
+  cri_sock=$c/cri.sock
+}
+# cri_pull USER PASS IMAGE: CRI PullImage with these credentials, as
+# kubelet sends those of an imagePullSecret.
+cri_pull() {
+  crictl --config "$tmp/cri/crictl.yaml" --runtime-endpoint "unix://$cri_sock" --image-endpoint "unix://$cri_sock" \
+    pull --creds "$1:$2" "$3"
+}
+# cri_has IMAGE: the CRI image service lists IMAGE.
+cri_has() {
+  crictl --config "$tmp/cri/crictl.yaml" images -o json | grep -qF "\"$1\""
+}
+
+if want cri; then
+  section "kubelet's CRI path (crictl pull against a private containerd with its CRI plugin; TLS with the CA in hosts.toml)"
+  if ! have crictl; then
+    missing "cri: crictl is not installed (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)"
+  elif ! have containerd; then
+    missing "cri: containerd is not installed (apt-get install containerd)"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "cri: containerd needs root"
+  elif [ $tls_ok = 0 ]; then
+    missing "cri: no TLS instance (openssl)"
+  elif start_cri; then
+    echo "   crictl $(go version -m "$(command -v crictl)" 2>/dev/null | awk '$1 == "mod" {print $3}'), containerd $(containerd --version 2>/dev/null | cut -d' ' -f3)"
+    # The user name and password a pull secret made by the printed
+    # `kubectl create secret docker-registry` holds.
+    secret_auth=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
+    secrets+=("$secret_auth")
+    ok "crictl pull --creds with the pull secret's credentials" cri_pull "${secret_auth%%:*}" "${secret_auth#*:}" "$tls_image" &&
+      check "the CRI image service lists the pulled image" cri_has "$tls_image"
+    refused "crictl pull with a wrong token is refused" "$denied_re" cri_pull tollgate "$wrong_token" "$tls_image"
+    refused "crictl pull with a revoked token is refused" "$denied_re" cri_pull tollgate "$t_revoked" "$tls_image"
+    refused "crictl pull of the non-entitled image is refused" "$denied_re" cri_pull tollgate "$tls_token" "$tls_denied"
+    refused "crictl pull without credentials is refused" "$denied_re" \
+      crictl --config "$tmp/cri/crictl.yaml" pull "$tls_image"
+    if new_token tls cri_later; then
+      ok "crictl pull with a token revoked later" cri_pull tollgate "$cri_later" "$tls_image"
+      revoke tls "$cri_later_id"
+      refused "crictl pull after the revocation is refused (the image is already on the node)" "$denied_re" cri_pull tollgate "$cri_later" "$tls_image"
     fi
   fi
 fi
