@@ -429,7 +429,7 @@ func newTransport(allowLoopback bool, timeout time.Duration) http.RoundTripper {
 		return nil
 	}}
 	return &http.Transport{
-		DialContext: d.DialContext, // no proxy: the dialer must see the address it connects to
+		DialContext:         d.DialContext, // no proxy: the dialer must see the address it connects to
 		TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout,
 		MaxIdleConns: 10, IdleConnTimeout: time.Minute, ForceAttemptHTTP2: true,
 	}

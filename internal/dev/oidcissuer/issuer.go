@@ -177,11 +177,11 @@ func GitHubActions(repository, aud string, now time.Time) map[string]any {
 		"repository_id": "7654321", "repository_visibility": "private", "run_id": "6229474581",
 		"run_number": "42", "run_attempt": "1", "runner_environment": "github-hosted",
 		"actor": "octocat", "actor_id": "583231", "workflow": "release",
-		"workflow_ref": repository + "/.github/workflows/release.yml@refs/heads/main",
-		"workflow_sha": "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
+		"workflow_ref":     repository + "/.github/workflows/release.yml@refs/heads/main",
+		"workflow_sha":     "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
 		"job_workflow_ref": repository + "/.github/workflows/release.yml@refs/heads/main",
 		"job_workflow_sha": "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
-		"head_ref": "", "base_ref": "", "event_name": "push", "ref_type": "branch", "ref_protected": "true",
+		"head_ref":         "", "base_ref": "", "event_name": "push", "ref_type": "branch", "ref_protected": "true",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
 	}
 }
