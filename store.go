@@ -93,6 +93,16 @@ type Tx interface {
 	// empty. A row read after it in the same View reflects every write
 	// logged up to that Seq.
 	LastInvalidation(ctx context.Context) (int64, error)
+	// PruneInvalidations deletes the log entries that precede the newest
+	// entry written before before, and says how many went. What goes is
+	// always a prefix of the log, and that newest old entry stays as its
+	// mark: a reader whose last applied entry is gone and who finds a gap
+	// after it knows the gap was pruned (it may have missed entries); a
+	// reader whose last entry is still there knows a gap after it is a
+	// rolled-back append. The head of the log is never deleted, so
+	// LastInvalidation never goes back. Idempotent; safe to run from many
+	// replicas at once.
+	PruneInvalidations(ctx context.Context, before time.Time) (int64, error)
 
 	// InsertAudit appends e and sets e.ID.
 	InsertAudit(ctx context.Context, e *AuditEvent) error

@@ -477,6 +477,19 @@ func (t *tx) InvalidationsAfter(ctx context.Context, after int64, limit int) ([]
 	return out, dbError(rows.Err(), "", "")
 }
 
+func (t *tx) PruneInvalidations(ctx context.Context, before time.Time) (int64, error) {
+	if err := t.writable(); err != nil {
+		return 0, err
+	}
+	tag, err := t.q.Exec(ctx, `
+		DELETE FROM invalidations
+		WHERE seq < (SELECT MAX(seq) FROM invalidations WHERE time < $1)`, utc(before))
+	if err != nil {
+		return 0, dbError(err, "", "")
+	}
+	return tag.RowsAffected(), nil
+}
+
 func (t *tx) LastInvalidation(ctx context.Context) (int64, error) {
 	var seq int64
 	err := t.q.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM invalidations`).Scan(&seq)

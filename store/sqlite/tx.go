@@ -415,6 +415,20 @@ func (t *tx) InvalidationsAfter(ctx context.Context, after int64, limit int) ([]
 	return out, dbError(rows.Err(), "", "")
 }
 
+func (t *tx) PruneInvalidations(ctx context.Context, before time.Time) (int64, error) {
+	if err := t.writable(); err != nil {
+		return 0, err
+	}
+	res, err := t.q.ExecContext(ctx, `
+		DELETE FROM invalidations
+		WHERE seq < (SELECT MAX(seq) FROM invalidations WHERE time < ?)`, micros(before))
+	if err != nil {
+		return 0, dbError(err, "", "")
+	}
+	n, err := res.RowsAffected()
+	return n, dbError(err, "", "")
+}
+
 func (t *tx) LastInvalidation(ctx context.Context) (int64, error) {
 	var seq int64
 	err := t.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM invalidations`).Scan(&seq)
