@@ -623,3 +623,12 @@ func (s *Service) Redeliver(ctx context.Context, actor, account string, id int64
 			Target: strconv.FormatInt(id, 10)})
 	})
 }
+
+// Decode reads the event's payload.
+func (e *Event) Decode() (*Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(e.Payload, &p); err != nil {
+		return nil, Internal(err)
+	}
+	return &p, nil
+}

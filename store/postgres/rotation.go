@@ -166,14 +166,14 @@ const deliveryFrom = ` FROM deliveries d JOIN events e ON e.id = d.event_id
 
 func scanDelivery(s pgx.Row) (*tollgate.Delivery, error) {
 	var (
-		d               tollgate.Delivery
-		e               tollgate.Event
-		key             *string
-		payload         string
+		d                    tollgate.Delivery
+		e                    tollgate.Event
+		key                  *string
+		payload              string
 		wID, wURL, wFmt, wBy *string
-		wEvents         []byte
-		wSealed         []byte
-		wCreated        *time.Time
+		wEvents              []byte
+		wSealed              []byte
+		wCreated             *time.Time
 	)
 	if err := s.Scan(&d.ID, &d.EventID, &d.AccountID, &d.Channel, &d.Target, &d.Status, &d.Attempts, &d.NextAttemptAt,
 		&d.LastCode, &d.LastError, &d.CreatedAt, &d.DeliveredAt, &e.Type, &key, &payload, &e.CreatedAt,

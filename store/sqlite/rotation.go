@@ -157,15 +157,15 @@ const deliveryFrom = ` FROM deliveries d JOIN events e ON e.id = d.event_id
 
 func scanDelivery(s scanner) (*tollgate.Delivery, error) {
 	var (
-		d                        tollgate.Delivery
-		e                        tollgate.Event
-		next, created, evCreated int64
-		delivered                sql.NullInt64
-		key                      sql.NullString
-		payload                  string
+		d                             tollgate.Delivery
+		e                             tollgate.Event
+		next, created, evCreated      int64
+		delivered                     sql.NullInt64
+		key                           sql.NullString
+		payload                       string
 		wID, wURL, wEvents, wFmt, wBy sql.NullString
-		wSealed                  []byte
-		wCreated                 sql.NullInt64
+		wSealed                       []byte
+		wCreated                      sql.NullInt64
 	)
 	if err := s.Scan(&d.ID, &d.EventID, &d.AccountID, &d.Channel, &d.Target, &d.Status, &d.Attempts, &next,
 		&d.LastCode, &d.LastError, &created, &delivered, &e.Type, &key, &payload, &evCreated,
