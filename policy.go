@@ -362,7 +362,7 @@ func (s *Service) AutoPause(ctx context.Context) (int, error) {
 			return n, err
 		}
 		for _, t := range toks {
-			if t.Policy.PausedAt != nil || !t.UnusedFor(now, a.Policy.AutoPauseAfter) {
+			if t.Ephemeral() || t.Policy.PausedAt != nil || !t.UnusedFor(now, a.Policy.AutoPauseAfter) {
 				continue
 			}
 			if _, err := s.PauseToken(ctx, ActorSystem, t.ID); err != nil {

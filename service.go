@@ -645,6 +645,9 @@ func (s *Service) RevealToken(ctx context.Context, actor, id string) (Secret, er
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; its secret is gone for good", id)
 		}
+		if t.Ephemeral() {
+			return errEphemeral(id, "revealed")
+		}
 		a, err := tx.AccountByID(ctx, t.AccountID, false)
 		if err != nil {
 			return err
@@ -895,6 +898,9 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 		}
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; revocation is final", id)
+		}
+		if t.Ephemeral() {
+			return errEphemeral(id, "edited, paused or extended")
 		}
 		a, err := tx.AccountByID(ctx, t.AccountID, false)
 		if err != nil {

@@ -113,6 +113,15 @@ type wireToken struct {
 	SecretVersion int           `json:"secret_version,omitempty"`
 	SecretHash    []byte        `json:"secret_hash,omitempty"`
 	Previous      *wirePrevious `json:"previous,omitempty"`
+	// Identity: an ephemeral credential's workload (see tollgate.Identity).
+	Identity *wireIdentity `json:"identity,omitempty"`
+}
+
+type wireIdentity struct {
+	PolicyID string            `json:"policy_id"`
+	Issuer   string            `json:"issuer"`
+	Subject  string            `json:"subject"`
+	Claims   map[string]string `json:"claims,omitempty"`
 }
 
 type wirePolicy struct {
@@ -174,6 +183,7 @@ func encodeToken(t *tollgate.Token, seq int64) ([]byte, error) {
 		Policy: wirePolicy{Images: t.Policy.Images, Packages: t.Policy.Packages, Networks: t.Policy.Networks,
 			ValidFrom: t.Policy.ValidFrom, PausedAt: t.Policy.PausedAt, MaxPulls: t.Policy.MaxPulls, MaxBytes: t.Policy.MaxBytes},
 		SecretVersion: t.SecretVersion, SecretHash: t.SecretHash, Previous: encodePrevious(t.Previous),
+		Identity: (*wireIdentity)(t.Identity),
 	})
 }
 
@@ -206,6 +216,7 @@ func decodeToken(data []byte, id string) (*tollgate.Token, int64, bool) {
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),
 		Policy: tollgate.TokenPolicy{Images: w.Policy.Images, Packages: w.Policy.Packages, Networks: w.Policy.Networks,
 			ValidFrom: utcPtr(w.Policy.ValidFrom), PausedAt: utcPtr(w.Policy.PausedAt), MaxPulls: w.Policy.MaxPulls, MaxBytes: w.Policy.MaxBytes},
+		Identity: (*tollgate.Identity)(w.Identity),
 	}, w.Seq, true
 }
 

@@ -84,7 +84,7 @@ func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, limit in
 		lo = utc(since)
 	}
 	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`
-		WHERE t.revoked_at IS NULL AND t.expires_at IS NOT NULL
+		WHERE t.revoked_at IS NULL AND t.trust_policy_id IS NULL AND t.expires_at IS NOT NULL
 			AND ($1::timestamptz IS NULL OR t.expires_at >= $1) AND t.expires_at <= $2
 		ORDER BY t.expires_at, t.seq LIMIT $3`, lo, utc(by), limit)
 }

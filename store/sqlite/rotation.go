@@ -84,7 +84,7 @@ func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, limit in
 		lo = micros(since)
 	}
 	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`
-		WHERE t.revoked_at IS NULL AND t.expires_at IS NOT NULL AND t.expires_at >= ? AND t.expires_at <= ?
+		WHERE t.revoked_at IS NULL AND t.trust_policy_id IS NULL AND t.expires_at IS NOT NULL AND t.expires_at >= ? AND t.expires_at <= ?
 		ORDER BY t.expires_at, t.rowid LIMIT ?`, lo, micros(by), limit)
 }
 
