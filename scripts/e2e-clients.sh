@@ -6,7 +6,10 @@
 # refused with a wrong, revoked or expired token and on a non-entitled
 # image. A pull secret in the format `kubectl create secret
 # docker-registry` writes is used as an auth file. apt runs the exact text
-# `token show --reveal` prints, in a private root.
+# `token show --reveal` prints, and the console's (read from the page after
+# Reveal, shown to be the same bytes), in a private root; the console's
+# kubectl lines run against a kubectl stand-in (no cluster here) that
+# writes the secret's .dockerconfigjson, which skopeo then pulls with.
 #
 # Two throwaway `tollgate dev` instances, each with its own data directory
 # and a port the kernel picks:
@@ -26,7 +29,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri apt usage)
+#                       (docker podman skopeo crane containerd cri apt console usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -824,6 +827,33 @@ fi
 
 # ---------------------------------------------------------------- apt
 
+# in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
+# /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
+# the directories a fresh Debian ships.
+in_root() {
+  unshare --mount --propagation private bash -euo pipefail -c '
+    for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
+    mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
+      /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
+    bash -euo pipefail "$1"
+    ' _ "$1"
+}
+# apt_script PRINTOUT FORM OUT: OUT runs the apt steps of PRINTOUT (what
+# `token show --reveal` or the console printed) as they are, in the
+# deb822 FORM or the one-line one, then checks what they left behind and
+# runs apt-get update --error-on=any and install --download-only.
+apt_script() {
+  local re='apt archive key os|apt credentials os|apt source os'
+  [ "$2" = oneline ] && re='apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]'
+  {
+    snippets "$1" "$re"
+    echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
+    echo 'apt-get update --error-on=any'
+    echo 'apt-get install --download-only -y '"$(sed -n 's/^TOLLGATE_APT_PACKAGE=//p' "$tmp/plain/dev.env")"
+    echo 'ls /var/cache/apt/archives/*.deb'
+  } >"$3"
+}
+
 if want apt; then
   section "apt (the exact text \`token show --reveal\` prints, in a private /etc/apt and /var/lib/apt)"
   if ! have apt-get || ! have unshare; then
@@ -842,30 +872,11 @@ if want apt; then
     ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apt_id" --reveal &&
       cp "$out" "$ap/show.txt"
     # The deb822 form, and separately the one-line form instead of it.
-    snippets "$ap/show.txt" 'apt archive key os|apt credentials os|apt source os' >"$ap/deb822.sh"
-    snippets "$ap/show.txt" 'apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]' >"$ap/oneline.sh"
+    apt_script "$ap/show.txt" deb822 "$ap/deb822-run.sh"
+    apt_script "$ap/show.txt" oneline "$ap/oneline-run.sh"
     check "token show prints the apt key, credentials and .sources steps" \
-      bash -c 'grep -q "/keys/apt/os/" "$1" && grep -q "install -m 600 /dev/null /etc/apt/auth.conf.d/" "$1" && grep -q "Signed-By: " "$1"' _ "$ap/deb822.sh"
-    # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
-    # /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
-    # the directories a fresh Debian ships.
-    in_root() {
-      unshare --mount --propagation private bash -euo pipefail -c '
-        for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
-        mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
-          /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
-        bash -euo pipefail "$1"
-        ' _ "$1"
-    }
+      bash -c 'grep -q "/keys/apt/os/" "$1" && grep -q "install -m 600 /dev/null /etc/apt/auth.conf.d/" "$1" && grep -q "Signed-By: " "$1"' _ "$ap/deb822-run.sh"
     for form in deb822 oneline; do
-      {
-        cat "$ap/$form.sh"
-        # What the printed steps must have left behind, then apt itself.
-        echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
-        echo 'apt-get update --error-on=any'
-        echo 'apt-get install --download-only -y '"$(sed -n 's/^TOLLGATE_APT_PACKAGE=//p' "$tmp/plain/dev.env")"
-        echo 'ls /var/cache/apt/archives/*.deb'
-      } >"$ap/$form-run.sh"
       ok "apt ($form): the printed commands, then apt-get update --error-on=any and install --download-only" in_root "$ap/$form-run.sh" &&
         check "apt ($form) downloaded the package" grep -q '\.deb$' "$out"
     done
@@ -875,6 +886,131 @@ if want apt; then
     # The same steps with a revoked token must fail at apt-get update.
     revoke plain "$apt_id"
     refused "apt-get update with the printed credentials of a revoked token fails" '401 +Unauthorized' in_root "$ap/deb822-run.sh"
+  fi
+fi
+
+# ---------------------------------------------------------------- console
+
+# form_csrf URL JAR: the CSRF token of the first form on the console page at URL.
+form_csrf() {
+  local page
+  page=$(curl -fsS -c "$2" -b "$2" "$1") || return 1
+  sed -nE '/name="csrf"/{s/.*name="csrf" value="([^"]*)".*/\1/p;q}' <<<"$page"
+}
+# console_sign_in NAME JAR: sets the demo admin's password through the
+# one-time link the `tollgate dev` printout gives, and signs in; the
+# session cookie is in JAR.
+console_sign_in() {
+  local url=${1}_url link csrf pw
+  url=${!url}
+  link=$(grep -o 'http[^ ]*/console/set-password?t=[A-Za-z0-9_-]*' "$tmp/logs/$1.out" | head -n 1)
+  [ -n "$link" ] || { echo "no set-password link in the dev printout"; return 1; }
+  pw=e2e-$RANDOM-$RANDOM-password
+  secrets+=("$pw" "${link#*t=}")
+  csrf=$(form_csrf "$link" "$2") &&
+    curl -fsS -o /dev/null -c "$2" -b "$2" --data-urlencode "csrf=$csrf" --data-urlencode "t=${link#*t=}" \
+      --data-urlencode "password=$pw" --data-urlencode "confirm=$pw" "$url/console/set-password" &&
+    csrf=$(form_csrf "$url/console/sign-in" "$2") &&
+    curl -fsS -o /dev/null -c "$2" -b "$2" --data-urlencode "csrf=$csrf" --data-urlencode "email=admin@demo.example" \
+      --data-urlencode "password=$pw" "$url/console/sign-in" &&
+    curl -fsS -b "$2" -o "$tmp/console-tokens.html" "$url/console/tokens" &&
+    grep -q 'class="card"' "$tmp/console-tokens.html"
+}
+# console_reveal NAME JAR ID OUT: presses the card's Reveal (the form,
+# without JavaScript) and writes the commands the page then shows, as
+# text ("# TITLE" then the command, as `token show` prints them).
+console_reveal() {
+  local url=${1}_url csrf
+  url=${!url}
+  csrf=$(form_csrf "$url/console/tokens" "$2") || return 1
+  curl -fsS -b "$2" --data-urlencode "csrf=$csrf" "$url/console/tokens/$3/reveal" >"$4.html" || return 1
+  awk -v id="$3" '
+    /<div class="cmd-head"><span>/ { t = $0; sub(/.*<div class="cmd-head"><span>/, "", t); sub(/<\/span>.*/, "", t) }
+    index($0, "<pre id=\"cmd-" id "-") { inpre = 1; printf "# %s\n", t; sub(/^[^>]*<pre[^>]*>/, "") }
+    inpre { l = $0; if (sub(/<\/pre>.*/, "", l)) { print l; print ""; inpre = 0 } else print l }
+  ' "$4.html" | sed -e "s/&#39;/'/g" -e 's/&#34;/"/g' -e 's/&quot;/"/g' -e 's/&lt;/</g' -e 's/&gt;/>/g' \
+    -e 's/&#43;/+/g' -e 's/&amp;/\&/g' >"$4"
+  [ -s "$4" ]
+}
+
+# A stand-in for kubectl (there is no cluster here): `create secret
+# docker-registry` writes the .dockerconfigjson kubectl would put in the
+# secret (KUBE_DIR/NAME.dockerconfigjson); `patch serviceaccount` keeps
+# the patch (KUBE_DIR/patch-NAME.json). Anything else is an error.
+write_kubectl() {
+  mkdir -p "$1"
+  cat >"$1/kubectl" <<'KUBECTL'
+#!/usr/bin/env bash
+set -euo pipefail
+case "$1 $2 ${3:-}" in
+"create secret docker-registry")
+  name=$4 server=https://index.docker.io/v1/ user="" pass=""
+  shift 4
+  for a in "$@"; do
+    case $a in
+    --docker-server=*) server=${a#*=} ;;
+    --docker-username=*) user=${a#*=} ;;
+    --docker-password=*) pass=${a#*=} ;;
+    *) echo "kubectl stand-in: unexpected argument $a" >&2; exit 2 ;;
+    esac
+  done
+  [ -n "$user" ] && [ -n "$pass" ] || { echo "kubectl stand-in: --docker-username and --docker-password are required" >&2; exit 2; }
+  auth=$(printf '%s:%s' "$user" "$pass" | base64 | tr -d '\n')
+  printf '{"auths":{"%s":{"username":"%s","password":"%s","auth":"%s"}}}\n' "$server" "$user" "$pass" "$auth" >"$KUBE_DIR/$name.dockerconfigjson"
+  echo "secret/$name created" ;;
+"patch serviceaccount "*)
+  [ "$4" = -p ] || { echo "kubectl stand-in: want patch serviceaccount NAME -p PATCH" >&2; exit 2; }
+  printf '%s\n' "$5" >"$KUBE_DIR/patch-$3.json"
+  echo "serviceaccount/$3 patched" ;;
+*) echo "kubectl stand-in: not supported: $*" >&2; exit 2 ;;
+esac
+KUBECTL
+  chmod 755 "$1/kubectl"
+}
+
+if want console; then
+  section "console (the set-up text a token card shows after Reveal, run as is)"
+  if ! have curl; then
+    missing "console: curl is not installed"
+  elif [ $plain_ok = 0 ]; then
+    fail "console: no tollgate instance"
+  else
+    cn=$tmp/console
+    mkdir -p "$cn"
+    ok "console: set a password with the printed one-time link and sign in" console_sign_in plain "$cn/jar"
+    json=$(tg plain token create --account demo --name "e2e-console-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
+    cn_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
+    cn_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
+    secrets+=("$cn_secret")
+    ok "console: Reveal on the token's card shows its set-up commands" console_reveal plain "$cn/jar" "$cn_id" "$cn/console.txt" &&
+      check "the revealed commands carry the token's secret" grep -qF "$cn_secret" "$cn/console.txt"
+    tg plain token show "$cn_id" --reveal >"$cn/show.txt" 2>&1
+    same_text() { diff <(snippets "$cn/console.txt" '.*') <(snippets "$cn/show.txt" '.*') && [ -s "$cn/show.txt" ]; }
+    ok "the console's commands are byte for byte what token show --reveal prints" same_text
+    if have apt-get && have unshare && [ "$(id -u)" = 0 ]; then
+      apt_script "$cn/console.txt" deb822 "$cn/apt-run.sh"
+      ok "apt: the console's text run as is in a private root, then apt-get update --error-on=any and install --download-only" \
+        in_root "$cn/apt-run.sh" &&
+        check "apt (console text) downloaded the package" grep -q '\.deb$' "$out"
+    else
+      missing "console: apt-get, unshare or root for the apt check"
+    fi
+    # The Kubernetes steps as printed, with the kubectl stand-in.
+    write_kubectl "$cn/kube"
+    snippets "$cn/console.txt" 'Kubernetes pull secret|Kubernetes: pull with the secret' >"$cn/kube.sh"
+    kube_run() { PATH=$cn/kube:$PATH KUBE_DIR=$cn/kube bash -euo pipefail "$cn/kube.sh"; }
+    ok "Kubernetes: the console's kubectl lines run as is (kubectl stand-in)" kube_run &&
+      check "the service account patch names the secret the first line created" \
+        bash -c 'f=$(ls "$1"/*.dockerconfigjson) && n=$(basename "$f" .dockerconfigjson) && grep -qF "{\"name\":\"$n\"}" "$1/patch-default.json"' _ "$cn/kube"
+    if have skopeo; then
+      echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$cn/policy.json"
+      kube_pull() { skopeo --policy "$cn/policy.json" inspect --tls-verify=false --authfile "$cn/kube/tollgate-pull.dockerconfigjson" "docker://$plain_image"; }
+      ok "a pull with the secret kubectl would have made (skopeo --authfile)" kube_pull
+      revoke plain "$cn_id"
+      refused "the same secret after the token's revocation is refused" "$denied_re" kube_pull
+    else
+      missing "console: skopeo for the pull with the secret"
+    fi
   fi
 fi
 
