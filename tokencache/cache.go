@@ -100,8 +100,9 @@ const (
 	DefaultLoadTimeout   = 5 * time.Second
 )
 
-// Recovery pacing: after a failure, Redis gets one probe per redisRetry
-// from the request path; a failed store is not waited for, for storeRetry,
+// Recovery pacing: after a failure, Redis gets one probe per redisRetry,
+// from Run in the background (from the request path only without Run);
+// a failed store is not waited for, for storeRetry,
 // by requests that have a usable stale entry. Both are measured on the
 // cache's clock (Options.Now), so a test advances it instead of sleeping.
 const (

@@ -212,6 +212,7 @@ func (c *Cache) Run(ctx context.Context) error {
 			}
 			cancel()
 		case <-retry:
+			c.probeRedis(ctx)
 			if c.rdb != nil && c.pendingCount() > 0 {
 				c.retryPending(ctx)
 			}

@@ -254,7 +254,7 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 // redisFailed counts a failed Redis command and stops sending commands on
-// the request path for redisRetry. The first failure after success logs
+// the request path until a probe succeeds (see redisUsable). The first failure after success logs
 // one line; requests go on from L1 and the store meanwhile.
 func (c *Cache) redisFailed(err error) {
 	c.stats.redisErrors.Add(1)
@@ -272,7 +272,10 @@ func (c *Cache) redisOK() {
 }
 
 // redisUsable reports whether to send a command now: always while Redis
-// works, and for one probe per redisRetry while it does not.
+// works; while it does not, never from the request path when Run is
+// running (Run's probeRedis pings it in the background: a blackholed
+// Redis would hold a probing request for the whole I/O timeout), and for
+// one probe per redisRetry without Run.
 func (c *Cache) redisUsable() bool {
 	if c.rdb == nil {
 		return false
@@ -280,9 +283,29 @@ func (c *Cache) redisUsable() bool {
 	if !c.redisDown.Load() {
 		return true
 	}
+	if c.running.Load() {
+		return false
+	}
 	next := c.redisProbe.Load()
 	now := c.now().UnixNano()
 	return now >= next && c.redisProbe.CompareAndSwap(next, now+int64(redisRetry))
+}
+
+// probeRedis pings Redis once it has been taken for down for redisRetry,
+// off the request path, and takes it for up again if it answers.
+func (c *Cache) probeRedis(ctx context.Context) {
+	if c.rdb == nil || !c.redisDown.Load() || c.now().UnixNano() < c.redisProbe.Load() {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, invalidateTimeout)
+	defer cancel()
+	if err := c.rdb.Ping(pctx).Err(); err != nil {
+		if ctx.Err() == nil {
+			c.redisFailed(err)
+		}
+		return
+	}
+	c.redisOK()
 }
 
 // isTimeout reports whether err is a read deadline passing, which on a
