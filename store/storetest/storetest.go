@@ -22,4 +22,5 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Invalidations", func(t *testing.T) { testInvalidations(t, newStore) })
 	t.Run("Rotation", func(t *testing.T) { testRotation(t, newStore) })
 	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
+	t.Run("Refusals", func(t *testing.T) { testRefusals(t, newStore) })
 }
