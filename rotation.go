@@ -184,6 +184,9 @@ func (s *Service) RotateToken(ctx context.Context, actor, id string, grace time.
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; revocation is final", id)
 		}
+		if t.Ephemeral() {
+			return errEphemeral(id, "rotated")
+		}
 		a, err := tx.AccountByID(ctx, t.AccountID, false)
 		if err != nil {
 			return err

@@ -194,6 +194,11 @@ func (s *Service) updateAccount(ctx context.Context, actor, name, action string,
 		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: now, Actor: actor, Action: action, Target: a.Name, Changes: changes}); err != nil {
 			return err
 		}
+		if typ, ok := packageEventOf[action]; ok {
+			if _, err := s.emitPayload(ctx, tx, a, nil, Payload{Type: typ, PackageAccess: string(a.PackageAccess)}, now, ""); err != nil {
+				return err
+			}
+		}
 		inv, err = logChange(ctx, tx, now, a.ID, tokenIDs...)
 		return err
 	})
@@ -439,6 +444,9 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 		if err := insertAudit(ctx, tx, tokenCreatedEvent(tok, actor)); err != nil {
 			return err
 		}
+		if err := s.emitAction(ctx, tx, a, tok, ActionTokenCreated, now); err != nil {
+			return err
+		}
 		return beforeCommit(ctx, tok, a)
 	})
 	if err != nil {
@@ -636,6 +644,9 @@ func (s *Service) RevealToken(ctx context.Context, actor, id string) (Secret, er
 		}
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; its secret is gone for good", id)
+		}
+		if t.Ephemeral() {
+			return errEphemeral(id, "revealed")
 		}
 		a, err := tx.AccountByID(ctx, t.AccountID, false)
 		if err != nil {
@@ -846,6 +857,9 @@ func (s *Service) RevokeToken(ctx context.Context, actor, id string) (*Token, er
 			Changes: map[string]Change{"revoked_at": {To: now.Format(time.RFC3339)}}}); err != nil {
 			return err
 		}
+		if err := s.emitAction(ctx, tx, a, t, ActionTokenRevoked, now); err != nil {
+			return err
+		}
 		if inv, err = logChange(ctx, tx, now, t.AccountID, t.ID); err != nil {
 			return err
 		}
@@ -885,6 +899,9 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 		if t.RevokedAt != nil {
 			return Errorf(ECONFLICT, "token %s is revoked; revocation is final", id)
 		}
+		if t.Ephemeral() {
+			return errEphemeral(id, "edited, paused or extended")
+		}
 		a, err := tx.AccountByID(ctx, t.AccountID, false)
 		if err != nil {
 			return err
@@ -917,6 +934,9 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 			return err
 		}
 		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: action, Target: t.ID, Changes: c}); err != nil {
+			return err
+		}
+		if err := s.emitAction(ctx, tx, a, t, action, now); err != nil {
 			return err
 		}
 		if inv, err = logChange(ctx, tx, now, t.AccountID, t.ID); err != nil {

@@ -38,6 +38,7 @@ type Store interface {
 type Tx interface {
 	RotationTx // rotation.go
 	OutboxTx   // outbox.go
+	TrustTx    // trust.go
 
 	// InsertAccount stores a new account. ECONFLICT if the name is taken.
 	InsertAccount(ctx context.Context, a *Account) error
@@ -57,7 +58,8 @@ type Tx interface {
 	AccountByKeyHash(ctx context.Context, hash []byte) (*Account, error)
 
 	// InsertToken stores a new token with its lookup hash and sealed
-	// secret. ECONFLICT if the id or hash exists.
+	// secret (nil for an ephemeral credential, kept with its Identity).
+	// ECONFLICT if the id or hash exists.
 	InsertToken(ctx context.Context, t *Token, hash, sealed []byte) error
 	// TokenByID and TokenByHash return ENOTFOUND if there is none; both
 	// fill AccountName.
@@ -68,7 +70,8 @@ type Tx interface {
 	UpdateToken(ctx context.Context, t *Token) error
 	// ListTokens returns the account's tokens, oldest first.
 	ListTokens(ctx context.Context, accountID string) ([]*Token, error)
-	// CountActiveTokens counts the account's tokens that are not revoked.
+	// CountActiveTokens counts the account's tokens that are not revoked,
+	// ephemeral credentials left out.
 	CountActiveTokens(ctx context.Context, accountID string) (int, error)
 	// SealedSecret returns the sealed secret stored with the token (nil
 	// if it was stored without one).
@@ -90,6 +93,16 @@ type Tx interface {
 	// empty. A row read after it in the same View reflects every write
 	// logged up to that Seq.
 	LastInvalidation(ctx context.Context) (int64, error)
+	// PruneInvalidations deletes the log entries that precede the newest
+	// entry written before before, and says how many went. What goes is
+	// always a prefix of the log, and that newest old entry stays as its
+	// mark: a reader whose last applied entry is gone and who finds a gap
+	// after it knows the gap was pruned (it may have missed entries); a
+	// reader whose last entry is still there knows a gap after it is a
+	// rolled-back append. The head of the log is never deleted, so
+	// LastInvalidation never goes back. Idempotent; safe to run from many
+	// replicas at once.
+	PruneInvalidations(ctx context.Context, before time.Time) (int64, error)
 
 	// InsertAudit appends e and sets e.ID.
 	InsertAudit(ctx context.Context, e *AuditEvent) error

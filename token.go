@@ -86,6 +86,9 @@ type Token struct {
 	SecretVersion int
 	SecretHash    []byte
 	Previous      *PreviousSecret
+	// Identity is the workload an ephemeral credential (see trust.go) was
+	// issued to; nil for a registry token.
+	Identity *Identity
 }
 
 // TokenStatus is what a user sees of a token's state.

@@ -98,6 +98,10 @@ type CacheConfig struct {
 	// again (0: always ask; manifests by digest are still cached).
 	ManifestBytes  int      `yaml:"manifest_bytes"`
 	ManifestTagTTL Duration `yaml:"manifest_tag_ttl"`
+	// InvalidationRetention is how long entries stay in the store's
+	// invalidation log; every replica prunes older ones. A replica that
+	// has not read the log for longer drops its whole cache when it does.
+	InvalidationRetention Duration `yaml:"invalidation_retention"`
 }
 
 // Limits of the cache settings.
@@ -111,6 +115,8 @@ const (
 	MaxUsageInterval    = Duration(time.Hour)
 	MaxManifestBytes    = 4 << 30
 	MaxManifestTagTTL   = Duration(10 * time.Minute)
+	MinInvalidationKeep = Duration(time.Hour)
+	MaxInvalidationKeep = Duration(90 * 24 * time.Hour)
 	maxRedisKeyPrefixLn = 64
 )
 
@@ -127,6 +133,8 @@ func defaultCache() CacheConfig {
 		UsageInterval:  Duration(30 * time.Second),
 		ManifestBytes:  64 << 20,
 		ManifestTagTTL: Duration(5 * time.Second),
+
+		InvalidationRetention: Duration(24 * time.Hour),
 	}
 }
 
@@ -203,6 +211,9 @@ func (c CacheConfig) validate(p *problems) {
 		{"cache.max_stale", c.MaxStale, 0, MaxMaxStale},
 		{"cache.usage_interval", c.UsageInterval, MinCacheTTL, MaxUsageInterval},
 		{"cache.manifest_tag_ttl", c.ManifestTagTTL, 0, MaxManifestTagTTL},
+		// At least an hour: far longer than any heartbeat, so only a
+		// replica that really stopped reading the log drops its cache.
+		{"cache.invalidation_retention", c.InvalidationRetention, MinInvalidationKeep, MaxInvalidationKeep},
 	}
 	if c.ManifestBytes < 0 || c.ManifestBytes > MaxManifestBytes {
 		p.add("cache.manifest_bytes", "must be between 0 (off) and %d", MaxManifestBytes)

@@ -35,6 +35,7 @@ func TestRedisAndCacheDefaults(t *testing.T) {
 		NegativeTTL: Duration(10 * time.Second), NegativeSize: 10_000,
 		MaxStale: Duration(10 * time.Minute), UsageInterval: Duration(30 * time.Second),
 		ManifestBytes: 64 << 20, ManifestTagTTL: Duration(5 * time.Second),
+		InvalidationRetention: Duration(24 * time.Hour),
 	}
 	if c.Cache != want {
 		t.Errorf("cache = %+v, want %+v", c.Cache, want)
@@ -68,12 +69,14 @@ cache:
   max_stale: 30m
   usage_interval: 1m
   manifest_bytes: 0
+  invalidation_retention: 48h
 `), envMap(map[string]string{
-		"TOLLGATE_CACHE_MANIFEST_TAG_TTL": "0s",
-		"TOLLGATE_CACHE_L1_TTL":           "20s",
-		"TOLLGATE_REDIS_DB":               "3",
-		"TOLLGATE_REDIS_TLS_ENABLED":      "true",
-		"TOLLGATE_CACHE_NEGATIVE_TTL":     "7s",
+		"TOLLGATE_CACHE_INVALIDATION_RETENTION": "72h",
+		"TOLLGATE_CACHE_MANIFEST_TAG_TTL":       "0s",
+		"TOLLGATE_CACHE_L1_TTL":                 "20s",
+		"TOLLGATE_REDIS_DB":                     "3",
+		"TOLLGATE_REDIS_TLS_ENABLED":            "true",
+		"TOLLGATE_CACHE_NEGATIVE_TTL":           "7s",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +93,7 @@ cache:
 		NegativeTTL: Duration(7 * time.Second), NegativeSize: 100,
 		MaxStale: Duration(30 * time.Minute), UsageInterval: Duration(time.Minute),
 		ManifestBytes: 0, ManifestTagTTL: 0,
+		InvalidationRetention: Duration(72 * time.Hour),
 	}
 	if c.Cache != want {
 		t.Errorf("cache = %+v, want %+v", c.Cache, want)
@@ -143,6 +147,7 @@ func TestRedisAndCacheValidation(t *testing.T) {
 		{"l1 size zero", func(c *Config) { c.Cache.L1Size = 0 }, "cache.l1_size: must be between 1 and"},
 		{"negative size zero", func(c *Config) { c.Cache.NegativeSize = 0 }, "cache.negative_size: must be between 1 and"},
 		{"l1 ttl zero", func(c *Config) { c.Cache.L1TTL = 0 }, "cache.l1_ttl: must be between 1s and 10m"},
+		{"invalidation retention short", func(c *Config) { c.Cache.InvalidationRetention = Duration(time.Minute) }, "cache.invalidation_retention: must be between 1h and 2160h"},
 		{"l1 ttl long", func(c *Config) { c.Cache.L1TTL = Duration(time.Hour); c.Cache.MaxStale = Duration(2 * time.Hour) }, "cache.l1_ttl: must be between 1s and 10m"},
 		{"redis ttl zero", func(c *Config) { c.Cache.RedisTTL = 0 }, "cache.redis_ttl: must be between"},
 		{"negative ttl long", func(c *Config) { c.Cache.NegativeTTL = Duration(time.Hour) }, "cache.negative_ttl: must be between 1s and 5m"},

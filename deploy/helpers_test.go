@@ -124,6 +124,11 @@ var k8sDecoder = func() runtime.Decoder {
 
 // decodeManifests decodes every YAML document in data strictly.
 func decodeManifests(name string, data []byte) ([]runtime.Object, error) {
+	return decodeWith(k8sDecoder, name, data)
+}
+
+// decodeWith decodes every YAML document in data with dec.
+func decodeWith(dec runtime.Decoder, name string, data []byte) ([]runtime.Object, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var objs []runtime.Object
 	for i := 1; ; i++ {
@@ -137,7 +142,7 @@ func decodeManifests(name string, data []byte) ([]runtime.Object, error) {
 		if j, err := sigsyaml.YAMLToJSON(doc); err == nil && string(j) == "null" {
 			continue // only comments
 		}
-		obj, _, err := k8sDecoder.Decode(doc, nil, nil)
+		obj, _, err := dec.Decode(doc, nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%s, document %d: %w", name, i, err)
 		}

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Real client programs against `tollgate dev`: the docker CLI (no daemon:
-# it logs in client-side), podman, skopeo, crane and containerd (ctr) pull
-# through tollgate with a registry token, and each one is refused with a
-# wrong, revoked or expired token and on a non-entitled image. A pull
-# secret in the format `kubectl create secret docker-registry` writes is
-# used as an auth file.
+# Real client programs against `tollgate dev`: docker (a private dockerd
+# the script starts), podman, skopeo, crane and containerd (ctr) pull
+# through tollgate, and so does kubelet's CRI path (crictl against a
+# private containerd with its CRI plugin), with a registry token, and each one is
+# refused with a wrong, revoked or expired token and on a non-entitled
+# image. A pull secret in the format `kubectl create secret
+# docker-registry` writes is used as an auth file. apt runs the exact text
+# `token show --reveal` prints, and the console's (read from the page after
+# Reveal, shown to be the same bytes), in a private root; the console's
+# kubectl lines run against a kubectl stand-in (no cluster here) that
+# writes the secret's .dockerconfigjson, which skopeo then pulls with.
 #
 # Two throwaway `tollgate dev` instances, each with its own data directory
 # and a port the kernel picks:
 #   plain  http://127.0.0.1:PORT   docker, podman, skopeo (and crane --insecure)
-#   tls    https://127.0.0.1:PORT  crane, containerd, podman/skopeo with the CA
+#   tls    https://127.0.0.1:PORT  crane, containerd, crictl, podman/skopeo with the CA
 # The TLS one uses a throwaway CA made with openssl.
 #
 # Prints a PASS/FAIL/SKIP line per check and "N passed, M failed" at the
@@ -18,13 +23,13 @@
 #
 # A missing client is skipped, or a failure when TOLLGATE_TEST_REQUIRE_SERVICES=1
 # (CI); with none installed and outside CI the whole script prints a skip.
-# The docker CLI is the exception: CI does not install docker (the package
-# brings a daemon), so without it the docker checks are always skipped.
+# Daemons (dockerd, containerd) are started privately: their own roots,
+# sockets and configs under the temporary directory, stopped by PID.
 #
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd apt)
+#                       (docker podman skopeo crane containerd cri apt console usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -312,6 +317,23 @@ dockerconfigjson() {
   printf '{"auths":{"%s":{"username":"tollgate","password":"%s","auth":"%s"}}}\n' "$2" "$3" "$auth" >"$1"
 }
 
+# snippets FILE PATTERN: the paragraphs of a `token show` printout whose
+# title line ("# TITLE") matches the extended PATTERN, as one script.
+snippets() {
+  awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
+}
+
+# hosts_toml DIR HOST: DIR/HOST/hosts.toml, what kubelet's containerd
+# reads from /etc/containerd/certs.d: the registry's own server, trusted
+# through our CA. containerd 1.6 insists on a [host] table; `server` and
+# the root `ca` keep its fallback host on TLS too (without them it falls
+# back to plain http for 127.0.0.1).
+hosts_toml() {
+  mkdir -p "$1/$2"
+  printf '%s\n' "server = \"https://$2\"" "ca = \"$tmp/tls/ca.crt\"" '' \
+    "[host.\"https://$2\"]" '  capabilities = ["pull", "resolve"]' "  ca = \"$tmp/tls/ca.crt\"" >"$1/$2/hosts.toml"
+}
+
 plain_ok=0 tls_ok=0
 start_tollgate plain && plain_ok=1
 [ $tls = 1 ] && start_tollgate tls tls && tls_ok=1
@@ -343,49 +365,100 @@ denied_re='unauthori[sz]ed|requested access to the resource is denied|pull acces
 
 # ---------------------------------------------------------------- docker
 
+# A private dockerd (Debian's docker.io): its own data root, exec root,
+# pidfile, socket and config, all under $tmp; no iptables and no
+# bridge. Nothing is written under /etc or /var/lib/docker. The cleanup
+# stops it by PID (it stops its own containerd). dockerd allows plain
+# http to 127.0.0.0/8 registries by default, so no daemon setting is
+# needed for the plain instance. Sets DOCKER_HOST on success.
+start_dockerd() {
+  local dd=$tmp/dockerd driver i
+  mkdir -p "$dd"
+  # dockerd 20.10 keeps a libtrust key in /etc/docker/key.json unless told.
+  printf '{"deprecated-key-path": "%s"}\n' "$dd/key.json" >"$dd/daemon.json"
+  for driver in overlay2 vfs; do
+    rm -rf "$dd/data" "$dd/exec"
+    dockerd --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/dockerd.pid" \
+      --host "unix://$dd/docker.sock" --config-file "$dd/daemon.json" \
+      --iptables=false --ip6tables=false --bridge=none --storage-driver "$driver" \
+      >"$tmp/logs/dockerd-$driver.log" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    for i in $(seq 1 150); do
+      DOCKER_HOST=unix://$dd/docker.sock docker version >/dev/null 2>&1 && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if DOCKER_HOST=unix://$dd/docker.sock docker version >/dev/null 2>&1; then
+      export DOCKER_HOST=unix://$dd/docker.sock
+      echo "   private dockerd ($driver) on $DOCKER_HOST"
+      return 0
+    fi
+    kill "$pid" 2>/dev/null
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    echo "   dockerd with --storage-driver $driver did not start: $(tail -n 1 "$tmp/logs/dockerd-$driver.log" | mask)"
+  done
+  fail "dockerd did not start (overlay2 nor vfs)" "$tmp/logs/dockerd-vfs.log"
+  return 1
+}
+
 docker_login() { # docker_login CONFIGDIR HOST TOKEN
   printf '%s' "$3" | DOCKER_CONFIG=$1 docker login "$2" -u tollgate --password-stdin
 }
 docker_inspect() { # docker_inspect CONFIGDIR REF
   DOCKER_CONFIG=$1 DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --insecure "$2"
 }
+docker_pull() { # docker_pull CONFIGDIR REF
+  DOCKER_CONFIG=$1 docker pull "$2"
+}
 no_creds_stored() { # no_creds_stored CONFIGDIR HOST
   [ ! -e "$1/config.json" ] || ! grep -qF "\"$2\"" "$1/config.json"
 }
+# run_printed CONFIGDIR FILE: runs FILE (text tollgate printed) as is, with
+# the docker CLI's config in CONFIGDIR and the private daemon.
+run_printed() {
+  DOCKER_CONFIG=$1 bash -euo pipefail "$2"
+}
 
 if want docker; then
-  section "docker (CLI only, no daemon; plain http)"
-  if ! have docker; then
-    skip "docker: the docker CLI is not installed (CI does not install it: docker.io brings a daemon)"
+  section "docker (a private dockerd; plain http)"
+  if ! have docker || ! have dockerd; then
+    missing "docker: the docker CLI or dockerd is not installed (apt-get install docker.io)"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "docker: dockerd needs root"
   elif [ $plain_ok = 0 ]; then
     fail "docker: no tollgate instance"
-  else
+  elif start_dockerd; then
     d=$tmp/docker
-    echo "   $(docker version --format 'docker CLI {{.Client.Version}}' 2>/dev/null)"
-    ok "docker login with the demo token" docker_login "$d/good" "$plain_host" "$plain_token"
-    check "docker login stored the credentials in \$DOCKER_CONFIG/config.json" grep -qF "\"$plain_host\"" "$d/good/config.json"
-    if docker_inspect "$d/good" "$plain_image" >"$tmp/logs/docker-probe.log" 2>&1 ||
-      ! grep -qi 'daemon' "$tmp/logs/docker-probe.log"; then
-      ok "docker manifest inspect of the demo image (multi-arch index)" docker_inspect "$d/good" "$plain_image" &&
-        check "docker manifest inspect shows amd64 and arm64" grep -q '"arm64"' "$out"
-      refused "docker manifest inspect of the non-entitled image is refused" "$denied_re" docker_inspect "$d/good" "$plain_denied"
-      mkdir -p "$d/secret" && cp "$tmp/plain.dockerconfigjson" "$d/secret/config.json"
-      ok "docker manifest inspect with a kubectl .dockerconfigjson as config.json" docker_inspect "$d/secret" "$plain_image"
-      mkdir -p "$d/wrongcfg" && dockerconfigjson "$d/wrongcfg/config.json" "$plain_host" "$wrong_token"
-      refused "docker manifest inspect with a wrong token in config.json is refused" "$denied_re" docker_inspect "$d/wrongcfg" "$plain_image"
-    else
-      skip "docker manifest inspect: it needs a daemon here ($(mask <"$tmp/logs/docker-probe.log" | tail -n 1))"
+    echo "   $(docker version --format 'docker CLI {{.Client.Version}}, dockerd {{.Server.Version}}' 2>/dev/null)"
+    # The exact "docker login" text `token show --reveal` prints, then the
+    # pull and the run the `tollgate dev` printout gives.
+    if new_token plain d_show; then
+      tg plain token show "$d_show_id" --reveal >"$tmp/logs/docker-show.txt" 2>&1
+      snippets "$tmp/logs/docker-show.txt" 'docker login' >"$d-login.sh"
+      check "token show --reveal prints a docker login step" grep -q 'docker login' "$d-login.sh"
+      ok "docker login: the text token show --reveal printed, run as is" run_printed "$d/show" "$d-login.sh"
+      check "docker login stored the credentials in \$DOCKER_CONFIG/config.json" grep -qF "\"$plain_host\"" "$d/show/config.json"
+      ok "docker pull of the demo image (through dockerd)" docker_pull "$d/show" "$plain_image"
+      ok "docker run of the demo image" docker run --rm --network none "$plain_image" &&
+        check "the demo image printed the greeting" grep -q 'Hello from tollgate' "$out"
+      refused "docker pull of the non-entitled image is refused" "$denied_re" docker_pull "$d/show" "$plain_denied"
+      revoke plain "$d_show_id"
+      refused "docker pull with the stored login after the revocation is refused" "$denied_re" docker_pull "$d/show" "$plain_image"
     fi
     refused "docker login with a wrong token fails" "$denied_re" docker_login "$d/wrong" "$plain_host" "$wrong_token"
     check "a failed docker login stores nothing" no_creds_stored "$d/wrong" "$plain_host"
     refused "docker login with a revoked token fails" "$denied_re" docker_login "$d/revoked" "$plain_host" "$p_revoked"
     refused "docker login with an expired token fails" "$denied_re" docker_login "$d/expired" "$plain_host" "$p_expired"
-    if new_token plain d_later; then
-      ok "docker login with a token revoked later" docker_login "$d/later" "$plain_host" "$d_later" &&
-        ok "docker manifest inspect before the revocation" docker_inspect "$d/later" "$plain_image"
-      revoke plain "$d_later_id"
-      refused "docker manifest inspect with stored credentials after the revocation is refused" "$denied_re" docker_inspect "$d/later" "$plain_image"
-    fi
+    mkdir -p "$d/wrongcfg" && dockerconfigjson "$d/wrongcfg/config.json" "$plain_host" "$wrong_token"
+    refused "docker pull with a wrong token in config.json is refused" "$denied_re" docker_pull "$d/wrongcfg" "$plain_image"
+    refused "docker pull without credentials is refused" "$denied_re" docker_pull "$d/none" "$plain_image"
+    mkdir -p "$d/secret" && cp "$tmp/plain.dockerconfigjson" "$d/secret/config.json"
+    ok "docker pull with a kubectl .dockerconfigjson as config.json" docker_pull "$d/secret" "$plain_image"
+    ok "docker manifest inspect of the demo image (multi-arch index)" docker_inspect "$d/secret" "$plain_image" &&
+      check "docker manifest inspect shows amd64 and arm64" grep -q '"arm64"' "$out"
+    refused "docker manifest inspect of the non-entitled image is refused" "$denied_re" docker_inspect "$d/secret" "$plain_denied"
   fi
 fi
 
@@ -600,7 +673,7 @@ if want containerd; then
     missing "containerd: no TLS instance (openssl)"
   else
     cd_=$tmp/ctd
-    mkdir -p "$cd_/root" "$cd_/state" "$cd_/hosts/$tls_host"
+    mkdir -p "$cd_/root" "$cd_/state"
     sock=$cd_/ctd.sock
     cat >"$cd_/config.toml" <<EOF
 version = 2
@@ -620,18 +693,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 [metrics]
   address = ""
 EOF
-    # What kubelet's containerd reads from /etc/containerd/certs.d: the
-    # registry's own server, trusted through our CA. containerd 1.6 insists
-    # on a [host] table; `server` and the root `ca` keep its fallback host
-    # on TLS too (without them it falls back to plain http for 127.0.0.1).
-    cat >"$cd_/hosts/$tls_host/hosts.toml" <<EOF
-server = "https://$tls_host"
-ca = "$tmp/tls/ca.crt"
-
-[host."https://$tls_host"]
-  capabilities = ["pull", "resolve"]
-  ca = "$tmp/tls/ca.crt"
-EOF
+    hosts_toml "$cd_/hosts" "$tls_host"
     echo "   $(containerd --version 2>/dev/null)"
     containerd --config "$cd_/config.toml" --root "$cd_/root" --state "$cd_/state" --address "$sock" \
       >"$tmp/logs/containerd.log" 2>&1 &
@@ -671,12 +733,125 @@ EOF
   fi
 fi
 
+# ---------------------------------------------------------------- cri
+
+# kubelet's path: kubelet decodes the pull secret and hands containerd's
+# CRI plugin the user name and password in PullImage; crictl makes the
+# same call. A private containerd with its CRI plugin: its own root,
+# state, socket and config under $tmp, registry hosts from config_path
+# (a hosts.toml that trusts the throwaway CA, as on a node).
+cri_sock=""
+# start_cri: starts that containerd; sets cri_sock.
+start_cri() {
+  local c=$tmp/cri i
+  mkdir -p "$c/root" "$c/state"
+  hosts_toml "$c/hosts" "$tls_host"
+  cat >"$c/config.toml" <<TOML
+version = 2
+root = "$c/root"
+state = "$c/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.internal.v1.opt", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$c/cri.sock"
+[ttrpc]
+  address = "$c/cri.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  # Pulling needs no pod network.
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$c/cni/bin"
+    conf_dir = "$c/cni/conf"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$c/hosts"
+TOML
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$c/cri.sock" "$c/cri.sock" >"$c/crictl.yaml"
+  containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
+  pids+=($!)
+  for i in $(seq 1 100); do
+    crictl --config "$c/crictl.yaml" info >/dev/null 2>&1 && break
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! crictl --config "$c/crictl.yaml" info >"$tmp/logs/crictl-info.log" 2>&1; then
+    fail "containerd with the CRI plugin did not start on $c/cri.sock" "$tmp/logs/cri-containerd.log"
+    return 1
+  fi
+  cri_sock=$c/cri.sock
+}
+# cri_pull USER PASS IMAGE: CRI PullImage with these credentials, as
+# kubelet sends those of an imagePullSecret.
+cri_pull() {
+  crictl --config "$tmp/cri/crictl.yaml" --runtime-endpoint "unix://$cri_sock" --image-endpoint "unix://$cri_sock" \
+    pull --creds "$1:$2" "$3"
+}
+# cri_has IMAGE: the CRI image service lists IMAGE.
+cri_has() {
+  crictl --config "$tmp/cri/crictl.yaml" images -o json | grep -qF "\"$1\""
+}
+
+if want cri; then
+  section "kubelet's CRI path (crictl pull against a private containerd with its CRI plugin; TLS with the CA in hosts.toml)"
+  if ! have crictl; then
+    missing "cri: crictl is not installed (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)"
+  elif ! have containerd; then
+    missing "cri: containerd is not installed (apt-get install containerd)"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "cri: containerd needs root"
+  elif [ $tls_ok = 0 ]; then
+    missing "cri: no TLS instance (openssl)"
+  elif start_cri; then
+    echo "   crictl $(go version -m "$(command -v crictl)" 2>/dev/null | awk '$1 == "mod" {print $3}'), containerd $(containerd --version 2>/dev/null | cut -d' ' -f3)"
+    # The user name and password a pull secret made by the printed
+    # `kubectl create secret docker-registry` holds.
+    secret_auth=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
+    secrets+=("$secret_auth")
+    ok "crictl pull --creds with the pull secret's credentials" cri_pull "${secret_auth%%:*}" "${secret_auth#*:}" "$tls_image" &&
+      check "the CRI image service lists the pulled image" cri_has "$tls_image"
+    refused "crictl pull with a wrong token is refused" "$denied_re" cri_pull tollgate "$wrong_token" "$tls_image"
+    refused "crictl pull with a revoked token is refused" "$denied_re" cri_pull tollgate "$t_revoked" "$tls_image"
+    refused "crictl pull of the non-entitled image is refused" "$denied_re" cri_pull tollgate "$tls_token" "$tls_denied"
+    refused "crictl pull without credentials is refused" "$denied_re" \
+      crictl --config "$tmp/cri/crictl.yaml" pull "$tls_image"
+    if new_token tls cri_later; then
+      ok "crictl pull with a token revoked later" cri_pull tollgate "$cri_later" "$tls_image"
+      revoke tls "$cri_later_id"
+      refused "crictl pull after the revocation is refused (the image is already on the node)" "$denied_re" cri_pull tollgate "$cri_later" "$tls_image"
+    fi
+  fi
+fi
+
 # ---------------------------------------------------------------- apt
 
-# snippets FILE PATTERN: the paragraphs of a `token show` printout whose
-# title line ("# TITLE") matches the extended PATTERN, as one script.
-snippets() {
-  awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
+# in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
+# /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
+# the directories a fresh Debian ships.
+in_root() {
+  unshare --mount --propagation private bash -euo pipefail -c '
+    for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
+    mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
+      /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
+    bash -euo pipefail "$1"
+    ' _ "$1"
+}
+# apt_script PRINTOUT FORM OUT: OUT runs the apt steps of PRINTOUT (what
+# `token show --reveal` or the console printed) as they are, in the
+# deb822 FORM or the one-line one, then checks what they left behind and
+# runs apt-get update --error-on=any and install --download-only.
+apt_script() {
+  local re='apt archive key os|apt credentials os|apt source os'
+  [ "$2" = oneline ] && re='apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]'
+  {
+    snippets "$1" "$re"
+    echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
+    echo 'apt-get update --error-on=any'
+    echo 'apt-get install --download-only -y '"$(sed -n 's/^TOLLGATE_APT_PACKAGE=//p' "$tmp/plain/dev.env")"
+    echo 'ls /var/cache/apt/archives/*.deb'
+  } >"$3"
 }
 
 if want apt; then
@@ -697,30 +872,11 @@ if want apt; then
     ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apt_id" --reveal &&
       cp "$out" "$ap/show.txt"
     # The deb822 form, and separately the one-line form instead of it.
-    snippets "$ap/show.txt" 'apt archive key os|apt credentials os|apt source os' >"$ap/deb822.sh"
-    snippets "$ap/show.txt" 'apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]' >"$ap/oneline.sh"
+    apt_script "$ap/show.txt" deb822 "$ap/deb822-run.sh"
+    apt_script "$ap/show.txt" oneline "$ap/oneline-run.sh"
     check "token show prints the apt key, credentials and .sources steps" \
-      bash -c 'grep -q "/keys/apt/os/" "$1" && grep -q "install -m 600 /dev/null /etc/apt/auth.conf.d/" "$1" && grep -q "Signed-By: " "$1"' _ "$ap/deb822.sh"
-    # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
-    # /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
-    # the directories a fresh Debian ships.
-    in_root() {
-      unshare --mount --propagation private bash -euo pipefail -c '
-        for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
-        mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
-          /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
-        bash -euo pipefail "$1"
-        ' _ "$1"
-    }
+      bash -c 'grep -q "/keys/apt/os/" "$1" && grep -q "install -m 600 /dev/null /etc/apt/auth.conf.d/" "$1" && grep -q "Signed-By: " "$1"' _ "$ap/deb822-run.sh"
     for form in deb822 oneline; do
-      {
-        cat "$ap/$form.sh"
-        # What the printed steps must have left behind, then apt itself.
-        echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
-        echo 'apt-get update --error-on=any'
-        echo 'apt-get install --download-only -y '"$(sed -n 's/^TOLLGATE_APT_PACKAGE=//p' "$tmp/plain/dev.env")"
-        echo 'ls /var/cache/apt/archives/*.deb'
-      } >"$ap/$form-run.sh"
       ok "apt ($form): the printed commands, then apt-get update --error-on=any and install --download-only" in_root "$ap/$form-run.sh" &&
         check "apt ($form) downloaded the package" grep -q '\.deb$' "$out"
     done
@@ -730,6 +886,131 @@ if want apt; then
     # The same steps with a revoked token must fail at apt-get update.
     revoke plain "$apt_id"
     refused "apt-get update with the printed credentials of a revoked token fails" '401 +Unauthorized' in_root "$ap/deb822-run.sh"
+  fi
+fi
+
+# ---------------------------------------------------------------- console
+
+# form_csrf URL JAR: the CSRF token of the first form on the console page at URL.
+form_csrf() {
+  local page
+  page=$(curl -fsS -c "$2" -b "$2" "$1") || return 1
+  sed -nE '/name="csrf"/{s/.*name="csrf" value="([^"]*)".*/\1/p;q}' <<<"$page"
+}
+# console_sign_in NAME JAR: sets the demo admin's password through the
+# one-time link the `tollgate dev` printout gives, and signs in; the
+# session cookie is in JAR.
+console_sign_in() {
+  local url=${1}_url link csrf pw
+  url=${!url}
+  link=$(grep -o 'http[^ ]*/console/set-password?t=[A-Za-z0-9_-]*' "$tmp/logs/$1.out" | head -n 1)
+  [ -n "$link" ] || { echo "no set-password link in the dev printout"; return 1; }
+  pw=e2e-$RANDOM-$RANDOM-password
+  secrets+=("$pw" "${link#*t=}")
+  csrf=$(form_csrf "$link" "$2") &&
+    curl -fsS -o /dev/null -c "$2" -b "$2" --data-urlencode "csrf=$csrf" --data-urlencode "t=${link#*t=}" \
+      --data-urlencode "password=$pw" --data-urlencode "confirm=$pw" "$url/console/set-password" &&
+    csrf=$(form_csrf "$url/console/sign-in" "$2") &&
+    curl -fsS -o /dev/null -c "$2" -b "$2" --data-urlencode "csrf=$csrf" --data-urlencode "email=admin@demo.example" \
+      --data-urlencode "password=$pw" "$url/console/sign-in" &&
+    curl -fsS -b "$2" -o "$tmp/console-tokens.html" "$url/console/tokens" &&
+    grep -q 'class="card"' "$tmp/console-tokens.html"
+}
+# console_reveal NAME JAR ID OUT: presses the card's Reveal (the form,
+# without JavaScript) and writes the commands the page then shows, as
+# text ("# TITLE" then the command, as `token show` prints them).
+console_reveal() {
+  local url=${1}_url csrf
+  url=${!url}
+  csrf=$(form_csrf "$url/console/tokens" "$2") || return 1
+  curl -fsS -b "$2" --data-urlencode "csrf=$csrf" "$url/console/tokens/$3/reveal" >"$4.html" || return 1
+  awk -v id="$3" '
+    /<div class="cmd-head"><span>/ { t = $0; sub(/.*<div class="cmd-head"><span>/, "", t); sub(/<\/span>.*/, "", t) }
+    index($0, "<pre id=\"cmd-" id "-") { inpre = 1; printf "# %s\n", t; sub(/^[^>]*<pre[^>]*>/, "") }
+    inpre { l = $0; if (sub(/<\/pre>.*/, "", l)) { print l; print ""; inpre = 0 } else print l }
+  ' "$4.html" | sed -e "s/&#39;/'/g" -e 's/&#34;/"/g' -e 's/&quot;/"/g' -e 's/&lt;/</g' -e 's/&gt;/>/g' \
+    -e 's/&#43;/+/g' -e 's/&amp;/\&/g' >"$4"
+  [ -s "$4" ]
+}
+
+# A stand-in for kubectl (there is no cluster here): `create secret
+# docker-registry` writes the .dockerconfigjson kubectl would put in the
+# secret (KUBE_DIR/NAME.dockerconfigjson); `patch serviceaccount` keeps
+# the patch (KUBE_DIR/patch-NAME.json). Anything else is an error.
+write_kubectl() {
+  mkdir -p "$1"
+  cat >"$1/kubectl" <<'KUBECTL'
+#!/usr/bin/env bash
+set -euo pipefail
+case "$1 $2 ${3:-}" in
+"create secret docker-registry")
+  name=$4 server=https://index.docker.io/v1/ user="" pass=""
+  shift 4
+  for a in "$@"; do
+    case $a in
+    --docker-server=*) server=${a#*=} ;;
+    --docker-username=*) user=${a#*=} ;;
+    --docker-password=*) pass=${a#*=} ;;
+    *) echo "kubectl stand-in: unexpected argument $a" >&2; exit 2 ;;
+    esac
+  done
+  [ -n "$user" ] && [ -n "$pass" ] || { echo "kubectl stand-in: --docker-username and --docker-password are required" >&2; exit 2; }
+  auth=$(printf '%s:%s' "$user" "$pass" | base64 | tr -d '\n')
+  printf '{"auths":{"%s":{"username":"%s","password":"%s","auth":"%s"}}}\n' "$server" "$user" "$pass" "$auth" >"$KUBE_DIR/$name.dockerconfigjson"
+  echo "secret/$name created" ;;
+"patch serviceaccount "*)
+  [ "$4" = -p ] || { echo "kubectl stand-in: want patch serviceaccount NAME -p PATCH" >&2; exit 2; }
+  printf '%s\n' "$5" >"$KUBE_DIR/patch-$3.json"
+  echo "serviceaccount/$3 patched" ;;
+*) echo "kubectl stand-in: not supported: $*" >&2; exit 2 ;;
+esac
+KUBECTL
+  chmod 755 "$1/kubectl"
+}
+
+if want console; then
+  section "console (the set-up text a token card shows after Reveal, run as is)"
+  if ! have curl; then
+    missing "console: curl is not installed"
+  elif [ $plain_ok = 0 ]; then
+    fail "console: no tollgate instance"
+  else
+    cn=$tmp/console
+    mkdir -p "$cn"
+    ok "console: set a password with the printed one-time link and sign in" console_sign_in plain "$cn/jar"
+    json=$(tg plain token create --account demo --name "e2e-console-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
+    cn_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
+    cn_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
+    secrets+=("$cn_secret")
+    ok "console: Reveal on the token's card shows its set-up commands" console_reveal plain "$cn/jar" "$cn_id" "$cn/console.txt" &&
+      check "the revealed commands carry the token's secret" grep -qF "$cn_secret" "$cn/console.txt"
+    tg plain token show "$cn_id" --reveal >"$cn/show.txt" 2>&1
+    same_text() { diff <(snippets "$cn/console.txt" '.*') <(snippets "$cn/show.txt" '.*') && [ -s "$cn/show.txt" ]; }
+    ok "the console's commands are byte for byte what token show --reveal prints" same_text
+    if have apt-get && have unshare && [ "$(id -u)" = 0 ]; then
+      apt_script "$cn/console.txt" deb822 "$cn/apt-run.sh"
+      ok "apt: the console's text run as is in a private root, then apt-get update --error-on=any and install --download-only" \
+        in_root "$cn/apt-run.sh" &&
+        check "apt (console text) downloaded the package" grep -q '\.deb$' "$out"
+    else
+      missing "console: apt-get, unshare or root for the apt check"
+    fi
+    # The Kubernetes steps as printed, with the kubectl stand-in.
+    write_kubectl "$cn/kube"
+    snippets "$cn/console.txt" 'Kubernetes pull secret|Kubernetes: pull with the secret' >"$cn/kube.sh"
+    kube_run() { PATH=$cn/kube:$PATH KUBE_DIR=$cn/kube bash -euo pipefail "$cn/kube.sh"; }
+    ok "Kubernetes: the console's kubectl lines run as is (kubectl stand-in)" kube_run &&
+      check "the service account patch names the secret the first line created" \
+        bash -c 'f=$(ls "$1"/*.dockerconfigjson) && n=$(basename "$f" .dockerconfigjson) && grep -qF "{\"name\":\"$n\"}" "$1/patch-default.json"' _ "$cn/kube"
+    if have skopeo; then
+      echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$cn/policy.json"
+      kube_pull() { skopeo --policy "$cn/policy.json" inspect --tls-verify=false --authfile "$cn/kube/tollgate-pull.dockerconfigjson" "docker://$plain_image"; }
+      ok "a pull with the secret kubectl would have made (skopeo --authfile)" kube_pull
+      revoke plain "$cn_id"
+      refused "the same secret after the token's revocation is refused" "$denied_re" kube_pull
+    else
+      missing "console: skopeo for the pull with the secret"
+    fi
   fi
 fi
 

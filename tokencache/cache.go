@@ -31,7 +31,11 @@
 // (re)subscription, and at start (the latest 10,000 entries): what Redis
 // did not bring (writer cut from it, Redis down, writer dead with its
 // retry queue) is applied from the log, counted as replayed, and
-// replayed into Redis. The retry queue only speeds things up.
+// replayed into Redis. The retry queue only speeds things up. Run prunes
+// log entries older than log_retention (24h) on every replica, always a
+// prefix of the log; a replica that finds its last applied entry pruned
+// and a gap after it drops its whole L1 and distrusts older Redis stamps
+// (a gap after an entry still there is a rolled-back append).
 //
 // Races: a Redis entry carries a stamp, the log head read before the row
 // in the same View; a replica uses it only if the stamp is not below the
@@ -96,8 +100,9 @@ const (
 	DefaultLoadTimeout   = 5 * time.Second
 )
 
-// Recovery pacing: after a failure, Redis gets one probe per redisRetry
-// from the request path; a failed store is not waited for, for storeRetry,
+// Recovery pacing: after a failure, Redis gets one probe per redisRetry,
+// from Run in the background (from the request path only without Run);
+// a failed store is not waited for, for storeRetry,
 // by requests that have a usable stale entry. Both are measured on the
 // cache's clock (Options.Now), so a test advances it instead of sleeping.
 const (
@@ -149,6 +154,10 @@ type Options struct {
 	// (DefaultRevalidateAfter). It is also how recent a log read must be
 	// to count as live.
 	RevalidateAfter time.Duration
+	// LogRetention is how long entries stay in the store's invalidation
+	// log (DefaultLogRetention); Run prunes older ones. A replica that
+	// finds the log pruned past its last read drops its whole cache.
+	LogRetention time.Duration
 }
 
 // hashKey is a secret's lookup hash (HMAC-SHA256).
@@ -168,6 +177,7 @@ type Cache struct {
 	l1TTL, redisTTL, negTTL, maxStale  time.Duration
 	usageInterval, loadTimeout         time.Duration
 	heartbeatInterval, revalidateAfter time.Duration
+	logRetention                       time.Duration
 
 	hashes   *l1[hashKey, string] // lookup hash → token id
 	negative *l1[hashKey, struct{}]
@@ -245,8 +255,9 @@ func New(o Options) (*Cache, error) {
 	setDefault(&o.LoadTimeout, DefaultLoadTimeout)
 	setDefault(&o.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDefault(&o.RevalidateAfter, DefaultRevalidateAfter)
+	setDefault(&o.LogRetention, DefaultLogRetention)
 	if o.L1Size < 0 || o.NegativeSize < 0 || o.L1TTL < 0 || o.RedisTTL < 0 || o.NegativeTTL < 0 ||
-		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 || o.HeartbeatInterval < 0 || o.RevalidateAfter < 0 {
+		o.MaxStale < 0 || o.UsageInterval < 0 || o.LoadTimeout < 0 || o.HeartbeatInterval < 0 || o.RevalidateAfter < 0 || o.LogRetention < 0 {
 		return nil, errors.New("tokencache: sizes and durations must not be negative")
 	}
 	if o.MaxStale < o.L1TTL {
@@ -267,6 +278,7 @@ func New(o Options) (*Cache, error) {
 		loadTimeout:       o.LoadTimeout,
 		heartbeatInterval: o.HeartbeatInterval,
 		revalidateAfter:   o.RevalidateAfter,
+		logRetention:      o.LogRetention,
 		hashes:            newL1[hashKey, string](o.L1Size, hashOfHash),
 		negative:          newL1[hashKey, struct{}](o.NegativeSize, hashOfHash),
 		tokens:            newL1[string, *tollgate.Token](o.L1Size, hashString),

@@ -361,3 +361,19 @@ func TestRedisEntryKeepsTheTokenPolicy(t *testing.T) {
 		t.Fatalf("policy after Redis: %+v", p)
 	}
 }
+
+// TestRedisEntryKeepsTheWorkloadIdentity: an ephemeral credential read
+// from Redis by another replica is still ephemeral (no expiry warnings,
+// its identity in the access log).
+func TestRedisEntryKeepsTheWorkloadIdentity(t *testing.T) {
+	in := &tollgate.Token{ID: "tok_1", AccountID: "acc_1", Scope: tollgate.ScopeImages, SecretHash: []byte("hash"),
+		Identity: &tollgate.Identity{PolicyID: "tp_1", Issuer: "https://issuer", Subject: "repo:acme/app", Claims: map[string]string{"repository": "acme/app"}}}
+	data, err := encodeToken(in, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, ok := decodeToken(data, "tok_1")
+	if !ok || !out.Ephemeral() || out.Identity.Subject != "repo:acme/app" || out.Identity.PolicyID != "tp_1" || out.Identity.Claims["repository"] != "acme/app" {
+		t.Fatalf("identity after Redis: %+v", out.Identity)
+	}
+}

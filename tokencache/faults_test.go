@@ -3,9 +3,13 @@ package tokencache
 import (
 	"context"
 	"encoding/hex"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate"
 )
@@ -212,5 +216,67 @@ func assertNoSecret(t *testing.T, s string, f *fixture) {
 	if strings.Contains(s, secret) || strings.Contains(s, secret[len(tollgate.TokenPrefix):]) ||
 		strings.Contains(s, hex.EncodeToString(f.hash())) {
 		t.Error("a secret or its hash is in the logs")
+	}
+}
+
+// TestNoLookupWaitsOnBlackholedRedis: Redis accepts connections and never
+// answers. Once the first command has timed out, no lookup may wait on
+// it again: Redis is probed in the background, so each lookup of a token
+// never seen answers from the store well within its deadline however
+// often the probe interval passes. (Probing from the request path held
+// one request per second for the whole I/O timeout: a /token p99 of 2s.)
+func TestNoLookupWaitsOnBlackholedRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	const ioTimeout = 2 * time.Second
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: []string{ln.Addr().String()}, DialTimeout: ioTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout,
+		ContextTimeoutEnabled: true, MaxRetries: -1,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	f := newFixture(t, sqliteStore(t))
+	clk := newClock()
+	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, After: clk.After})
+	run(t, c)
+	ctx := context.Background()
+	mustToken(t, c, f.hash()) // the first command times out; then the store
+	if c.Stats().RedisUp {
+		t.Fatal("test broken: the blackholed Redis is taken for up")
+	}
+	for i := range 20 {
+		clk.Add(redisRetry) // a probe is due
+		_, hash := f.newToken(t)
+		lctx, cancel := context.WithTimeout(ctx, ioTimeout/4)
+		_, _, err := c.Token(lctx, hash)
+		cancel()
+		if err != nil {
+			t.Fatalf("lookup %d, %v after the probe came due, with Redis blackholed: %v", i, redisRetry*time.Duration(i+1), err)
+		}
+	}
+	if s := c.Stats(); s.RedisUp || s.Store.Hit < 20 {
+		t.Errorf("stats: %+v", s)
 	}
 }

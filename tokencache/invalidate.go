@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -194,10 +195,16 @@ func (c *Cache) Run(ctx context.Context) error {
 	usageTick := time.NewTicker(c.usageInterval)
 	defer usageTick.Stop()
 	retry := c.after(retryInterval)
+	// Replicas started together spread their first prune over the
+	// interval.
+	prune := c.after(rand.N(c.pruneInterval()))
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-prune:
+			c.pruneLog(ctx)
+			prune = c.after(c.pruneInterval())
 		case <-usageTick.C:
 			fctx, cancel := context.WithTimeout(ctx, c.usageInterval)
 			if err := c.Flush(fctx); err != nil && ctx.Err() == nil {
@@ -205,6 +212,7 @@ func (c *Cache) Run(ctx context.Context) error {
 			}
 			cancel()
 		case <-retry:
+			c.probeRedis(ctx)
 			if c.rdb != nil && c.pendingCount() > 0 {
 				c.retryPending(ctx)
 			}

@@ -19,6 +19,13 @@ const (
 	// without asking the store when neither of its invalidation feeds is
 	// known to be live.
 	DefaultRevalidateAfter = 500 * time.Millisecond
+	// DefaultLogRetention is how long entries stay in the invalidation
+	// log: a replica that has not read it for longer drops its whole
+	// cache when it does.
+	DefaultLogRetention = 24 * time.Hour
+	// maxPruneInterval is how often, at most, each replica prunes the log
+	// (shorter retentions prune four times per retention).
+	maxPruneInterval = time.Hour
 )
 
 // Log reading.
@@ -175,11 +182,7 @@ func (c *Cache) catchUp(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			c.flushLocal()
-			l.mu.Lock()
-			l.floor = max(l.floor, h)
-			l.applied = max(l.applied, h)
-			l.mu.Unlock()
+			c.skipTo(h)
 			break
 		}
 		var entries []tollgate.Invalidation
@@ -189,6 +192,18 @@ func (c *Cache) catchUp(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+		if pages == 0 && initialized && len(entries) > 0 && entries[0].Seq > after+1 && after > 0 {
+			pruned, err := c.prunedPast(ctx, after)
+			if err != nil {
+				return err
+			}
+			if pruned {
+				c.log.Warn("tokencache: the invalidation log was pruned past this replica's last read; dropped the whole cache",
+					"applied", after, "oldest", entries[0].Seq)
+				c.stats.prunedBehind.Add(1)
+				c.skipTo(entries[0].Seq - 1)
+			}
 		}
 		for _, inv := range entries {
 			if l.note(inv) {
@@ -214,6 +229,61 @@ func (c *Cache) catchUp(ctx context.Context) error {
 	c.initialized.Store(true)
 	c.stats.logReads.Add(1)
 	return nil
+}
+
+// prunedPast reports whether the log entry seq, which this replica
+// applied, has been pruned. The log is pruned as a prefix (see
+// Tx.PruneInvalidations), so a gap after an entry that is still there is
+// a rolled-back append (PostgreSQL draws a seq and never gives it back),
+// not a prune; a gap after an entry that is gone may hide pruned entries
+// this replica never applied.
+func (c *Cache) prunedPast(ctx context.Context, seq int64) (bool, error) {
+	var got []tollgate.Invalidation
+	err := c.store.View(ctx, func(tx tollgate.Tx) (err error) {
+		got, err = tx.InvalidationsAfter(ctx, seq-1, 1)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return len(got) == 0 || got[0].Seq != seq, nil
+}
+
+// skipTo gives up applying the log entry by entry up to seq: every L1
+// entry is dropped, and no Redis entry stamped below seq is trusted.
+func (c *Cache) skipTo(seq int64) {
+	c.flushLocal()
+	l := &c.invLog
+	l.mu.Lock()
+	l.floor = max(l.floor, seq)
+	l.applied = max(l.applied, seq)
+	l.mu.Unlock()
+}
+
+// pruneLog deletes the log entries older than log_retention (keeping the
+// newest of them as the mark of the pruned prefix). Every replica does it
+// now and then; it is idempotent.
+func (c *Cache) pruneLog(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, c.loadTimeout)
+	defer cancel()
+	var n int64
+	before := c.now().Add(-c.logRetention)
+	err := c.store.Update(pctx, func(tx tollgate.Tx) (err error) {
+		n, err = tx.PruneInvalidations(pctx, before)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("tokencache: pruning the invalidation log failed; tried again later", "err", err)
+		}
+		return
+	}
+	c.stats.logPruned.Add(uint64(n))
+}
+
+// pruneInterval is how often Run prunes the log.
+func (c *Cache) pruneInterval() time.Duration {
+	return min(maxPruneInterval, max(c.logRetention/4, time.Second))
 }
 
 // heartbeat catches up on the log every heartbeat interval until ctx

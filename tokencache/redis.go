@@ -113,6 +113,15 @@ type wireToken struct {
 	SecretVersion int           `json:"secret_version,omitempty"`
 	SecretHash    []byte        `json:"secret_hash,omitempty"`
 	Previous      *wirePrevious `json:"previous,omitempty"`
+	// Identity: an ephemeral credential's workload (see tollgate.Identity).
+	Identity *wireIdentity `json:"identity,omitempty"`
+}
+
+type wireIdentity struct {
+	PolicyID string            `json:"policy_id"`
+	Issuer   string            `json:"issuer"`
+	Subject  string            `json:"subject"`
+	Claims   map[string]string `json:"claims,omitempty"`
 }
 
 type wirePolicy struct {
@@ -174,6 +183,7 @@ func encodeToken(t *tollgate.Token, seq int64) ([]byte, error) {
 		Policy: wirePolicy{Images: t.Policy.Images, Packages: t.Policy.Packages, Networks: t.Policy.Networks,
 			ValidFrom: t.Policy.ValidFrom, PausedAt: t.Policy.PausedAt, MaxPulls: t.Policy.MaxPulls, MaxBytes: t.Policy.MaxBytes},
 		SecretVersion: t.SecretVersion, SecretHash: t.SecretHash, Previous: encodePrevious(t.Previous),
+		Identity: (*wireIdentity)(t.Identity),
 	})
 }
 
@@ -206,6 +216,7 @@ func decodeToken(data []byte, id string) (*tollgate.Token, int64, bool) {
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), RevokedAt: utcPtr(w.RevokedAt),
 		Policy: tollgate.TokenPolicy{Images: w.Policy.Images, Packages: w.Policy.Packages, Networks: w.Policy.Networks,
 			ValidFrom: utcPtr(w.Policy.ValidFrom), PausedAt: utcPtr(w.Policy.PausedAt), MaxPulls: w.Policy.MaxPulls, MaxBytes: w.Policy.MaxBytes},
+		Identity: (*tollgate.Identity)(w.Identity),
 	}, w.Seq, true
 }
 
@@ -243,7 +254,7 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 // redisFailed counts a failed Redis command and stops sending commands on
-// the request path for redisRetry. The first failure after success logs
+// the request path until a probe succeeds (see redisUsable). The first failure after success logs
 // one line; requests go on from L1 and the store meanwhile.
 func (c *Cache) redisFailed(err error) {
 	c.stats.redisErrors.Add(1)
@@ -261,7 +272,10 @@ func (c *Cache) redisOK() {
 }
 
 // redisUsable reports whether to send a command now: always while Redis
-// works, and for one probe per redisRetry while it does not.
+// works; while it does not, never from the request path when Run is
+// running (Run's probeRedis pings it in the background: a blackholed
+// Redis would hold a probing request for the whole I/O timeout), and for
+// one probe per redisRetry without Run.
 func (c *Cache) redisUsable() bool {
 	if c.rdb == nil {
 		return false
@@ -269,9 +283,29 @@ func (c *Cache) redisUsable() bool {
 	if !c.redisDown.Load() {
 		return true
 	}
+	if c.running.Load() {
+		return false
+	}
 	next := c.redisProbe.Load()
 	now := c.now().UnixNano()
 	return now >= next && c.redisProbe.CompareAndSwap(next, now+int64(redisRetry))
+}
+
+// probeRedis pings Redis once it has been taken for down for redisRetry,
+// off the request path, and takes it for up again if it answers.
+func (c *Cache) probeRedis(ctx context.Context) {
+	if c.rdb == nil || !c.redisDown.Load() || c.now().UnixNano() < c.redisProbe.Load() {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, invalidateTimeout)
+	defer cancel()
+	if err := c.rdb.Ping(pctx).Err(); err != nil {
+		if ctx.Err() == nil {
+			c.redisFailed(err)
+		}
+		return
+	}
+	c.redisOK()
 }
 
 // isTimeout reports whether err is a read deadline passing, which on a

@@ -61,6 +61,10 @@ type Stats struct {
 	LogSeq              int64
 	LogLag              time.Duration
 	LogReads, LogErrors uint64
+	// LogPruned counts log entries this replica pruned; PrunedBehind how
+	// often it found the log pruned past its last read and dropped its
+	// whole cache.
+	LogPruned, PrunedBehind uint64
 
 	// UsageFlushes counts batches written to the store, UsageTokens the
 	// token rows they updated, UsageFlushErrors failed writes (kept for
@@ -84,7 +88,7 @@ type counters struct {
 	invalidations, invalidationsReceived, invalidationsDropped atomic.Uint64
 	flushes                                                    atomic.Uint64
 	invalidationsReplayed, redisRepairs, l2Ignored             atomic.Uint64
-	logReads, logErrors                                        atomic.Uint64
+	logReads, logErrors, logPruned, prunedBehind               atomic.Uint64
 	usageFlushes, usageTokens, usageFlushErrors, usageDropped  atomic.Uint64
 }
 
@@ -114,6 +118,8 @@ func (c *Cache) Stats() Stats {
 		LogLag:                c.logLag(),
 		LogReads:              s.logReads.Load(),
 		LogErrors:             s.logErrors.Load(),
+		LogPruned:             s.logPruned.Load(),
+		PrunedBehind:          s.prunedBehind.Load(),
 		UsageFlushes:          s.usageFlushes.Load(),
 		UsageTokens:           s.usageTokens.Load(),
 		UsageFlushErrors:      s.usageFlushErrors.Load(),

@@ -47,6 +47,7 @@ func (m *Main) startCache() error {
 		NegativeSize:  c.Cache.NegativeSize,
 		MaxStale:      c.Cache.MaxStale.Duration(),
 		UsageInterval: c.Cache.UsageInterval.Duration(),
+		LogRetention:  c.Cache.InvalidationRetention.Duration(),
 	})
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)

@@ -173,7 +173,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 }
 
 const tokenColumns = `t.id, t.account_id, a.name, t.name, t.description, t.scope, t.expires_at,
-	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy, ` + rotationColumns
+	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy, ` + rotationColumns + `, t.identity`
 
 const tokenFrom = ` FROM tokens t JOIN accounts a ON a.id = t.account_id `
 
@@ -185,15 +185,19 @@ func (t *tx) InsertToken(ctx context.Context, tok *tollgate.Token, hash, sealed 
 	if err != nil {
 		return tollgate.Internal(err)
 	}
+	identity, trustPolicy, err := codec.MarshalIdentity(tok.Identity)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	_, err = t.guardedExec(ctx, `
 		INSERT INTO tokens (id, account_id, name, description, scope, expires_at,
 			created_at, updated_at, last_used_at, last_used_ip, last_used_ua, pulls, revoked_at,
-			secret_hash, secret_sealed, policy)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			secret_hash, secret_sealed, policy, identity, trust_policy_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		tok.ID, tok.AccountID, tok.Name, tok.Description, int32(tok.Scope), nullTime(tok.ExpiresAt),
 		utc(tok.CreatedAt), utc(tok.UpdatedAt), nullTime(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
 		tok.Pulls, nullTime(tok.RevokedAt),
-		codec.NullBytes(hash), codec.NullBytes(sealed), policy)
+		codec.NullBytes(hash), codec.NullBytes(sealed), policy, identity, trustPolicy)
 	return dbError(err, "account not found", "a token with this id or secret already exists")
 }
 
@@ -241,7 +245,7 @@ func (t *tx) ListTokens(ctx context.Context, accountID string) ([]*tollgate.Toke
 func (t *tx) CountActiveTokens(ctx context.Context, accountID string) (int, error) {
 	var n int
 	err := t.q.QueryRow(ctx,
-		`SELECT COUNT(*) FROM tokens WHERE account_id = $1 AND revoked_at IS NULL`, accountID).Scan(&n)
+		`SELECT COUNT(*) FROM tokens WHERE account_id = $1 AND revoked_at IS NULL AND trust_policy_id IS NULL`, accountID).Scan(&n)
 	if err != nil {
 		return 0, dbError(err, "", "")
 	}
@@ -347,17 +351,20 @@ func scanAccount(s pgx.Row) (*tollgate.Account, error) {
 
 func scanToken(s pgx.Row) (*tollgate.Token, error) {
 	var (
-		tok    tollgate.Token
-		scope  int32
-		policy string
+		tok              tollgate.Token
+		scope            int32
+		policy, identity string
 	)
 	var rot rotationScan
 	if err := s.Scan(append([]any{&tok.ID, &tok.AccountID, &tok.AccountName, &tok.Name, &tok.Description, &scope, &tok.ExpiresAt,
-		&tok.CreatedAt, &tok.UpdatedAt, &tok.LastUsedAt, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &tok.RevokedAt, &policy}, rot.dest()...)...); err != nil {
+		&tok.CreatedAt, &tok.UpdatedAt, &tok.LastUsedAt, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &tok.RevokedAt, &policy}, append(rot.dest(), &identity)...)...); err != nil {
 		return nil, err
 	}
 	var err error
 	if tok.Policy, err = codec.UnmarshalPolicy(policy); err != nil {
+		return nil, err
+	}
+	if tok.Identity, err = codec.UnmarshalIdentity(identity); err != nil {
 		return nil, err
 	}
 	rot.fill(&tok)
@@ -468,6 +475,19 @@ func (t *tx) InvalidationsAfter(ctx context.Context, after int64, limit int) ([]
 		out = append(out, inv)
 	}
 	return out, dbError(rows.Err(), "", "")
+}
+
+func (t *tx) PruneInvalidations(ctx context.Context, before time.Time) (int64, error) {
+	if err := t.writable(); err != nil {
+		return 0, err
+	}
+	tag, err := t.q.Exec(ctx, `
+		DELETE FROM invalidations
+		WHERE seq < (SELECT MAX(seq) FROM invalidations WHERE time < $1)`, utc(before))
+	if err != nil {
+		return 0, dbError(err, "", "")
+	}
+	return tag.RowsAffected(), nil
 }
 
 func (t *tx) LastInvalidation(ctx context.Context) (int64, error) {

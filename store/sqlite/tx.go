@@ -120,7 +120,7 @@ func (t *tx) SetAccountKey(ctx context.Context, accountID string, hash []byte) e
 }
 
 const tokenColumns = `t.id, t.account_id, a.name, t.name, t.description, t.scope, t.expires_at,
-	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy, ` + rotationColumns
+	t.created_at, t.updated_at, t.last_used_at, t.last_used_ip, t.last_used_ua, t.pulls, t.revoked_at, t.policy, ` + rotationColumns + `, t.identity`
 
 const tokenFrom = ` FROM tokens t JOIN accounts a ON a.id = t.account_id `
 
@@ -132,15 +132,19 @@ func (t *tx) InsertToken(ctx context.Context, tok *tollgate.Token, hash, sealed 
 	if err != nil {
 		return tollgate.Internal(err)
 	}
+	identity, trustPolicy, err := codec.MarshalIdentity(tok.Identity)
+	if err != nil {
+		return tollgate.Internal(err)
+	}
 	_, err = t.q.ExecContext(ctx, `
 		INSERT INTO tokens (id, account_id, name, description, scope, expires_at,
 			created_at, updated_at, last_used_at, last_used_ip, last_used_ua, pulls, revoked_at,
-			secret_hash, secret_sealed, policy)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			secret_hash, secret_sealed, policy, identity, trust_policy_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tok.ID, tok.AccountID, tok.Name, tok.Description, int64(tok.Scope), nullMicros(tok.ExpiresAt),
 		micros(tok.CreatedAt), micros(tok.UpdatedAt), nullMicros(tok.LastUsedAt), tok.LastUsedIP, tok.LastUsedUA,
 		tok.Pulls, nullMicros(tok.RevokedAt),
-		codec.NullBytes(hash), codec.NullBytes(sealed), policy)
+		codec.NullBytes(hash), codec.NullBytes(sealed), policy, identity, trustPolicy)
 	return dbError(err, "account not found", "a token with this id or secret already exists")
 }
 
@@ -194,7 +198,7 @@ func (t *tx) ListTokens(ctx context.Context, accountID string) ([]*tollgate.Toke
 func (t *tx) CountActiveTokens(ctx context.Context, accountID string) (int, error) {
 	var n int
 	err := t.q.QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM tokens WHERE account_id = ? AND revoked_at IS NULL`, accountID).Scan(&n)
+		`SELECT COUNT(*) FROM tokens WHERE account_id = ? AND revoked_at IS NULL AND trust_policy_id IS NULL`, accountID).Scan(&n)
 	if err != nil {
 		return 0, dbError(err, "", "")
 	}
@@ -308,15 +312,18 @@ func scanToken(s scanner) (*tollgate.Token, error) {
 		scope                        int64
 		created, updatedAt           int64
 		expires, lastUsed, revokedAt sql.NullInt64
-		policy                       string
+		policy, identity             string
 	)
 	var rot rotationScan
 	if err := s.Scan(append([]any{&tok.ID, &tok.AccountID, &tok.AccountName, &tok.Name, &tok.Description, &scope, &expires,
-		&created, &updatedAt, &lastUsed, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &revokedAt, &policy}, rot.dest()...)...); err != nil {
+		&created, &updatedAt, &lastUsed, &tok.LastUsedIP, &tok.LastUsedUA, &tok.Pulls, &revokedAt, &policy}, append(rot.dest(), &identity)...)...); err != nil {
 		return nil, err
 	}
 	var err error
 	if tok.Policy, err = codec.UnmarshalPolicy(policy); err != nil {
+		return nil, err
+	}
+	if tok.Identity, err = codec.UnmarshalIdentity(identity); err != nil {
 		return nil, err
 	}
 	rot.fill(&tok)
@@ -406,6 +413,20 @@ func (t *tx) InvalidationsAfter(ctx context.Context, after int64, limit int) ([]
 		out = append(out, inv)
 	}
 	return out, dbError(rows.Err(), "", "")
+}
+
+func (t *tx) PruneInvalidations(ctx context.Context, before time.Time) (int64, error) {
+	if err := t.writable(); err != nil {
+		return 0, err
+	}
+	res, err := t.q.ExecContext(ctx, `
+		DELETE FROM invalidations
+		WHERE seq < (SELECT MAX(seq) FROM invalidations WHERE time < ?)`, micros(before))
+	if err != nil {
+		return 0, dbError(err, "", "")
+	}
+	n, err := res.RowsAffected()
+	return n, dbError(err, "", "")
 }
 
 func (t *tx) LastInvalidation(ctx context.Context) (int64, error) {

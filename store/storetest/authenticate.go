@@ -11,7 +11,7 @@ import (
 // a secret they were handed really is a live token. A malformed secret is
 // refused before any lookup; unknown → EUNAUTHORIZED.
 func Authenticate(ctx context.Context, s *tollgate.Service, v string) (*tollgate.Token, *tollgate.Account, error) {
-	secret, err := tollgate.ParseToken(v)
+	secret, err := tollgate.ParseCredential(v)
 	if err != nil {
 		return nil, nil, err
 	}

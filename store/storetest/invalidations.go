@@ -27,6 +27,7 @@ func testInvalidations(t *testing.T, newStore NewStore) {
 		{"RolledBackAppendLeavesNoEntry", invRollback},
 		{"ViewRejectsAppend", invViewReadOnly},
 		{"ConcurrentAppendsAreNeverSkippedByAReader", invConcurrentNoSkip},
+		{"PruneDeletesAPrefixAndKeepsItsMarkAndTheHead", invPrune},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -128,6 +129,60 @@ func invRollback(t *testing.T, s tollgate.Store) {
 	got, last := invRead(t, s, 0, 0)
 	if len(got) != 2 || got[0].AccountID != "acc_kept" || got[1].AccountID != "acc_after" || last != after.Seq || after.Seq <= kept.Seq {
 		t.Errorf("log after a rolled-back append: %+v, last %d", got, last)
+	}
+}
+
+func invPrune(t *testing.T, s tollgate.Store) {
+	prune := func(before time.Time) int64 {
+		t.Helper()
+		var n int64
+		err := s.Update(t.Context(), func(tx tollgate.Tx) (err error) {
+			n, err = tx.PruneInvalidations(t.Context(), before)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := prune(txT0.Add(time.Hour)); n != 0 {
+		t.Errorf("pruning an empty log deleted %d", n)
+	}
+	var seqs []int64
+	for _, d := range []time.Duration{0, time.Second, 2 * time.Second, 10 * time.Second} {
+		inv := &tollgate.Invalidation{At: txT0.Add(d), AccountID: "acc_1"}
+		invAppendOne(t, s, inv)
+		seqs = append(seqs, inv.Seq)
+	}
+	// Entries before txT0+5s: the first three. The newest of them stays
+	// as the mark; the two before it go.
+	if n := prune(txT0.Add(5 * time.Second)); n != 2 {
+		t.Errorf("prune deleted %d entries, want 2", n)
+	}
+	got, last := invRead(t, s, 0, 0)
+	if len(got) != 2 || got[0].Seq != seqs[2] || got[1].Seq != seqs[3] || last != seqs[3] {
+		t.Errorf("after pruning: %+v, last %d; want seqs %v", got, last, seqs[2:])
+	}
+	if n := prune(txT0.Add(5 * time.Second)); n != 0 {
+		t.Errorf("pruning again deleted %d", n)
+	}
+	// Everything is old: only the head stays, and the next append still
+	// gets a higher seq.
+	prune(txT0.Add(time.Hour))
+	if got, last := invRead(t, s, 0, 0); len(got) != 1 || got[0].Seq != seqs[3] || last != seqs[3] {
+		t.Errorf("after pruning everything old: %+v, last %d; want only the head %d", got, last, seqs[3])
+	}
+	next := &tollgate.Invalidation{At: txT0, AccountID: "acc_2"}
+	invAppendOne(t, s, next)
+	if next.Seq <= seqs[3] {
+		t.Errorf("append after pruning got seq %d, not above %d", next.Seq, seqs[3])
+	}
+	err := s.View(t.Context(), func(tx tollgate.Tx) error {
+		_, err := tx.PruneInvalidations(t.Context(), txT0.Add(time.Hour))
+		return err
+	})
+	if tollgate.ErrorCode(err) != tollgate.EINTERNAL {
+		t.Errorf("prune inside View: %v, want EINTERNAL", err)
 	}
 }
 

@@ -1,0 +1,187 @@
+// Package oidcissuer is a dev and test fixture: a real OIDC issuer over
+// HTTP (discovery document and JWKS) that signs tokens with rotating RSA
+// keys, and forges the tokens an attacker would try (alg none, HS256, an
+// unknown key). Tests, the credential provider's tests and the end-to-end
+// script use it; nothing in production does.
+package oidcissuer
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Issuer serves /.well-known/openid-configuration and /jwks.json.
+type Issuer struct {
+	URL string // the issuer ("iss"), http://127.0.0.1:PORT
+
+	srv     *httptest.Server
+	mu      sync.Mutex
+	keys    []*rsa.PrivateKey // keys[len-1] signs; all are published
+	kids    []string
+	fetches atomic.Int64
+	// JWKSHook, if set, answers JWKS requests instead (bounds tests).
+	JWKSHook http.HandlerFunc
+}
+
+// Start starts an issuer on a loopback port with one key.
+func Start() (*Issuer, error) {
+	is := &Issuer{}
+	if err := is.Rotate(false); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"issuer": is.URL, "jwks_uri": is.URL + "/jwks.json",
+			"subject_types_supported":               []string{"public"},
+			"response_types_supported":              []string{"id_token"},
+			"id_token_signing_alg_values_supported": []string{"RS256"},
+			"claims_supported":                      []string{"sub", "aud", "exp", "iat", "iss", "repository", "ref"},
+		})
+	})
+	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		is.fetches.Add(1)
+		if is.JWKSHook != nil {
+			is.JWKSHook(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(is.JWKS()))
+	})
+	is.srv = httptest.NewServer(mux)
+	is.URL = is.srv.URL
+	return is, nil
+}
+
+// Close stops the issuer.
+func (is *Issuer) Close() { is.srv.Close() }
+
+// JWKSFetches is how often the JWKS was fetched.
+func (is *Issuer) JWKSFetches() int64 { return is.fetches.Load() }
+
+// Rotate adds a new signing key; drop removes the older ones from the
+// JWKS (a rotation completed).
+func (is *Issuer) Rotate(drop bool) error {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if drop {
+		is.keys, is.kids = nil, nil
+	}
+	is.keys = append(is.keys, k)
+	is.kids = append(is.kids, fmt.Sprintf("key-%d-%d", len(is.kids)+1, time.Now().UnixNano()))
+	return nil
+}
+
+// JWKS is the published key set.
+func (is *Issuer) JWKS() string {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	var set jose.JSONWebKeySet
+	for i, k := range is.keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: is.kids[i], Algorithm: "RS256", Use: "sig"})
+	}
+	b, _ := json.Marshal(set)
+	return string(b)
+}
+
+// Sign signs claims with the current key (RS256). Claims without "iss"
+// get the issuer's URL.
+func (is *Issuer) Sign(claims map[string]any) string {
+	is.mu.Lock()
+	k, kid := is.keys[len(is.keys)-1], is.kids[len(is.kids)-1]
+	is.mu.Unlock()
+	return signRSA(k, kid, is.withIssuer(claims))
+}
+
+// SignUnknownKey signs with a fresh key the issuer never published.
+func (is *Issuer) SignUnknownKey(claims map[string]any) string {
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	return signRSA(k, "never-published", is.withIssuer(claims))
+}
+
+// SignNone is the token with "alg":"none" and no signature.
+func (is *Issuer) SignNone(claims map[string]any) string {
+	return encodeSegment(map[string]any{"alg": "none", "typ": "JWT"}) + "." + encodeSegment(is.withIssuer(claims)) + "."
+}
+
+// SignHS256 signs with HMAC under key (an attacker would use the
+// issuer's public key bytes).
+func (is *Issuer) SignHS256(claims map[string]any, key []byte) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		panic(err)
+	}
+	return sign(s, is.withIssuer(claims))
+}
+
+func (is *Issuer) withIssuer(claims map[string]any) map[string]any {
+	out := map[string]any{"iss": is.URL}
+	for k, v := range claims {
+		out[k] = v
+	}
+	return out
+}
+
+func signRSA(k *rsa.PrivateKey, kid string, claims map[string]any) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		panic(err)
+	}
+	return sign(s, claims)
+}
+
+func sign(s jose.Signer, claims map[string]any) string {
+	b, _ := json.Marshal(claims)
+	jws, err := s.Sign(b)
+	if err != nil {
+		panic(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+func encodeSegment(v any) string {
+	b, _ := json.Marshal(v)
+	return strings.TrimRight(base64.URLEncoding.EncodeToString(b), "=")
+}
+
+// GitHubActions is the claim set GitHub Actions puts in a job's OIDC
+// token (docs.github.com, "About security hardening with OpenID
+// Connect"), for repository (owner/name) on refs/heads/main, audience
+// aud, valid from now for ten minutes.
+func GitHubActions(repository, aud string, now time.Time) map[string]any {
+	owner := strings.SplitN(repository, "/", 2)[0]
+	return map[string]any{
+		"jti": fmt.Sprintf("%x", now.UnixNano()), "sub": "repo:" + repository + ":ref:refs/heads/main",
+		"aud": aud, "ref": "refs/heads/main", "sha": "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
+		"repository": repository, "repository_owner": owner, "repository_owner_id": "1234567",
+		"repository_id": "7654321", "repository_visibility": "private", "run_id": "6229474581",
+		"run_number": "42", "run_attempt": "1", "runner_environment": "github-hosted",
+		"actor": "octocat", "actor_id": "583231", "workflow": "release",
+		"workflow_ref":     repository + "/.github/workflows/release.yml@refs/heads/main",
+		"workflow_sha":     "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
+		"job_workflow_ref": repository + "/.github/workflows/release.yml@refs/heads/main",
+		"job_workflow_sha": "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
+		"head_ref":         "", "base_ref": "", "event_name": "push", "ref_type": "branch", "ref_protected": "true",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+	}
+}
