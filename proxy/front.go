@@ -57,7 +57,7 @@ func newFront(o Options) *front {
 		o.Now = time.Now
 	}
 	return &front{
-		responder: responder{log: o.Logger, metrics: o.Metrics},
+		responder: responder{log: o.Logger, metrics: o.Metrics, refusals: o.Refusals, now: o.Now},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, events: o.Events, limiter: o.Limiter, now: o.Now,
 		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota, platforms: newPlatforms(o.Now),
 		exchanger: o.Exchanger,
@@ -153,6 +153,7 @@ func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
 	default:
 		return caller{}, err
 	}
+	f.known(r, tok)
 	res := authz.Resource{Kind: authz.Any, Client: clientAddr(r), SecretHash: hash}
 	if reason := authz.Decide(tok, acct, f.now(), res); !reason.Allowed() {
 		if reason == authz.AddressNotAllowed {
@@ -208,6 +209,7 @@ func (f *front) byJWT(r *http.Request, verifier *authz.Verifier, raw string) (ca
 	if err != nil {
 		return caller{}, err
 	}
+	f.known(r, tok)
 	// The registry token behind the JWT must still be usable now, from
 	// here. The JWT was issued to it, so this is no guess: nothing is
 	// charged.
@@ -244,12 +246,19 @@ func (f *front) unusable(r *http.Request, tok *tollgate.Token, reason authz.Reas
 	return refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))
 }
 
+// known names the token behind the request in its Info as soon as it is
+// found: the access log line shows whose request was refused, and the
+// responder records the refusal on the token (its public id only).
+func (f *front) known(r *http.Request, tok *tollgate.Token) {
+	info := obs.FromContext(r.Context())
+	info.TokenID, info.Account = tok.ID, tok.AccountName
+}
+
 // allow records a positive decision and who made the request.
 func (f *front) allow(r *http.Request, tok *tollgate.Token) {
 	f.metrics.Decision("ok")
 	if tok != nil {
-		info := obs.FromContext(r.Context())
-		info.TokenID, info.Account = tok.ID, tok.AccountName
+		f.known(r, tok)
 	}
 }
 

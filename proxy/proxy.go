@@ -68,6 +68,9 @@ type Options struct {
 	// Exchanger accepts OIDC tokens (keyless pulls): as a password on
 	// every route, and exchanged at POST /oauth2/token. nil: neither.
 	Exchanger Exchanger
+	// Refusals, if set, takes every refused attempt of a known token
+	// (paused, outside its networks, over its cap, restricted, …).
+	Refusals RefusalSink
 
 	// The image routes (/token, /v2/); without a Signer they are not served.
 	Signer   *authz.Signer

@@ -98,6 +98,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 	if err != nil {
 		return nil, err
 	}
+	m.quota = quota.New(quota.Options{Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger})
 	o := proxy.Options{
 		Lookup:     m.Cache,
 		Metrics:    m.Metrics,
@@ -111,8 +112,9 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		Service:    c.Service,
 		Anonymous:  c.Anonymous.Repositories,
 		WarnBefore: c.Notify.WarnBefore.Duration(),
-		Quota:      quota.New(quota.Options{Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger}),
+		Quota:      m.quota,
 		Events:     m.usageSink(),
+		Refusals:   m.refusalSink(),
 		Logger:     m.Logger,
 	}
 	if c.OIDC.Enabled {
