@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,15 +25,30 @@ import (
 const (
 	EventTokenExpiring         = "token.expiring"
 	EventTokenExpired          = "token.expired"
+	EventTokenCreated          = "token.created"
+	EventTokenRevoked          = "token.revoked"
 	EventTokenRotated          = "token.rotated"
 	EventPreviousSecretExpired = "token.previous_secret_expired"
+	EventTokenPaused           = "token.paused"
+	// EventTokenRefused: a known token was refused at the edge (revoked,
+	// expired, paused, outside its networks or restrictions, ...); at
+	// most one per token an hour (RefusalEvery), across replicas.
+	EventTokenRefused = "token.refused"
 	// EventTokenNewNetwork: a token already used elsewhere was used from
 	// a network (/24 or /64) for the first time (pull insight).
-	EventTokenNewNetwork = "token.new_network"
+	EventTokenNewNetwork   = "token.new_network"
+	EventPackagesRequested = "package_access.requested"
+	EventPackagesGranted   = "package_access.granted"
+	EventPackagesDenied    = "package_access.denied"
+	// EventWebhookTest is what "test" sends to one webhook, whatever its
+	// events filter; it is about no token.
+	EventWebhookTest = "webhook.test"
 )
 
 // EventTypes lists the event types a webhook may subscribe to.
-var EventTypes = []string{EventTokenExpiring, EventTokenExpired, EventTokenRotated, EventPreviousSecretExpired, EventTokenNewNetwork}
+var EventTypes = []string{EventTokenExpiring, EventTokenExpired, EventTokenCreated, EventTokenRevoked, EventTokenRotated,
+	EventPreviousSecretExpired, EventTokenPaused, EventTokenRefused, EventTokenNewNetwork,
+	EventPackagesRequested, EventPackagesGranted, EventPackagesDenied}
 
 // emailEvents are also sent by e-mail to the account's admins.
 var emailEvents = []string{EventTokenExpiring, EventTokenExpired, EventPreviousSecretExpired}
@@ -59,12 +75,19 @@ type Payload struct {
 	Type      string       `json:"type"`
 	CreatedAt time.Time    `json:"created_at"`
 	Account   string       `json:"account"`
-	Token     PayloadToken `json:"token"`
+	Token     PayloadToken `json:"token,omitzero"` // absent for package_access.* and webhook.test
 	// Threshold is, for token.expiring, how long before the expiry the
 	// warning was due ("30d", "7d", "1d").
 	Threshold string `json:"threshold,omitempty"`
 	// Network is, for token.new_network, the network first seen.
 	Network string `json:"network,omitempty"`
+	// PackageAccess is, for package_access.*, the account's new state.
+	PackageAccess string `json:"package_access,omitempty"`
+	// Reason and Client are, for token.refused, why the edge refused the
+	// token (an authz reason: "revoked", "paused", "address_not_allowed",
+	// ...) and the client address it came from.
+	Reason string `json:"reason,omitempty"`
+	Client string `json:"client,omitempty"`
 }
 
 // PayloadToken is the token an event is about.
@@ -122,7 +145,24 @@ type Webhook struct {
 	URL       string
 	Events    []string // empty: every event type
 	Format    string
+	// ManagedBy is ManagedByCustomer (the account's own people) or
+	// ManagedByOperator (customers see it but cannot delete it).
+	ManagedBy string
 	CreatedAt time.Time
+}
+
+// Who manages a webhook.
+const (
+	ManagedByCustomer = "customer"
+	ManagedByOperator = "operator"
+)
+
+// managerOf is who manages what actor creates.
+func managerOf(actor string) string {
+	if IsCustomerActor(actor) {
+		return ManagedByCustomer
+	}
+	return ManagedByOperator
 }
 
 // Wants reports whether the webhook subscribes to the event type.
@@ -165,25 +205,29 @@ type OutboxTx interface {
 // wants it, inside tx. A non-empty key makes it once-only: an event with
 // that key already written is not written again, nor delivered.
 func (s *Service) emit(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key string) error {
-	_, err := s.emitPayload(ctx, tx, a, t, typ, now, key, "")
+	_, err := s.emitPayload(ctx, tx, a, t, Payload{Type: typ}, now, key)
 	return err
 }
 
 // emitNewNetwork records that t was used from network for the first time.
 func (s *Service) emitNewNetwork(ctx context.Context, tx Tx, a *Account, t *Token, network string, now time.Time) error {
-	_, err := s.emitPayload(ctx, tx, a, t, EventTokenNewNetwork, now, EventTokenNewNetwork+":"+t.ID+":"+network, "", network)
+	_, err := s.emitPayload(ctx, tx, a, t, Payload{Type: EventTokenNewNetwork, Network: network}, now, EventTokenNewNetwork+":"+t.ID+":"+network)
 	return err
 }
 
-// emitPayload is emit, saying whether the event was new.
-func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key, threshold string, network ...string) (bool, error) {
+// emitPayload writes the event p (its Type and type-specific fields set;
+// t nil for an event about no token) as emit does, saying whether it was
+// new.
+func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, p Payload, now time.Time, key string) (bool, error) {
+	typ := p.Type
 	ev := &Event{ID: NewID("evt_"), AccountID: a.ID, Type: typ, Key: key, CreatedAt: now}
-	p := Payload{Version: PayloadVersion, ID: ev.ID, Type: typ, CreatedAt: now, Account: a.Name, Threshold: threshold,
-		Network: strings.Join(network, ""),
-		Token:   PayloadToken{ID: t.ID, Name: t.Name, ExpiresAt: t.ExpiresAt, SecretVersion: t.SecretVersion}}
-	if t.Previous != nil {
-		until := t.Previous.ValidUntil
-		p.Token.PreviousValidUntil = &until
+	p.Version, p.ID, p.CreatedAt, p.Account = PayloadVersion, ev.ID, now, a.Name
+	if t != nil {
+		p.Token = PayloadToken{ID: t.ID, Name: t.Name, ExpiresAt: t.ExpiresAt, SecretVersion: t.SecretVersion}
+		if t.Previous != nil {
+			until := t.Previous.ValidUntil
+			p.Token.PreviousValidUntil = &until
+		}
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
@@ -202,8 +246,7 @@ func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, 
 		if !w.Wants(typ) {
 			continue
 		}
-		if err := tx.InsertDelivery(ctx, &Delivery{EventID: ev.ID, AccountID: a.ID, Channel: ChannelWebhook, Target: w.ID,
-			Status: DeliveryPending, NextAttemptAt: now, CreatedAt: now}); err != nil {
+		if err := insertWebhookDelivery(ctx, tx, ev, w.ID); err != nil {
 			return false, err
 		}
 	}
@@ -224,6 +267,63 @@ func (s *Service) emitPayload(ctx context.Context, tx Tx, a *Account, t *Token, 
 		}
 	}
 	return true, nil
+}
+
+func insertWebhookDelivery(ctx context.Context, tx Tx, ev *Event, webhookID string) error {
+	return tx.InsertDelivery(ctx, &Delivery{EventID: ev.ID, AccountID: ev.AccountID, Channel: ChannelWebhook, Target: webhookID,
+		Status: DeliveryPending, NextAttemptAt: ev.CreatedAt, CreatedAt: ev.CreatedAt})
+}
+
+// tokenEventOf is the notification of a token audit action, if it has one.
+var tokenEventOf = map[string]string{
+	ActionTokenCreated: EventTokenCreated,
+	ActionTokenRevoked: EventTokenRevoked,
+	ActionTokenPaused:  EventTokenPaused,
+}
+
+// packageEventOf is the notification of a package access audit action.
+var packageEventOf = map[string]string{
+	ActionPackagesRequested: EventPackagesRequested,
+	ActionPackagesGranted:   EventPackagesGranted,
+	ActionPackagesDenied:    EventPackagesDenied,
+}
+
+// emitAction writes the notification of the audit action about t, if
+// the action has one.
+func (s *Service) emitAction(ctx context.Context, tx Tx, a *Account, t *Token, action string, now time.Time) error {
+	typ, ok := tokenEventOf[action]
+	if !ok {
+		return nil
+	}
+	return s.emit(ctx, tx, a, t, typ, now, "")
+}
+
+// RefusalEvery is how often at most token.refused is written per token.
+const RefusalEvery = time.Hour
+
+// RecordRefusal writes token.refused for a known token the edge refused
+// at, for reason (an authz reason), from client (an address): once per
+// token per RefusalEvery hour window, however many replicas refuse it
+// how often. It says whether it wrote one. ENOTFOUND for an unknown
+// token.
+func (s *Service) RecordRefusal(ctx context.Context, tokenID, reason, client string, at time.Time) (bool, error) {
+	var wrote bool
+	err := s.Store.Update(ctx, func(tx Tx) error {
+		t, err := tx.TokenByID(ctx, tokenID)
+		if err != nil {
+			return tokenNotFound(err, tokenID)
+		}
+		a, err := tx.AccountByID(ctx, t.AccountID, false)
+		if err != nil {
+			return err
+		}
+		at := at.UTC().Truncate(time.Microsecond)
+		window := at.Truncate(RefusalEvery).Format(time.RFC3339)
+		wrote, err = s.emitPayload(ctx, tx, a, t, Payload{Type: EventTokenRefused, Reason: reason, Client: client}, at,
+			EventTokenRefused+":"+t.ID+":"+window)
+		return err
+	})
+	return wrote, err
 }
 
 // DefaultExpiryThresholds are when token.expiring is sent: 30, 7 and 1
@@ -294,7 +394,7 @@ func (s *Service) SweepExpiry(ctx context.Context, thresholds []time.Duration) (
 
 // countEvent emits and says 1 if the event was new.
 func (s *Service) countEvent(ctx context.Context, tx Tx, a *Account, t *Token, typ string, now time.Time, key, threshold string) (int, error) {
-	inserted, err := s.emitPayload(ctx, tx, a, t, typ, now, key, threshold)
+	inserted, err := s.emitPayload(ctx, tx, a, t, Payload{Type: typ, Threshold: threshold}, now, key)
 	if inserted {
 		return 1, err
 	}
@@ -339,7 +439,7 @@ func (s *Service) CreateWebhook(ctx context.Context, actor string, in WebhookCre
 	default:
 		return nil, "", FieldError("format", "must be json or slack")
 	}
-	w := &Webhook{ID: NewID("wh_"), URL: in.URL, Events: dedupe(in.Events), Format: in.Format, CreatedAt: s.now()}
+	w := &Webhook{ID: NewID("wh_"), URL: in.URL, Events: dedupe(in.Events), Format: in.Format, ManagedBy: managerOf(actor), CreatedAt: s.now()}
 	secret := NewSecret(WebhookSecretPrefix)
 	err := s.Store.Update(ctx, func(tx Tx) error {
 		a, err := tx.AccountByName(ctx, in.Account, true)
@@ -354,7 +454,8 @@ func (s *Service) CreateWebhook(ctx context.Context, actor string, in WebhookCre
 			return err
 		}
 		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: w.CreatedAt, Actor: actor, Action: ActionWebhookCreated, Target: w.ID,
-			Changes: map[string]Change{"url": {To: RedactURL(w.URL)}, "events": {To: strings.Join(w.Events, ",")}, "format": {To: w.Format}}})
+			Changes: map[string]Change{"url": {To: RedactURL(w.URL)}, "events": {To: strings.Join(w.Events, ",")}, "format": {To: w.Format},
+				"managed_by": {To: w.ManagedBy}}})
 	})
 	if err != nil {
 		return nil, "", err
@@ -369,6 +470,8 @@ const WebhookSecretPrefix = "tgw_"
 const (
 	ActionWebhookCreated = "webhook.created"
 	ActionWebhookDeleted = "webhook.deleted"
+	ActionWebhookTested  = "webhook.tested"
+	ActionRedelivered    = "webhook.redelivered"
 )
 
 // ValidateWebhookURL: an absolute http or https URL without user info.
@@ -411,18 +514,79 @@ func (s *Service) ListWebhooks(ctx context.Context, account string) ([]*Webhook,
 	return out, err
 }
 
-// DeleteWebhook removes the account's webhook (ENOTFOUND).
+// DeleteWebhook removes the account's webhook. Its deliveries stay in
+// the log; those still pending fail ("the webhook was deleted").
+//
+// Errors: ENOTFOUND; EFORBIDDEN for a customer and a webhook the
+// operator manages.
 func (s *Service) DeleteWebhook(ctx context.Context, actor, account, id string) error {
 	return s.Store.Update(ctx, func(tx Tx) error {
-		a, err := tx.AccountByName(ctx, account, true)
+		a, w, err := lockWebhook(ctx, tx, account, id)
 		if err != nil {
-			return accountNotFound(err, account)
+			return err
+		}
+		if w.ManagedBy == ManagedByOperator && IsCustomerActor(actor) {
+			return Errorf(EFORBIDDEN, "webhook %s is managed by the registry's operator; ask them to remove it", id)
 		}
 		if err := tx.DeleteWebhook(ctx, a.ID, id); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: s.now(), Actor: actor, Action: ActionWebhookDeleted, Target: id})
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: s.now(), Actor: actor, Action: ActionWebhookDeleted, Target: id,
+			Changes: map[string]Change{"url": {From: RedactURL(w.URL)}}})
 	})
+}
+
+// lockWebhook locks the account and finds its webhook (ENOTFOUND).
+func lockWebhook(ctx context.Context, tx Tx, account, id string) (*Account, *Webhook, error) {
+	a, err := tx.AccountByName(ctx, account, true)
+	if err != nil {
+		return nil, nil, accountNotFound(err, account)
+	}
+	hooks, err := tx.ListWebhooks(ctx, a.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range hooks {
+		if w.ID == id {
+			return a, w, nil
+		}
+	}
+	return nil, nil, Errorf(ENOTFOUND, "webhook %s not found", id)
+}
+
+// TestWebhook sends a webhook.test event to the account's webhook alone
+// (whatever its events filter), through the outbox like any event, and
+// returns the delivery: its outcome shows in the delivery log once a
+// deliverer has sent it.
+//
+// Errors: ENOTFOUND.
+func (s *Service) TestWebhook(ctx context.Context, actor, account, id string) (*Delivery, error) {
+	var d *Delivery
+	err := s.Store.Update(ctx, func(tx Tx) error {
+		a, w, err := lockWebhook(ctx, tx, account, id)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		ev := &Event{ID: NewID("evt_"), AccountID: a.ID, Type: EventWebhookTest, CreatedAt: now}
+		if ev.Payload, err = json.Marshal(Payload{Version: PayloadVersion, ID: ev.ID, Type: EventWebhookTest, CreatedAt: now, Account: a.Name}); err != nil {
+			return Internal(err)
+		}
+		if _, err := tx.InsertEvent(ctx, ev); err != nil {
+			return err
+		}
+		d = &Delivery{EventID: ev.ID, AccountID: a.ID, Channel: ChannelWebhook, Target: w.ID, Status: DeliveryPending,
+			NextAttemptAt: now, CreatedAt: now, Event: ev, Webhook: w}
+		if err := tx.InsertDelivery(ctx, d); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: now, Actor: actor, Action: ActionWebhookTested, Target: w.ID,
+			Changes: map[string]Change{"delivery": {To: strconv.FormatInt(d.ID, 10)}}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // ListDeliveries returns the account's most recent deliveries (at most
@@ -443,14 +607,28 @@ func (s *Service) ListDeliveries(ctx context.Context, account string, limit int)
 	return out, err
 }
 
-// Redeliver sends the account's delivery again, as soon as a deliverer
-// picks it up (ENOTFOUND).
-func (s *Service) Redeliver(ctx context.Context, account string, id int64) error {
+// Redeliver sends the account's delivery again, with the same
+// idempotency key, as soon as a deliverer picks it up (ENOTFOUND).
+func (s *Service) Redeliver(ctx context.Context, actor, account string, id int64) error {
 	return s.Store.Update(ctx, func(tx Tx) error {
 		a, err := tx.AccountByName(ctx, account, false)
 		if err != nil {
 			return accountNotFound(err, account)
 		}
-		return tx.RedeliverDelivery(ctx, a.ID, id, s.now())
+		now := s.now()
+		if err := tx.RedeliverDelivery(ctx, a.ID, id, now); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: now, Actor: actor, Action: ActionRedelivered,
+			Target: strconv.FormatInt(id, 10)})
 	})
+}
+
+// Decode reads the event's payload.
+func (e *Event) Decode() (*Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(e.Payload, &p); err != nil {
+		return nil, Internal(err)
+	}
+	return &p, nil
 }

@@ -185,7 +185,7 @@ func clipText(s string, n int) string {
 // yet, in one transaction, and reaches every replica as one invalidation:
 // the incident button. It returns how many it revoked.
 func (s *Service) RevokeAllTokens(ctx context.Context, actor, account string) (int, error) {
-	return s.allTokens(ctx, actor, account, ActionTokensRevokedAll, "tokens_revoked", func(t *Token, now time.Time) bool {
+	return s.allTokens(ctx, actor, account, ActionTokensRevokedAll, "tokens_revoked", ActionTokenRevoked, func(t *Token, now time.Time) bool {
 		if t.RevokedAt != nil {
 			return false
 		}
@@ -197,7 +197,7 @@ func (s *Service) RevokeAllTokens(ctx context.Context, actor, account string) (i
 // PauseAllTokens pauses every token of the account that is neither
 // revoked nor paused; each can be resumed on its own.
 func (s *Service) PauseAllTokens(ctx context.Context, actor, account string) (int, error) {
-	return s.allTokens(ctx, actor, account, ActionTokensPausedAll, "tokens_paused", func(t *Token, now time.Time) bool {
+	return s.allTokens(ctx, actor, account, ActionTokensPausedAll, "tokens_paused", ActionTokenPaused, func(t *Token, now time.Time) bool {
 		if t.RevokedAt != nil || t.Policy.PausedAt != nil {
 			return false
 		}
@@ -206,7 +206,8 @@ func (s *Service) PauseAllTokens(ctx context.Context, actor, account string) (in
 	})
 }
 
-func (s *Service) allTokens(ctx context.Context, actor, account, action, key string, change func(t *Token, now time.Time) bool) (int, error) {
+// Each token changed is notified as if changed alone (tokenAction).
+func (s *Service) allTokens(ctx context.Context, actor, account, action, key, tokenAction string, change func(t *Token, now time.Time) bool) (int, error) {
 	n := 0
 	_, err := s.updateAccount(ctx, actor, account, action, func(tx Tx, a *Account, now time.Time) (map[string]Change, []string, error) {
 		n = 0
@@ -221,6 +222,9 @@ func (s *Service) allTokens(ctx context.Context, actor, account, action, key str
 			}
 			t.UpdatedAt = now
 			if err := tx.UpdateToken(ctx, t); err != nil {
+				return nil, nil, err
+			}
+			if err := s.emitAction(ctx, tx, a, t, tokenAction, now); err != nil {
 				return nil, nil, err
 			}
 			ids = append(ids, t.ID)

@@ -194,6 +194,11 @@ func (s *Service) updateAccount(ctx context.Context, actor, name, action string,
 		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: a.ID, Time: now, Actor: actor, Action: action, Target: a.Name, Changes: changes}); err != nil {
 			return err
 		}
+		if typ, ok := packageEventOf[action]; ok {
+			if _, err := s.emitPayload(ctx, tx, a, nil, Payload{Type: typ, PackageAccess: string(a.PackageAccess)}, now, ""); err != nil {
+				return err
+			}
+		}
 		inv, err = logChange(ctx, tx, now, a.ID, tokenIDs...)
 		return err
 	})
@@ -437,6 +442,9 @@ func (s *Service) CreateToken(ctx context.Context, actor string, in TokenCreate)
 			return err
 		}
 		if err := insertAudit(ctx, tx, tokenCreatedEvent(tok, actor)); err != nil {
+			return err
+		}
+		if err := s.emitAction(ctx, tx, a, tok, ActionTokenCreated, now); err != nil {
 			return err
 		}
 		return beforeCommit(ctx, tok, a)
@@ -849,6 +857,9 @@ func (s *Service) RevokeToken(ctx context.Context, actor, id string) (*Token, er
 			Changes: map[string]Change{"revoked_at": {To: now.Format(time.RFC3339)}}}); err != nil {
 			return err
 		}
+		if err := s.emitAction(ctx, tx, a, t, ActionTokenRevoked, now); err != nil {
+			return err
+		}
 		if inv, err = logChange(ctx, tx, now, t.AccountID, t.ID); err != nil {
 			return err
 		}
@@ -923,6 +934,9 @@ func (s *Service) editToken(ctx context.Context, actor, id, action string,
 			return err
 		}
 		if err := insertAudit(ctx, tx, &AuditEvent{AccountID: t.AccountID, Time: now, Actor: actor, Action: action, Target: t.ID, Changes: c}); err != nil {
+			return err
+		}
+		if err := s.emitAction(ctx, tx, a, t, action, now); err != nil {
 			return err
 		}
 		if inv, err = logChange(ctx, tx, now, t.AccountID, t.ID); err != nil {

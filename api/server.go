@@ -107,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	routes = append(routes, s.userRoutes()...)
 	routes = append(routes, s.usageRoutes()...)
+	routes = append(routes, s.webhookRoutes()...) // webhooks.go
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	var paths []string

@@ -48,13 +48,36 @@ func Mail(p *tollgate.Payload, consoleURL string) Message {
 		subject = fmt.Sprintf("Registry token %s was used from a new network", name)
 		what = fmt.Sprintf("The registry token %q of account %s was used from %s for the first time. If that was not you, pause or revoke it.",
 			name, p.Account, p.Network)
+	case tollgate.EventTokenCreated:
+		subject = fmt.Sprintf("Registry token %s was created", name)
+		what = fmt.Sprintf("The registry token %q was created in account %s.", name, p.Account)
+	case tollgate.EventTokenRevoked:
+		subject = fmt.Sprintf("Registry token %s was revoked", name)
+		what = fmt.Sprintf("The registry token %q of account %s was revoked: pulls with it are refused from now on.", name, p.Account)
+	case tollgate.EventTokenPaused:
+		subject = fmt.Sprintf("Registry token %s was paused", name)
+		what = fmt.Sprintf("The registry token %q of account %s was paused: pulls with it are refused until it is resumed.", name, p.Account)
+	case tollgate.EventTokenRefused:
+		subject = fmt.Sprintf("Registry token %s was refused (%s)", name, p.Reason)
+		what = fmt.Sprintf("A request with the registry token %q of account %s from %s was refused: %s. Further refusals within the hour are not reported.",
+			name, p.Account, p.Client, p.Reason)
+	case tollgate.EventPackagesRequested, tollgate.EventPackagesGranted, tollgate.EventPackagesDenied:
+		subject = fmt.Sprintf("Package access of account %s: %s", p.Account, p.PackageAccess)
+		what = fmt.Sprintf("Package access of account %s is now %s.", p.Account, p.PackageAccess)
+	case tollgate.EventWebhookTest:
+		subject = fmt.Sprintf("Test notification for account %s", p.Account)
+		what = "This is a test from tollgate: the webhook is reachable and its signature can be checked."
 	default:
 		subject = fmt.Sprintf("Registry token %s: %s", name, p.Type)
 		what = subject + "."
 	}
 	m := Message{Subject: subject}
-	if consoleURL != "" {
+	switch {
+	case consoleURL == "":
+	case p.Token.ID != "":
 		m.Link = strings.TrimRight(consoleURL, "/") + "/tokens#" + url.PathEscape(p.Token.ID)
+	default:
+		m.Link = strings.TrimRight(consoleURL, "/") + "/"
 	}
 	m.Body = what + "\r\n"
 	if m.Link != "" {

@@ -131,7 +131,7 @@ func refusal(endpoint *url.URL, resp *http.Response, body []byte, subject string
 		if to, err := endpoint.Parse(loc); err == nil {
 			loc = (&url.URL{Scheme: to.Scheme, Host: to.Host, Path: to.Path}).String()
 		}
-		return fmt.Errorf("tollgate at %s answered %s to %s: set --url to tollgate's own address (redirects are not followed)", endpoint, status, loc)
+		return fmt.Errorf("tollgate at %s answered %s to %s: set --url to tollgate's own address (redirects are not followed)", endpoint, status, clean(loc, subject))
 	}
 	var oe oauthError
 	if json.Unmarshal(body, &oe) != nil || oe.Error == "" {

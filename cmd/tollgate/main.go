@@ -69,6 +69,7 @@ func newRootCmd(lookup env) *cobra.Command {
 		newAuditCmd(cl),
 		newUserCmd(cl),
 		newUsageCmd(lookup),
+		newWebhookCmd(cl),
 	)
 	return root
 }

@@ -159,25 +159,25 @@ func (t *tx) InsertDelivery(ctx context.Context, d *tollgate.Delivery) error {
 
 const deliveryColumns = `d.id, d.event_id, d.account_id, d.channel, d.target, d.status, d.attempts, d.next_attempt_at,
 	d.last_code, d.last_error, d.created_at, d.delivered_at, e.type, e.dedupe_key, e.payload, e.created_at,
-	w.id, w.url, w.events, w.format, w.secret_sealed, w.created_at`
+	w.id, w.url, w.events, w.format, w.secret_sealed, w.created_at, w.managed_by`
 
 const deliveryFrom = ` FROM deliveries d JOIN events e ON e.id = d.event_id
 	LEFT JOIN webhooks w ON d.channel = 'webhook' AND w.id = d.target `
 
 func scanDelivery(s pgx.Row) (*tollgate.Delivery, error) {
 	var (
-		d               tollgate.Delivery
-		e               tollgate.Event
-		key             *string
-		payload         string
-		wID, wURL, wFmt *string
-		wEvents         []byte
-		wSealed         []byte
-		wCreated        *time.Time
+		d                    tollgate.Delivery
+		e                    tollgate.Event
+		key                  *string
+		payload              string
+		wID, wURL, wFmt, wBy *string
+		wEvents              []byte
+		wSealed              []byte
+		wCreated             *time.Time
 	)
 	if err := s.Scan(&d.ID, &d.EventID, &d.AccountID, &d.Channel, &d.Target, &d.Status, &d.Attempts, &d.NextAttemptAt,
 		&d.LastCode, &d.LastError, &d.CreatedAt, &d.DeliveredAt, &e.Type, &key, &payload, &e.CreatedAt,
-		&wID, &wURL, &wEvents, &wFmt, &wSealed, &wCreated); err != nil {
+		&wID, &wURL, &wEvents, &wFmt, &wSealed, &wCreated, &wBy); err != nil {
 		return nil, err
 	}
 	d.NextAttemptAt, d.CreatedAt, d.DeliveredAt = d.NextAttemptAt.UTC(), d.CreatedAt.UTC(), utcPtr(d.DeliveredAt)
@@ -187,7 +187,7 @@ func scanDelivery(s pgx.Row) (*tollgate.Delivery, error) {
 	}
 	d.Event = &e
 	if wID != nil {
-		w := &tollgate.Webhook{ID: *wID, AccountID: d.AccountID, URL: *wURL, Format: *wFmt, CreatedAt: wCreated.UTC()}
+		w := &tollgate.Webhook{ID: *wID, AccountID: d.AccountID, URL: *wURL, Format: *wFmt, ManagedBy: *wBy, CreatedAt: wCreated.UTC()}
 		if err := json.Unmarshal(wEvents, &w.Events); err != nil {
 			return nil, err
 		}
@@ -277,15 +277,15 @@ func (t *tx) InsertWebhook(ctx context.Context, w *tollgate.Webhook, sealed []by
 		return tollgate.Internal(err)
 	}
 	_, err = t.guardedExec(ctx, `
-		INSERT INTO webhooks (id, account_id, url, events, format, secret_sealed, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		w.ID, w.AccountID, w.URL, string(data), w.Format, sealed, utc(w.CreatedAt))
+		INSERT INTO webhooks (id, account_id, url, events, format, secret_sealed, created_at, managed_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		w.ID, w.AccountID, w.URL, string(data), w.Format, sealed, utc(w.CreatedAt), w.ManagedBy)
 	return dbError(err, "account not found", "a webhook with this id exists")
 }
 
 func (t *tx) ListWebhooks(ctx context.Context, accountID string) ([]*tollgate.Webhook, error) {
 	rows, err := t.q.Query(ctx, `
-		SELECT id, account_id, url, events, format, created_at FROM webhooks
+		SELECT id, account_id, url, events, format, created_at, managed_by FROM webhooks
 		WHERE account_id = $1 ORDER BY created_at, id`, accountID)
 	if err != nil {
 		return nil, dbError(err, "", "")
@@ -297,7 +297,7 @@ func (t *tx) ListWebhooks(ctx context.Context, accountID string) ([]*tollgate.We
 			w      tollgate.Webhook
 			events []byte
 		)
-		if err := rows.Scan(&w.ID, &w.AccountID, &w.URL, &events, &w.Format, &w.CreatedAt); err != nil {
+		if err := rows.Scan(&w.ID, &w.AccountID, &w.URL, &events, &w.Format, &w.CreatedAt, &w.ManagedBy); err != nil {
 			return nil, dbError(err, "", "")
 		}
 		if err := json.Unmarshal(events, &w.Events); err != nil {

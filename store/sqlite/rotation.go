@@ -150,33 +150,33 @@ func (t *tx) InsertDelivery(ctx context.Context, d *tollgate.Delivery) error {
 
 const deliveryColumns = `d.id, d.event_id, d.account_id, d.channel, d.target, d.status, d.attempts, d.next_attempt_at,
 	d.last_code, d.last_error, d.created_at, d.delivered_at, e.type, e.dedupe_key, e.payload, e.created_at,
-	w.id, w.url, w.events, w.format, w.secret_sealed, w.created_at`
+	w.id, w.url, w.events, w.format, w.secret_sealed, w.created_at, w.managed_by`
 
 const deliveryFrom = ` FROM deliveries d JOIN events e ON e.id = d.event_id
 	LEFT JOIN webhooks w ON d.channel = 'webhook' AND w.id = d.target `
 
 func scanDelivery(s scanner) (*tollgate.Delivery, error) {
 	var (
-		d                        tollgate.Delivery
-		e                        tollgate.Event
-		next, created, evCreated int64
-		delivered                sql.NullInt64
-		key                      sql.NullString
-		payload                  string
-		wID, wURL, wEvents, wFmt sql.NullString
-		wSealed                  []byte
-		wCreated                 sql.NullInt64
+		d                             tollgate.Delivery
+		e                             tollgate.Event
+		next, created, evCreated      int64
+		delivered                     sql.NullInt64
+		key                           sql.NullString
+		payload                       string
+		wID, wURL, wEvents, wFmt, wBy sql.NullString
+		wSealed                       []byte
+		wCreated                      sql.NullInt64
 	)
 	if err := s.Scan(&d.ID, &d.EventID, &d.AccountID, &d.Channel, &d.Target, &d.Status, &d.Attempts, &next,
 		&d.LastCode, &d.LastError, &created, &delivered, &e.Type, &key, &payload, &evCreated,
-		&wID, &wURL, &wEvents, &wFmt, &wSealed, &wCreated); err != nil {
+		&wID, &wURL, &wEvents, &wFmt, &wSealed, &wCreated, &wBy); err != nil {
 		return nil, err
 	}
 	d.NextAttemptAt, d.CreatedAt, d.DeliveredAt = fromMicros(next), fromMicros(created), fromNullMicros(delivered)
 	e.ID, e.AccountID, e.Key, e.Payload, e.CreatedAt = d.EventID, d.AccountID, key.String, []byte(payload), fromMicros(evCreated)
 	d.Event = &e
 	if wID.Valid {
-		w := &tollgate.Webhook{ID: wID.String, AccountID: d.AccountID, URL: wURL.String, Format: wFmt.String, CreatedAt: fromMicros(wCreated.Int64)}
+		w := &tollgate.Webhook{ID: wID.String, AccountID: d.AccountID, URL: wURL.String, Format: wFmt.String, ManagedBy: wBy.String, CreatedAt: fromMicros(wCreated.Int64)}
 		if err := json.Unmarshal([]byte(wEvents.String), &w.Events); err != nil {
 			return nil, err
 		}
@@ -274,15 +274,15 @@ func (t *tx) InsertWebhook(ctx context.Context, w *tollgate.Webhook, sealed []by
 		return tollgate.Internal(err)
 	}
 	_, err = t.q.ExecContext(ctx, `
-		INSERT INTO webhooks (id, account_id, url, events, format, secret_sealed, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		w.ID, w.AccountID, w.URL, string(events), w.Format, sealed, micros(w.CreatedAt))
+		INSERT INTO webhooks (id, account_id, url, events, format, secret_sealed, created_at, managed_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		w.ID, w.AccountID, w.URL, string(events), w.Format, sealed, micros(w.CreatedAt), w.ManagedBy)
 	return dbError(err, "account not found", "a webhook with this id exists")
 }
 
 func (t *tx) ListWebhooks(ctx context.Context, accountID string) ([]*tollgate.Webhook, error) {
 	rows, err := t.q.QueryContext(ctx, `
-		SELECT id, account_id, url, events, format, created_at FROM webhooks
+		SELECT id, account_id, url, events, format, created_at, managed_by FROM webhooks
 		WHERE account_id = ? ORDER BY created_at, rowid`, accountID)
 	if err != nil {
 		return nil, dbError(err, "", "")
@@ -295,7 +295,7 @@ func (t *tx) ListWebhooks(ctx context.Context, accountID string) ([]*tollgate.We
 			events  string
 			created int64
 		)
-		if err := rows.Scan(&w.ID, &w.AccountID, &w.URL, &events, &w.Format, &created); err != nil {
+		if err := rows.Scan(&w.ID, &w.AccountID, &w.URL, &events, &w.Format, &created, &w.ManagedBy); err != nil {
 			return nil, dbError(err, "", "")
 		}
 		if err := json.Unmarshal([]byte(events), &w.Events); err != nil {

@@ -393,13 +393,13 @@ func rotClaimExclusive(t *testing.T, newStore NewStore) {
 	if again := claim(now.Add(time.Hour)); len(again) != 0 {
 		t.Fatalf("delivered ones claimed again: %v", again)
 	}
-	if err := s.Redeliver(ctx, a.Name, first[0]); err != nil {
+	if err := s.Redeliver(ctx, "operator", a.Name, first[0]); err != nil {
 		t.Fatal(err)
 	}
 	if again := claim(c.Now()); len(again) != 1 {
 		t.Fatalf("redeliver: %v", again)
 	}
-	wantCode(t, s.Redeliver(ctx, "acme", 999999), tollgate.ENOTFOUND, "")
+	wantCode(t, s.Redeliver(ctx, "operator", "acme", 999999), tollgate.ENOTFOUND, "")
 }
 
 func rotUsage(t *testing.T, newStore NewStore) {

@@ -22,5 +22,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Invalidations", func(t *testing.T) { testInvalidations(t, newStore) })
 	t.Run("Rotation", func(t *testing.T) { testRotation(t, newStore) })
 	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
+	t.Run("Webhooks", func(t *testing.T) { testWebhooks(t, newStore) })
 	t.Run("Trust", func(t *testing.T) { testTrust(t, newStore) })
+	t.Run("Refusals", func(t *testing.T) { testRefusals(t, newStore) })
 }
