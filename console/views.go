@@ -35,6 +35,7 @@ type view struct {
 	AtLimit  bool
 	Counts   map[string]int
 	Packages packagesView
+	Stale    staleFilter // policy.go
 
 	// Create/edit/revoke pages and the one-time secret.
 	Token   *tokenView
@@ -89,7 +90,8 @@ type tokenView struct {
 	Open                 bool
 	Error                string // a failed action on this token
 
-	Usage *cardUsage // last 30 days (usage.go); nil when unknown
+	Usage  *cardUsage  // last 30 days (usage.go); nil when unknown
+	Policy *cardPolicy // caps and refused attempts (policy.go); nil when revoked
 }
 
 // secretPlaceholder stands in the commands until the secret is revealed.
@@ -206,18 +208,18 @@ var funcs = template.FuncMap{
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error"}
+var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "lock"}
 
 func parsePages() map[string]*template.Template {
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {
 		out[name] = template.Must(template.New("layout.html").Funcs(funcs).
-			ParseFS(templateFS, "templates/layout.html", "templates/card.html", "templates/"+name+".html"))
+			ParseFS(templateFS, "templates/layout.html", "templates/card*.html", "templates/"+name+".html"))
 	}
 	return out
 }
 
-func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v *view) {
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v any) {
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, "layout.html", v); err != nil {
 		c.log().ErrorContext(r.Context(), "console: template", "page", page, "err", err)

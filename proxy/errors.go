@@ -142,8 +142,16 @@ type headerSetter interface{ SetHeaders(http.Header) }
 
 // responder writes refusals and records them.
 type responder struct {
-	log     *slog.Logger
-	metrics *obs.Metrics // nil records nothing
+	log      *slog.Logger
+	metrics  *obs.Metrics // nil records nothing
+	refusals RefusalSink  // nil records no refused attempts
+	now      func() time.Time
+}
+
+// RefusalSink takes the refused attempts of known tokens (package usage's
+// RefusalRecorder); Refused must not block.
+type RefusalSink interface {
+	Refused(tollgate.TokenRefusal)
 }
 
 // fail answers r with err in the route's style. It is the only place the
@@ -167,6 +175,7 @@ func (p responder) fail(w http.ResponseWriter, r *http.Request, st style, err er
 		if e.reason == reasonRateLimited {
 			p.metrics.RateLimited(info.Route)
 		}
+		p.refused(r, info, e.reason)
 	}
 	h := w.Header()
 	if status == http.StatusUnauthorized {
@@ -203,6 +212,17 @@ func (p responder) fail(w http.ResponseWriter, r *http.Request, st style, err er
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// refused hands the refusal of a known token (the front named it in the
+// request's Info) to the sink: the token's public id, the client and the
+// reason, never the secret. Failed guesses and rate limiting are not a
+// token's refusals.
+func (p responder) refused(r *http.Request, info *obs.Info, reason string) {
+	if p.refusals == nil || info.TokenID == "" || reason == reasonBadCredentials || reason == reasonRateLimited {
+		return
+	}
+	p.refusals.Refused(tollgate.TokenRefusal{TokenID: info.TokenID, At: p.now(), Address: obs.ClientIP(r), UserAgent: r.UserAgent(), Reason: reason})
 }
 
 // writeJSON writes a successful JSON answer.

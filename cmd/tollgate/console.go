@@ -35,6 +35,12 @@ func (m *Main) consoleHandler() http.Handler {
 		IPLimiter:    ratelimit.New(ip),
 		EmailLimiter: ratelimit.New(email),
 	}
+	if q := m.quota; q != nil {
+		c.MonthUsage = func(ctx context.Context, id string) (int64, int64) {
+			u := q.Get(ctx, id)
+			return u.Pulls, u.Bytes
+		}
+	}
 	if repos := m.packageRepos(); len(repos) > 0 {
 		c.Repos = func(a *tollgate.Account) []tollgate.PackageRepo { return entitledRepos(repos, a.Subscription) }
 	}
