@@ -142,8 +142,25 @@ type headerSetter interface{ SetHeaders(http.Header) }
 
 // responder writes refusals and records them.
 type responder struct {
-	log     *slog.Logger
-	metrics *obs.Metrics // nil records nothing
+	log      *slog.Logger
+	metrics  *obs.Metrics // nil records nothing
+	refusals RefusalSink  // nil tells nobody
+}
+
+// RefusalSink hears of each refusal of a known token: its id, the
+// decision label and the client address. Refused must not block (it
+// runs on the request's goroutine) and never gets a secret.
+type RefusalSink interface {
+	Refused(tokenID, reason, client string)
+}
+
+// refusedKnown tells the sink of a refusal of a known token (front.known
+// named it): a decision against it, not a bad or throttled credential.
+func (p responder) refusedKnown(info *obs.Info, reason string) {
+	if p.refusals == nil || info.TokenID == "" || reason == "" || reason == reasonBadCredentials || reason == reasonRateLimited {
+		return
+	}
+	p.refusals.Refused(info.TokenID, reason, info.ClientIP)
 }
 
 // fail answers r with err in the route's style. It is the only place the
@@ -167,6 +184,7 @@ func (p responder) fail(w http.ResponseWriter, r *http.Request, st style, err er
 		if e.reason == reasonRateLimited {
 			p.metrics.RateLimited(info.Route)
 		}
+		p.refusedKnown(info, e.reason)
 	}
 	h := w.Header()
 	if status == http.StatusUnauthorized {

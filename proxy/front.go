@@ -56,7 +56,7 @@ func newFront(o Options) *front {
 		o.Now = time.Now
 	}
 	return &front{
-		responder: responder{log: o.Logger, metrics: o.Metrics},
+		responder: responder{log: o.Logger, metrics: o.Metrics, refusals: o.Refusals},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, events: o.Events, limiter: o.Limiter, now: o.Now,
 		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota, platforms: newPlatforms(o.Now),
 	}
@@ -148,6 +148,7 @@ func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
 	default:
 		return caller{}, err
 	}
+	known(r, tok)
 	res := authz.Resource{Kind: authz.Any, Client: clientAddr(r), SecretHash: hash}
 	if reason := authz.Decide(tok, acct, f.now(), res); !reason.Allowed() {
 		if reason == authz.AddressNotAllowed {
@@ -203,6 +204,7 @@ func (f *front) byJWT(r *http.Request, verifier *authz.Verifier, raw string) (ca
 	if err != nil {
 		return caller{}, err
 	}
+	known(r, tok)
 	// The registry token behind the JWT must still be usable now, from
 	// here. The JWT was issued to it, so this is no guess: nothing is
 	// charged.
@@ -237,6 +239,13 @@ func (f *front) unusable(r *http.Request, tok *tollgate.Token, reason authz.Reas
 		f.limiter.Fail(r.Context(), key)
 	}
 	return refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))
+}
+
+// known names the token behind a request before it is judged, so that
+// the log line and a refusal (responder.refusedKnown) name it too.
+func known(r *http.Request, tok *tollgate.Token) {
+	info := obs.FromContext(r.Context())
+	info.TokenID, info.Account = tok.ID, tok.AccountName
 }
 
 // allow records a positive decision and who made the request.

@@ -65,6 +65,9 @@ type Options struct {
 	// not enforced).
 	Quota  *quota.Counter
 	Events EventSink // optional: one event per manifest, blob, package GET (see track)
+	// Refusals hears of each refusal of a known token (notifications:
+	// token.refused); optional.
+	Refusals RefusalSink
 
 	// The image routes (/token, /v2/); without a Signer they are not served.
 	Signer   *authz.Signer

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/notify"
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // deliverers holds each running Main's notification deliverer, so that
@@ -17,8 +18,19 @@ import (
 var deliverers sync.Map // *Main → *runningDeliverer
 
 type runningDeliverer struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	refusals *notify.Refusals // the edge's token.refused sink
+}
+
+// refusalSink is the edge's sink for refusals of known tokens, nil when
+// this replica runs no deliverer (another replica's sweep does not need
+// it: refusals are reported by the replica that refused).
+func (m *Main) refusalSink() proxy.RefusalSink {
+	if v, ok := deliverers.Load(m); ok {
+		return v.(*runningDeliverer).refusals
+	}
+	return nil
 }
 
 // startNotify starts the outbox deliverer of this replica (see package
@@ -52,11 +64,14 @@ func (m *Main) startNotify(ctx context.Context) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &runningDeliverer{cancel: cancel, done: make(chan struct{})}
+	r := &runningDeliverer{cancel: cancel, done: make(chan struct{}), refusals: notify.NewRefusals(m.Service, m.Logger, nil)}
 	deliverers.Store(m, r)
 	go func() {
 		defer close(r.done)
+		refusing := make(chan struct{})
+		go func() { defer close(refusing); r.refusals.Run(ctx) }()
 		d.Run(ctx)
+		<-refusing
 	}()
 	return nil
 }

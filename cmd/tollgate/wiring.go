@@ -112,6 +112,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		WarnBefore: c.Notify.WarnBefore.Duration(),
 		Quota:      quota.New(quota.Options{Redis: m.redis, KeyPrefix: c.Redis.KeyPrefix, Logger: m.Logger}),
 		Events:     m.usageSink(),
+		Refusals:   m.refusalSink(), // notify.go
 		Logger:     m.Logger,
 	}
 	if c.Upstream.URL != "" {
