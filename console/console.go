@@ -75,6 +75,9 @@ type Console struct {
 	// ones are made in memory from SignInLimit and SignInWindow.
 	IPLimiter    *ratelimit.Limiter
 	EmailLimiter *ratelimit.Limiter
+	// WarnBefore: tokens expiring within it make the tokens page's
+	// banner (the edge's notify.warn_before); 0 means DefaultWarnBefore.
+	WarnBefore time.Duration
 
 	once  sync.Once
 	pages map[string]*template.Template
@@ -161,6 +164,13 @@ func (c *Console) Handler() http.Handler {
 	authed("POST /console/tokens/{id}/revoke", manage, c.revokeToken)
 	authed("POST /console/tokens/{id}/pause", manage, c.pauseToken)
 	authed("POST /console/tokens/{id}/resume", manage, c.resumeToken)
+	authed("POST /console/tokens/{id}/rotate", manage, c.rotateToken) // rotation.go
+	admin := tollgate.Role.CanReadAudit
+	authed("GET /console/webhooks", admin, c.webhooksPage) // webhooks.go
+	authed("POST /console/webhooks", admin, c.createWebhook)
+	authed("POST /console/webhooks/{id}/delete", admin, c.deleteWebhook)
+	authed("POST /console/webhooks/{id}/test", admin, c.testWebhook)
+	authed("POST /console/deliveries/{id}/redeliver", admin, c.redeliver)
 	authed("POST /console/account/request-packages", manage, c.requestPackages)
 	authed("GET /console/audit", tollgate.Role.CanReadAudit, c.auditPage)
 	authed("GET /console/usage", everyone, c.usagePage) // usage.go

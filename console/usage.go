@@ -79,7 +79,7 @@ var (
 func usageTemplate() *template.Template {
 	usageOnce.Do(func() {
 		usageTmpl = template.Must(template.New("layout.html").Funcs(funcs).
-			ParseFS(templateFS, "templates/layout.html", "templates/card.html", "templates/usage.html"))
+			ParseFS(templateFS, "templates/layout.html", "templates/card*.html", "templates/usage.html"))
 	})
 	return usageTmpl
 }

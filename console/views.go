@@ -40,6 +40,15 @@ type view struct {
 	Token   *tokenView
 	Created *tokenView
 
+	// Tokens expiring soon (the banner; rotation.go).
+	Expiring []expiringView
+
+	// Webhooks page (webhooks.go).
+	Webhooks   []webhookView
+	Deliveries []deliveryView
+	EventTypes []string
+	NewSecret  string // a webhook's signing secret, shown once
+
 	// Audit page.
 	Events     []eventView
 	NextBefore int64
@@ -90,6 +99,8 @@ type tokenView struct {
 	Error                string // a failed action on this token
 
 	Usage *cardUsage // last 30 days (usage.go); nil when unknown
+
+	Previous *previousView // after a rotation (rotation.go)
 }
 
 // secretPlaceholder stands in the commands until the secret is revealed.
@@ -126,6 +137,7 @@ func (c *Console) tokenView(t *tollgate.Token, a *tollgate.Account, now time.Tim
 		v.ValidFrom = fmtTime(*t.Policy.ValidFrom)
 	}
 	v.Paused = t.Policy.PausedAt != nil
+	v.Previous = previousOf(t, now)
 	v.Badge, v.BadgeClass = v.Status, v.Status
 	if v.Status == string(tollgate.TokenActive) && t.ExpiresAt != nil {
 		if left := t.ExpiresAt.Sub(now); left <= 30*24*time.Hour {
@@ -206,13 +218,13 @@ var funcs = template.FuncMap{
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error"}
+var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "rotated", "webhooks"}
 
 func parsePages() map[string]*template.Template {
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {
 		out[name] = template.Must(template.New("layout.html").Funcs(funcs).
-			ParseFS(templateFS, "templates/layout.html", "templates/card.html", "templates/"+name+".html"))
+			ParseFS(templateFS, "templates/layout.html", "templates/card*.html", "templates/"+name+".html"))
 	}
 	return out
 }

@@ -34,6 +34,7 @@ func (m *Main) consoleHandler() http.Handler {
 		Logger:       m.Logger,
 		IPLimiter:    ratelimit.New(ip),
 		EmailLimiter: ratelimit.New(email),
+		WarnBefore:   m.Config.Notify.WarnBefore.Duration(),
 	}
 	if repos := m.packageRepos(); len(repos) > 0 {
 		c.Repos = func(a *tollgate.Account) []tollgate.PackageRepo { return entitledRepos(repos, a.Subscription) }
