@@ -118,7 +118,7 @@ func (s Setup) Commands() []SetupCommand {
 	for _, r := range s.Repos {
 		switch r.Format {
 		case PackageApk:
-			out = append(out, s.apk(r, u, host, base)...)
+			out = append(out, s.apk(r, u, base)...)
 		case PackageApt:
 			out = append(out, s.apt(r, u, host, base)...)
 		}
@@ -168,7 +168,7 @@ func (s Setup) apt(r PackageRepo, u *url.URL, host, base string) []SetupCommand 
 	}
 }
 
-func (s Setup) apk(r PackageRepo, u *url.URL, host, base string) []SetupCommand {
+func (s Setup) apk(r PackageRepo, u *url.URL, base string) []SetupCommand {
 	repo := base + "/apk/" + r.Name
 	keyURL := base + PackageKeyPath(PackageApk, r.Name, r.KeyFile)
 	key := "# no signing key is published for " + r.Name + ": copy the one your vendor gave you to /etc/apk/keys/"
@@ -176,14 +176,18 @@ func (s Setup) apk(r PackageRepo, u *url.URL, host, base string) []SetupCommand 
 		// apk finds the key by its file name, which the index signature names.
 		key = sudo + "wget -q -O /etc/apk/keys/" + r.KeyFile + " " + keyURL
 	}
-	// HTTP_AUTH's second field is the host: apko, melange and go-apk match
-	// it against the request's host[:port], apk-tools against the realm,
-	// which tollgate sets to the same host.
-	httpAuth := "basic:" + host + ":" + SetupUsername + ":" + s.Secret
+	httpAuth := HTTPAuth(u, SetupUsername, s.Secret)
 	withAuth := u.Scheme + "://" + SetupUsername + ":" + s.Secret + "@" + u.Host + strings.TrimSuffix(u.Path, "/") + "/apk/" + r.Name
 	keyring := keyURL
 	if r.KeyFile == "" {
 		keyring = "/etc/apk/keys/KEY.rsa.pub"
+	}
+	// apko and melange match HTTP_AUTH's host against the request's
+	// host[:port] (see HTTPAuth): behind a port they never send it, so
+	// their repository URL carries the token instead.
+	apkoRepo, apkoNote := repo, "built with HTTP_AUTH='"+httpAuth+"' exported"
+	if u.Port() != "" {
+		apkoRepo, apkoNote = withAuth, "apko's HTTP_AUTH never matches a host with a port: the token is in the URL, keep the file private"
 	}
 	return []SetupCommand{
 		{"apk signing key " + r.Name, key},
@@ -196,13 +200,28 @@ func (s Setup) apk(r PackageRepo, u *url.URL, host, base string) []SetupCommand 
 				"echo '" + withAuth + "' | " + sudo + "tee -a /etc/apk/repositories >/dev/null\n" +
 				sudo + "apk update"},
 		{"apko / melange " + r.Name,
-			"# apko.yaml (melange: under environment:), built with HTTP_AUTH='" + httpAuth + "' exported\n" +
+			"# apko.yaml (melange: under environment:), " + apkoNote + "\n" +
 				"contents:\n" +
 				"  keyring:\n" +
 				"    - " + keyring + "\n" +
 				"  repositories:\n" +
-				"    - " + repo},
+				"    - " + apkoRepo},
 	}
+}
+
+// HTTPAuth is the HTTP_AUTH value apk-tools, apko and melange read for
+// tollgate at u: basic:HOST:USER:PASSWORD, HOST without a port.
+//
+// apk-tools (libfetch's http_authorize) skips the second field up to the
+// first colon without comparing it, takes the user name up to the next
+// colon and the rest as the password, and sends them after a 401: a port
+// there would become the user name. apko (pkg/apk/auth, EnvAuth) splits
+// the value on every colon, wants exactly four fields and sends the
+// credentials when the second equals the request URL's host[:port]: so
+// it matches only a URL without a port, and no value names one with a
+// port. The package routes' Basic realm is the same HOST.
+func HTTPAuth(u *url.URL, user, secret string) string {
+	return "basic:" + u.Hostname() + ":" + user + ":" + secret
 }
 
 // PackageFormat is a package repository's format: the first segment of

@@ -43,13 +43,16 @@ func TestSetupCommands(t *testing.T) {
 	t.Run("PackagesOverHTTPS", func(t *testing.T) {
 		text := setupText(SetupCommands("https://registry.example.com:8443", secret, ScopeImages|ScopePackages, repos))
 		for _, want := range []string{
-			// apk: key, repository, HTTP_AUTH with host:port, URL form, apko.
+			// apk: key, repository, HTTP_AUTH with the host and no port
+			// (apk-tools would take the port for the user name), URL form,
+			// apko with the token in the URL (its HTTP_AUTH never matches
+			// a host with a port).
 			"$(command -v sudo) wget -q -O /etc/apk/keys/vendor.rsa.pub https://registry.example.com:8443/keys/apk/os/vendor.rsa.pub",
 			"echo 'https://registry.example.com:8443/apk/os' | $(command -v sudo) tee -a /etc/apk/repositories >/dev/null",
-			"export HTTP_AUTH='basic:registry.example.com:8443:tollgate:" + secret + "'",
+			"export HTTP_AUTH='basic:registry.example.com:tollgate:" + secret + "'",
 			`$(command -v sudo) env HTTP_AUTH="$HTTP_AUTH" apk update`,
 			"echo 'https://tollgate:" + secret + "@registry.example.com:8443/apk/os' | $(command -v sudo) tee -a /etc/apk/repositories",
-			"  keyring:\n    - https://registry.example.com:8443/keys/apk/os/vendor.rsa.pub\n  repositories:\n    - https://registry.example.com:8443/apk/os",
+			"  keyring:\n    - https://registry.example.com:8443/keys/apk/os/vendor.rsa.pub\n  repositories:\n    - https://tollgate:" + secret + "@registry.example.com:8443/apk/os",
 			// apt: key, credentials created 600 first, deb822 and one-line.
 			"$(command -v sudo) curl -fsSL -o /etc/apt/keyrings/tollgate-bookworm.gpg https://registry.example.com:8443/keys/apt/bookworm/key.gpg",
 			"$(command -v sudo) install -m 600 /dev/null /etc/apt/auth.conf.d/tollgate-bookworm.conf\n" +
@@ -63,6 +66,15 @@ func TestSetupCommands(t *testing.T) {
 		}
 		if strings.Contains(text, "chmod") || strings.Contains(text, "\n\n\n") {
 			t.Errorf("a credentials file made readable first, or an empty line in a snippet:\n%s", text)
+		}
+	})
+
+	t.Run("ApkoUsesHTTPAuthWithoutAPort", func(t *testing.T) {
+		text := setupText(SetupCommands("https://registry.example.com", secret, ScopePackages, repos))
+		want := "# apko.yaml (melange: under environment:), built with HTTP_AUTH='basic:registry.example.com:tollgate:" + secret + "' exported\n" +
+			"contents:\n  keyring:\n    - https://registry.example.com/keys/apk/os/vendor.rsa.pub\n  repositories:\n    - https://registry.example.com/apk/os"
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in\n%s", want, text)
 		}
 	})
 

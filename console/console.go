@@ -13,6 +13,7 @@
 package console
 
 import (
+	"context"
 	"crypto/hmac"
 	"embed"
 	"encoding/base64"
@@ -60,6 +61,9 @@ type Console struct {
 	// nil derives them from the account's subscription (each name that is
 	// not a pattern, as both an apt and an apk repository).
 	Repos func(a *tollgate.Account) []tollgate.PackageRepo
+	// MonthUsage returns a capped token's pulls and bytes this month, as
+	// the edge counts them (quota); nil: cards show no usage against caps.
+	MonthUsage func(ctx context.Context, tokenID string) (pulls, bytes int64)
 	// Logger gets the causes of internal errors (the request line is
 	// obs.Observer's, to which the console adds the signed-in user); nil
 	// discards.
@@ -171,6 +175,8 @@ func (c *Console) Handler() http.Handler {
 	authed("POST /console/webhooks/{id}/delete", admin, c.deleteWebhook)
 	authed("POST /console/webhooks/{id}/test", admin, c.testWebhook)
 	authed("POST /console/deliveries/{id}/redeliver", admin, c.redeliver)
+	authed("GET /console/tokens/{id}/lock", manage, c.lockPage) // policy.go
+	authed("POST /console/tokens/{id}/lock", manage, c.lockToken)
 	authed("POST /console/account/request-packages", manage, c.requestPackages)
 	authed("GET /console/audit", tollgate.Role.CanReadAudit, c.auditPage)
 	authed("GET /console/usage", everyone, c.usagePage) // usage.go

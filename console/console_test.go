@@ -64,6 +64,12 @@ const goodPassword = "correct horse battery staple"
 
 func newEnv(t *testing.T, publicURL string) *env {
 	t.Helper()
+	return newEnvWith(t, publicURL, nil)
+}
+
+// newEnvWith is newEnv with set called on the console before it serves.
+func newEnvWith(t *testing.T, publicURL string, set func(*console.Console)) *env {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "tollgate.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +89,9 @@ func newEnv(t *testing.T, publicURL string) *env {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := &console.Console{Service: svc, Users: users, PublicURL: publicURL, Logger: logger}
+	if set != nil {
+		set(c)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/console/", c.Handler())
 	// As cmd/tollgate serves it: behind the one access log.

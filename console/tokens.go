@@ -21,6 +21,7 @@ var flashes = map[string]string{
 	"paused":    "Token paused. It is refused everywhere until you resume it.",
 	"resumed":   "Token resumed. It works again.",
 	"requested": "Package access requested. An operator will look at it.",
+	"locked":    "Token locked to the addresses it was used from. Requests from anywhere else are refused.",
 }
 
 func (c *Console) base(s *session, title string) *view {
@@ -47,11 +48,19 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 		filter = ""
 	}
 	v.Filter = filter
+	v.Stale = readStale(r)
 	toks, a, err := c.Service.ListTokens(r.Context(), s.account.Name, "")
 	if err != nil {
 		c.errorPage(w, r, s, statusOf(err), c.errText(r, err))
 		return
 	}
+	if v.Stale.Kind == "addresses" {
+		if v.Stale.counts, err = c.Service.TokenAddressCounts(r.Context(), s.account.Name, seenWindow); err != nil {
+			c.errorPage(w, r, s, statusOf(err), c.errText(r, err))
+			return
+		}
+	}
+	byID := map[string]*tollgate.Token{}
 	now := c.now()
 	v.Limit = tollgate.MaxActiveTokens
 	v.Counts = map[string]int{}
@@ -63,9 +72,10 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 		if t.RevokedAt == nil {
 			v.Active++
 		}
-		if filter != "" && st != filter && t.ID != revealID {
+		if (filter != "" && st != filter || !v.Stale.keeps(t, now)) && t.ID != revealID {
 			continue
 		}
+		byID[t.ID] = t
 		sec := ""
 		if t.ID == revealID {
 			sec = secret.Reveal() // asked for by its owner, audited
@@ -82,6 +92,7 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 	v.AtLimit = v.Active >= tollgate.MaxActiveTokens
 	v.Expiring = expiringSoon(toks, a, now, c.warnBefore())
 	c.attachUsage(r.Context(), s, v.Tokens)
+	c.attachPolicy(r.Context(), v.Tokens, byID)
 	c.render(w, r, status, "tokens", v)
 }
 

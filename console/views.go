@@ -35,6 +35,7 @@ type view struct {
 	AtLimit  bool
 	Counts   map[string]int
 	Packages packagesView
+	Stale    staleFilter // policy.go
 
 	// Create/edit/revoke pages and the one-time secret.
 	Token   *tokenView
@@ -98,7 +99,8 @@ type tokenView struct {
 	Open                 bool
 	Error                string // a failed action on this token
 
-	Usage *cardUsage // last 30 days (usage.go); nil when unknown
+	Usage  *cardUsage  // last 30 days (usage.go); nil when unknown
+	Policy *cardPolicy // caps and refused attempts (policy.go); nil when revoked
 
 	Previous *previousView // after a rotation (rotation.go)
 }
@@ -218,7 +220,7 @@ var funcs = template.FuncMap{
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "rotated", "webhooks"}
+var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "lock", "rotated", "webhooks"}
 
 func parsePages() map[string]*template.Template {
 	out := map[string]*template.Template{}
@@ -229,7 +231,7 @@ func parsePages() map[string]*template.Template {
 	return out
 }
 
-func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v *view) {
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v any) {
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, "layout.html", v); err != nil {
 		c.log().ErrorContext(r.Context(), "console: template", "page", page, "err", err)

@@ -367,11 +367,12 @@ func TestRefusalFloodIsOneEventPerTokenAnHour(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); ref.Run(ctx) }()
+	x := tollgate.TokenRefusal{TokenID: tok.ID, Reason: "revoked", Address: "203.0.113.9", UserAgent: "docker/27"}
 	for range 1000 {
-		ref.Refused(tok.ID, "revoked", "203.0.113.9")
+		ref.Refused(x)
 	}
 	c.Add(time.Hour)
-	ref.Refused(tok.ID, "revoked", "203.0.113.9")
+	ref.Refused(x)
 	d := deliverer(t, s, c, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

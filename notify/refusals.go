@@ -48,8 +48,10 @@ func NewRefusals(svc *tollgate.Service, log *slog.Logger, now func() time.Time) 
 	return &Refusals{svc: svc, log: log, now: now, q: make(chan refusal, 256), seen: map[string]struct{}{}}
 }
 
-// Refused takes a refusal of a known token without blocking.
-func (r *Refusals) Refused(tokenID, reason, client string) {
+// Refused takes a refusal of a known token without blocking (it is a
+// proxy.RefusalSink).
+func (r *Refusals) Refused(x tollgate.TokenRefusal) {
+	tokenID, reason, client := x.TokenID, x.Reason, x.Address
 	now := r.now()
 	window := now.Truncate(tollgate.RefusalEvery)
 	r.mu.Lock()

@@ -144,23 +144,14 @@ type headerSetter interface{ SetHeaders(http.Header) }
 type responder struct {
 	log      *slog.Logger
 	metrics  *obs.Metrics // nil records nothing
-	refusals RefusalSink  // nil tells nobody
+	refusals RefusalSink  // nil records no refused attempts
+	now      func() time.Time
 }
 
-// RefusalSink hears of each refusal of a known token: its id, the
-// decision label and the client address. Refused must not block (it
-// runs on the request's goroutine) and never gets a secret.
+// RefusalSink takes the refused attempts of known tokens (package usage's
+// RefusalRecorder); Refused must not block.
 type RefusalSink interface {
-	Refused(tokenID, reason, client string)
-}
-
-// refusedKnown tells the sink of a refusal of a known token (front.known
-// named it): a decision against it, not a bad or throttled credential.
-func (p responder) refusedKnown(info *obs.Info, reason string) {
-	if p.refusals == nil || info.TokenID == "" || reason == "" || reason == reasonBadCredentials || reason == reasonRateLimited {
-		return
-	}
-	p.refusals.Refused(info.TokenID, reason, info.ClientIP)
+	Refused(tollgate.TokenRefusal)
 }
 
 // fail answers r with err in the route's style. It is the only place the
@@ -184,7 +175,7 @@ func (p responder) fail(w http.ResponseWriter, r *http.Request, st style, err er
 		if e.reason == reasonRateLimited {
 			p.metrics.RateLimited(info.Route)
 		}
-		p.refusedKnown(info, e.reason)
+		p.refused(r, info, e.reason)
 	}
 	h := w.Header()
 	if status == http.StatusUnauthorized {
@@ -221,6 +212,17 @@ func (p responder) fail(w http.ResponseWriter, r *http.Request, st style, err er
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// refused hands the refusal of a known token (the front named it in the
+// request's Info) to the sink: the token's public id, the client and the
+// reason, never the secret. Failed guesses and rate limiting are not a
+// token's refusals.
+func (p responder) refused(r *http.Request, info *obs.Info, reason string) {
+	if p.refusals == nil || info.TokenID == "" || reason == reasonBadCredentials || reason == reasonRateLimited {
+		return
+	}
+	p.refusals.Refused(tollgate.TokenRefusal{TokenID: info.TokenID, At: p.now(), Address: obs.ClientIP(r), UserAgent: r.UserAgent(), Reason: reason})
 }
 
 // writeJSON writes a successful JSON answer.

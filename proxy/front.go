@@ -46,6 +46,7 @@ type front struct {
 	warnBefore time.Duration
 	quota      *quota.Counter // nil: caps are not counted
 	platforms  *platforms     // what indexes said of their manifests (events.go)
+	exchanger  Exchanger      // nil: OIDC tokens are not accepted (keyless pulls off)
 }
 
 func newFront(o Options) *front {
@@ -56,9 +57,10 @@ func newFront(o Options) *front {
 		o.Now = time.Now
 	}
 	return &front{
-		responder: responder{log: o.Logger, metrics: o.Metrics, refusals: o.Refusals},
+		responder: responder{log: o.Logger, metrics: o.Metrics, refusals: o.Refusals, now: o.Now},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, events: o.Events, limiter: o.Limiter, now: o.Now,
 		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota, platforms: newPlatforms(o.Now),
+		exchanger: o.Exchanger,
 	}
 }
 
@@ -140,6 +142,9 @@ func (f *front) capRefusal(c caller) *refusal {
 // /token password) and checks that the token is usable at all now. Its
 // errors are refusals (401 or 429) or the lookup's EUNAVAILABLE/EINTERNAL.
 func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
+	if f.exchanger != nil && f.exchanger.IsOIDC(secret) {
+		return f.byOIDC(r, secret)
+	}
 	tok, acct, hash, err := f.find(r.Context(), secret)
 	switch tollgate.ErrorCode(err) {
 	case "":
@@ -148,7 +153,7 @@ func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
 	default:
 		return caller{}, err
 	}
-	known(r, tok)
+	f.known(r, tok)
 	res := authz.Resource{Kind: authz.Any, Client: clientAddr(r), SecretHash: hash}
 	if reason := authz.Decide(tok, acct, f.now(), res); !reason.Allowed() {
 		if reason == authz.AddressNotAllowed {
@@ -181,7 +186,7 @@ func denied(reason authz.Reason) *refusal {
 // tells a rotated-out secret by it); malformed secrets never reach the
 // lookup.
 func (f *front) find(ctx context.Context, secret string) (*tollgate.Token, *tollgate.Account, []byte, error) {
-	s, err := tollgate.ParseToken(secret)
+	s, err := tollgate.ParseCredential(secret)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -204,7 +209,7 @@ func (f *front) byJWT(r *http.Request, verifier *authz.Verifier, raw string) (ca
 	if err != nil {
 		return caller{}, err
 	}
-	known(r, tok)
+	f.known(r, tok)
 	// The registry token behind the JWT must still be usable now, from
 	// here. The JWT was issued to it, so this is no guess: nothing is
 	// charged.
@@ -241,9 +246,10 @@ func (f *front) unusable(r *http.Request, tok *tollgate.Token, reason authz.Reas
 	return refuse(errcode.ErrorCodeUnauthorized, string(reason), denyMessage(reason))
 }
 
-// known names the token behind a request before it is judged, so that
-// the log line and a refusal (responder.refusedKnown) name it too.
-func known(r *http.Request, tok *tollgate.Token) {
+// known names the token behind the request in its Info as soon as it is
+// found: the access log line shows whose request was refused, and the
+// responder records the refusal on the token (its public id only).
+func (f *front) known(r *http.Request, tok *tollgate.Token) {
 	info := obs.FromContext(r.Context())
 	info.TokenID, info.Account = tok.ID, tok.AccountName
 }
@@ -252,8 +258,7 @@ func known(r *http.Request, tok *tollgate.Token) {
 func (f *front) allow(r *http.Request, tok *tollgate.Token) {
 	f.metrics.Decision("ok")
 	if tok != nil {
-		info := obs.FromContext(r.Context())
-		info.TokenID, info.Account = tok.ID, tok.AccountName
+		f.known(r, tok)
 	}
 }
 

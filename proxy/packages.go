@@ -26,15 +26,14 @@ const (
 )
 
 // PackageRealm is the realm of the Basic challenge on /apt/ and /apk/
-// when there is no public URL. With one, the realm is its host[:port]
-// (packageRealm): apk-tools matches HTTP_AUTH=basic:REALM:user:pass
-// against the realm, apko, melange and go-apk against the request's host,
-// so one HTTP_AUTH line works for all of them only if the two are equal.
+// when there is no public URL. With one, the realm is its host without
+// the port (packageRealm), the host HTTP_AUTH=basic:HOST:user:pass names
+// (tollgate.HTTPAuth says why there is no port in it).
 const PackageRealm = "tollgate"
 
 func packageRealm(publicURL string) string {
-	if u, err := url.Parse(publicURL); err == nil && u.Host != "" {
-		return u.Host
+	if u, err := url.Parse(publicURL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
 	}
 	return PackageRealm
 }

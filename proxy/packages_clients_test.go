@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,29 +24,57 @@ import (
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
-// apkHTTPAuth does what apk-tools does with HTTP_AUTH=basic:REALM:USER:PASS
-// (or netrc): it sends no credentials until the server answers 401 with a
-// Basic challenge for REALM, then repeats the request with them. It never
-// retries after a 403.
-type apkHTTPAuth struct {
-	realm, user, pass string
-	next              http.RoundTripper
-	challenged        int
+// apkToolsAuth does with HTTP_AUTH what apk-tools does (libfetch,
+// http.c: http_request and http_authorize): it sends no credentials until
+// the server answers 401, then repeats the request once with them. The
+// value is basic:REALM:USER:PASSWORD, where REALM is skipped up to the
+// first colon and never compared, the user name runs to the next colon
+// and the password is the rest.
+type apkToolsAuth struct {
+	httpAuth   string
+	next       http.RoundTripper
+	challenged int
 }
 
-func (a *apkHTTPAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+func (a *apkToolsAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := a.next.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || req.Header.Get("Authorization") != "" {
 		return resp, err
 	}
-	if resp.Header.Get("WWW-Authenticate") != `Basic realm="`+a.realm+`"` {
+	rest, ok := strings.CutPrefix(a.httpAuth, "basic:")
+	if !ok {
+		return resp, nil
+	}
+	_, rest, ok = strings.Cut(rest, ":") // the realm, skipped
+	user, pass, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
 		return resp, nil
 	}
 	a.challenged++
 	resp.Body.Close()
 	out := req.Clone(req.Context())
-	out.SetBasicAuth(a.user, a.pass)
+	out.SetBasicAuth(user, pass)
 	return a.next.RoundTrip(out)
+}
+
+// apkoEnvAuth does with HTTP_AUTH what apko and melange do (apko's
+// pkg/apk/auth EnvAuth, on every request that has no credentials yet):
+// the value split on ":" must be exactly basic, HOST, USER, PASSWORD, and
+// the credentials go only to a request whose URL host (host[:port])
+// equals HOST.
+type apkoEnvAuth struct {
+	httpAuth string
+	next     http.RoundTripper
+}
+
+func (a *apkoEnvAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, _, ok := req.BasicAuth(); !ok {
+		if parts := strings.Split(a.httpAuth, ":"); len(parts) == 4 && parts[0] == "basic" && req.URL.Host == parts[1] {
+			req = req.Clone(req.Context())
+			req.SetBasicAuth(parts[2], parts[3])
+		}
+	}
+	return a.next.RoundTrip(req)
 }
 
 // TestPackagesGoApk uses go-apk as the apk client: index (signature
@@ -113,7 +143,7 @@ func TestPackagesGoApk(t *testing.T) {
 		}
 	})
 	t.Run("credentials only after a 401", func(t *testing.T) {
-		auth := &apkHTTPAuth{realm: PackageRealm, user: "tollgate", pass: e.good, next: http.DefaultTransport}
+		auth := &apkToolsAuth{httpAuth: "basic:" + PackageRealm + ":tollgate:" + e.good, next: http.DefaultTransport}
 		client := &http.Client{Transport: auth, Timeout: 10 * time.Second}
 		// go-apk's own per-host auth is left empty: only the 401 brings them.
 		if err := fetch(t, "http://localhost:"+port+"/apk/os", client, "", ""); err != nil {
@@ -123,6 +153,65 @@ func TestPackagesGoApk(t *testing.T) {
 			t.Fatalf("challenged %d times, want one for the index and one for the package", auth.challenged)
 		}
 	})
+	// The HTTP_AUTH and apko repository the set-up commands print, used
+	// as apk-tools and apko use them. Hosts are names of this test: the
+	// dialer sends every connection to tollgate, so a URL may have no port.
+	toEdge := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, e.srv.Listener.Addr().String())
+	}}
+	defer toEdge.CloseIdleConnections()
+	printed := func(t *testing.T, publicURL string) (httpAuth, apkoRepo string) {
+		t.Helper()
+		var text strings.Builder
+		for _, c := range (tollgate.Setup{PublicURL: publicURL, Secret: e.good, Scope: tollgate.ScopePackages,
+			Repos: []tollgate.PackageRepo{{Name: "os", Format: tollgate.PackageApk, KeyFile: e.apkKey.Name}}}).Commands() {
+			text.WriteString(c.Text + "\n")
+		}
+		a := regexp.MustCompile(`(?m)^export HTTP_AUTH='([^']+)'$`).FindStringSubmatch(text.String())
+		r := regexp.MustCompile(`(?m)^  repositories:\n    - (\S+)$`).FindStringSubmatch(text.String())
+		if a == nil || r == nil {
+			t.Fatalf("no HTTP_AUTH or apko repository in\n%s", text.String())
+		}
+		return a[1], r[1]
+	}
+	for _, port := range []string{"", ":8080"} {
+		name := map[string]string{"": "public URL without a port", ":8080": "public URL with a port"}[port]
+		t.Run("apk-tools with the printed HTTP_AUTH, "+name, func(t *testing.T) {
+			base := "http://apk-tools.test" + port
+			httpAuth, _ := printed(t, base)
+			auth := &apkToolsAuth{httpAuth: httpAuth, next: toEdge}
+			if err := fetch(t, base+"/apk/os", &http.Client{Transport: auth, Timeout: 10 * time.Second}, "", ""); err != nil {
+				t.Fatalf("HTTP_AUTH=%s: %v", strings.ReplaceAll(httpAuth, e.good, "TOKEN"), err)
+			}
+			if auth.challenged < 2 {
+				t.Fatalf("challenged %d times, want one for the index and one for the package", auth.challenged)
+			}
+		})
+		t.Run("apko with the printed HTTP_AUTH and repository, "+name, func(t *testing.T) {
+			base := "http://apko.test" + port
+			httpAuth, repo := printed(t, base)
+			if inURL := strings.Contains(repo, "@"); inURL != (port != "") {
+				t.Fatalf("apko repository %q: the token belongs in the URL only behind a port", strings.ReplaceAll(repo, e.good, "TOKEN"))
+			}
+			client := &http.Client{Transport: &apkoEnvAuth{httpAuth: httpAuth, next: toEdge}, Timeout: 10 * time.Second}
+			if err := fetch(t, repo, client, "", ""); err != nil {
+				t.Fatalf("HTTP_AUTH=%s: %v", strings.ReplaceAll(httpAuth, e.good, "TOKEN"), err)
+			}
+		})
+	}
+	t.Run("HTTP_AUTH naming host:port works with neither apk-tools nor apko", func(t *testing.T) {
+		for client, rt := range map[string]http.RoundTripper{
+			"apk-tools": &apkToolsAuth{httpAuth: "basic:old-apk-tools.test:8080:tollgate:" + e.good, next: toEdge},
+			"apko":      &apkoEnvAuth{httpAuth: "basic:old-apko.test:8080:tollgate:" + e.good, next: toEdge},
+		} {
+			repo := "http://old-" + client + ".test:8080/apk/os"
+			_, err := apk.GetRepositoryIndexes(ctx, []string{repo}, keys, "x86_64", apk.WithHTTPClient(&http.Client{Transport: rt}))
+			if err == nil || !strings.Contains(err.Error(), "unexpected status code: 401") {
+				t.Errorf("%s: err = %v, want status 401", client, err)
+			}
+		}
+	})
+
 	denials := []struct {
 		name, repo string
 		client     *http.Client
@@ -134,7 +223,7 @@ func TestPackagesGoApk(t *testing.T) {
 		{"account without package access", "http://tollgate:" + e.noAccess + "@" + hostport + "/apk/os", plain, "403"},
 		{"repository not entitled", "http://tollgate:" + e.good + "@" + hostport + "/apk/restricted", plain, "403"},
 		{"no credentials at all", "http://127.0.0.1:" + port + "/apk/os", plain, "401"},
-		{"wrong token after a 401", srv2.URL + "/apk/os", &http.Client{Transport: &apkHTTPAuth{realm: PackageRealm, user: "u", pass: e.revoked, next: http.DefaultTransport}}, "401"},
+		{"wrong token after a 401", srv2.URL + "/apk/os", &http.Client{Transport: &apkToolsAuth{httpAuth: "basic:" + PackageRealm + ":u:" + e.revoked, next: http.DefaultTransport}}, "401"},
 	}
 	for _, d := range denials {
 		t.Run(d.name, func(t *testing.T) {

@@ -36,6 +36,12 @@ func (m *Main) consoleHandler() http.Handler {
 		EmailLimiter: ratelimit.New(email),
 		WarnBefore:   m.Config.Notify.WarnBefore.Duration(),
 	}
+	if q := m.quota; q != nil {
+		c.MonthUsage = func(ctx context.Context, id string) (int64, int64) {
+			u := q.Get(ctx, id)
+			return u.Pulls, u.Bytes
+		}
+	}
 	if repos := m.packageRepos(); len(repos) > 0 {
 		c.Repos = func(a *tollgate.Account) []tollgate.PackageRepo { return entitledRepos(repos, a.Subscription) }
 	}

@@ -23,14 +23,37 @@ type runningDeliverer struct {
 	refusals *notify.Refusals // the edge's token.refused sink
 }
 
-// refusalSink is the edge's sink for refusals of known tokens, nil when
-// this replica runs no deliverer (another replica's sweep does not need
-// it: refusals are reported by the replica that refused).
-func (m *Main) refusalSink() proxy.RefusalSink {
+// notifySink is the token.refused sink of this replica's deliverer, nil
+// when it runs none (refusals are reported by the replica that refused).
+func (m *Main) notifySink() proxy.RefusalSink {
 	if v, ok := deliverers.Load(m); ok {
 		return v.(*runningDeliverer).refusals
 	}
 	return nil
+}
+
+// refusalSinks hands each refusal to every sink that is not nil: the
+// card's recorder and the notification sink. Both take it without
+// blocking.
+type refusalSinks []proxy.RefusalSink
+
+func (s refusalSinks) Refused(x tollgate.TokenRefusal) {
+	for _, sink := range s {
+		sink.Refused(x)
+	}
+}
+
+func bothRefusalSinks(sinks ...proxy.RefusalSink) proxy.RefusalSink {
+	var out refusalSinks
+	for _, s := range sinks {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // startNotify starts the outbox deliverer of this replica (see package

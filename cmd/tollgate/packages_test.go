@@ -83,11 +83,11 @@ func TestDevServesPackages(t *testing.T) {
 	if code, _ := get(d.Env["TOLLGATE_URL"]+"/keys/apt/restricted/nope.gpg", ""); code != 404 {
 		t.Fatalf("unknown key: %d", code)
 	}
-	// The Basic realm is the package host, as HTTP_AUTH=basic:HOST:... names it.
+	// The Basic realm is the package host (no port), as HTTP_AUTH=basic:HOST:... names it.
 	req, _ := http.NewRequest("GET", suite, nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil {
 		t.Fatal(err)
-	} else if resp.Body.Close(); resp.Header.Get("WWW-Authenticate") != `Basic realm="`+strings.TrimPrefix(d.Env["TOLLGATE_URL"], "http://")+`"` {
+	} else if resp.Body.Close(); resp.Header.Get("WWW-Authenticate") != `Basic realm="`+req.URL.Hostname()+`"` {
 		t.Fatalf("package challenge: %q", resp.Header.Get("WWW-Authenticate"))
 	}
 

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/internal/ratelimit"
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/quota"
 	"github.com/tollgate/tollgate/store/postgres"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/tokencache"
@@ -64,7 +65,9 @@ type Main struct {
 	server        *http.Server
 	inflight      atomic.Int64 // requests in the public server's handler
 	done          chan error
-	usage         usageWiring // pull insight (usage_wiring.go)
+	usage         usageWiring    // pull insight (usage_wiring.go)
+	refusals      refusalWiring  // refused attempts (refusals_wiring.go)
+	quota         *quota.Counter // capped tokens' months, for the edge and the console
 }
 
 // Run opens the store (applying migrations), loads the keys, builds the
@@ -120,6 +123,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startUsage(); err != nil {
 		return err
 	}
+	m.startRefusals() // refusals_wiring.go
 	registry, err := m.edge(keys, tk)
 	if err != nil {
 		return err
@@ -214,6 +218,7 @@ func (m *Main) Close() error {
 		m.stopCache = nil
 	}
 	errs = append(errs, m.stopUsage()) // the last pull aggregates, before the store closes
+	errs = append(errs, m.stopRefusals())
 	if m.redis != nil {
 		errs = append(errs, m.redis.Close())
 		m.redis = nil

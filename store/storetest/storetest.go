@@ -24,4 +24,5 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
 	t.Run("Webhooks", func(t *testing.T) { testWebhooks(t, newStore) })
 	t.Run("Trust", func(t *testing.T) { testTrust(t, newStore) })
+	t.Run("Refusals", func(t *testing.T) { testRefusals(t, newStore) })
 }
