@@ -73,6 +73,8 @@ type Config struct {
 	Notify NotifyConfig `yaml:"notify"`
 	// Usage configures pull insight (see usage.go).
 	Usage UsageConfig `yaml:"usage"`
+	// OIDC configures keyless pulls (see oidc.go).
+	OIDC OIDCConfig `yaml:"oidc"`
 }
 
 // TLSConfig names a certificate and its private key, both PEM. Set both
@@ -163,6 +165,7 @@ func Default() *Config {
 	c.Store.SQLite.Path = "./tollgate-data/tollgate.db"
 	c.Keys.Dir = "./tollgate-data/keys"
 	c.Log.Format = LogText
+	c.OIDC.AllowLoopbackIssuers = true // a test issuer on this machine may be trusted
 	return c
 }
 
@@ -186,6 +189,7 @@ func defaults() *Config {
 			HeaderTimeout: Duration(10 * time.Second), BodyTimeout: Duration(30 * time.Second)},
 		Notify: defaultNotify(),
 		Usage:  defaultUsage(),
+		OIDC:   defaultOIDC(),
 	}
 }
 
@@ -277,6 +281,7 @@ func (c *Config) Validate() error {
 	n.Limits.validate(&p)
 	n.Notify.validate(&p)
 	n.Usage.validate(&p)
+	n.OIDC.validate(&p)
 	for i, pat := range n.Anonymous.Repositories {
 		if err := tollgate.ValidatePattern(pat); err != nil {
 			p.add("anonymous.repositories["+strconv.Itoa(i)+"]", "%s", tollgate.ErrorMessage(err))

@@ -169,3 +169,6 @@ func (e *Exchanger) Credential(ctx context.Context, raw, client string, fresh bo
 	e.mu.Unlock()
 	return secret, nil
 }
+
+// IsOIDC reports whether a password is shaped like an OIDC token.
+func (e *Exchanger) IsOIDC(password string) bool { return LooksLikeJWT(password) }

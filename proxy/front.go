@@ -46,6 +46,7 @@ type front struct {
 	warnBefore time.Duration
 	quota      *quota.Counter // nil: caps are not counted
 	platforms  *platforms     // what indexes said of their manifests (events.go)
+	exchanger  Exchanger      // nil: OIDC tokens are not accepted (keyless pulls off)
 }
 
 func newFront(o Options) *front {
@@ -59,6 +60,7 @@ func newFront(o Options) *front {
 		responder: responder{log: o.Logger, metrics: o.Metrics, refusals: o.Refusals, now: o.Now},
 		lookup:    o.Lookup, keys: o.Keys, usage: o.Usage, events: o.Events, limiter: o.Limiter, now: o.Now,
 		recent: newRecentFailures(o.Now), warnBefore: o.WarnBefore, quota: o.Quota, platforms: newPlatforms(o.Now),
+		exchanger: o.Exchanger,
 	}
 }
 
@@ -140,6 +142,9 @@ func (f *front) capRefusal(c caller) *refusal {
 // /token password) and checks that the token is usable at all now. Its
 // errors are refusals (401 or 429) or the lookup's EUNAVAILABLE/EINTERNAL.
 func (f *front) bySecret(r *http.Request, secret string) (caller, error) {
+	if f.exchanger != nil && f.exchanger.IsOIDC(secret) {
+		return f.byOIDC(r, secret)
+	}
 	tok, acct, hash, err := f.find(r.Context(), secret)
 	switch tollgate.ErrorCode(err) {
 	case "":
@@ -181,7 +186,7 @@ func denied(reason authz.Reason) *refusal {
 // tells a rotated-out secret by it); malformed secrets never reach the
 // lookup.
 func (f *front) find(ctx context.Context, secret string) (*tollgate.Token, *tollgate.Account, []byte, error) {
-	s, err := tollgate.ParseToken(secret)
+	s, err := tollgate.ParseCredential(secret)
 	if err != nil {
 		return nil, nil, nil, err
 	}

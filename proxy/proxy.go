@@ -65,6 +65,9 @@ type Options struct {
 	// not enforced).
 	Quota  *quota.Counter
 	Events EventSink // optional: one event per manifest, blob, package GET (see track)
+	// Exchanger accepts OIDC tokens (keyless pulls): as a password on
+	// every route, and exchanged at POST /oauth2/token. nil: neither.
+	Exchanger Exchanger
 	// Refusals, if set, takes every refused attempt of a known token
 	// (paused, outside its networks, over its cap, restricted, …).
 	Refusals RefusalSink
@@ -91,6 +94,7 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // Edge routes the public paths to the image and package front doors,
 // which share one core.
 type Edge struct {
+	front    *front
 	registry *Registry // nil: no image routes
 	packages *Packages // nil: no package routes
 	jwks     []byte
@@ -102,7 +106,7 @@ func New(o Options) (*Edge, error) {
 		return nil, errors.New("proxy: Lookup and Keys are required")
 	}
 	f := newFront(o)
-	e := &Edge{jwks: o.JWKS}
+	e := &Edge{front: f, jwks: o.JWKS}
 	if o.Signer != nil {
 		if o.Verifier == nil {
 			return nil, errors.New("proxy: a Signer needs a Verifier")
@@ -126,6 +130,8 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case e.registry != nil && p == "/token":
 		e.registry.serveToken(w, r)
+	case e.front.exchanger != nil && p == "/oauth2/token":
+		e.front.serveExchange(w, r)
 	case e.registry != nil && (p == "/v2" || strings.HasPrefix(p, "/v2/")):
 		e.registry.serveV2(w, r)
 	case e.packages != nil && (strings.HasPrefix(p, "/apt/") || strings.HasPrefix(p, "/apk/")):

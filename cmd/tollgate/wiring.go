@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/oidc"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/quota"
 	"github.com/tollgate/tollgate/tokencache"
@@ -116,6 +117,11 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		Refusals:   m.refusalSink(),
 		Logger:     m.Logger,
 	}
+	if c.OIDC.Enabled {
+		v := oidc.New(oidc.Options{AllowLoopback: c.OIDC.AllowLoopbackIssuers, Timeout: c.OIDC.FetchTimeout.Duration(),
+			MinInterval: c.OIDC.MinRefetch.Duration(), Leeway: c.Tokens.JWTLeeway.Duration()})
+		o.Exchanger = oidc.NewExchanger(v, m.Service, m.Logger)
+	}
 	if c.Upstream.URL != "" {
 		uo := proxy.UpstreamOptions{URL: c.Upstream.URL, Username: c.Upstream.Username, PublicURL: c.PublicURL, Logger: m.Logger, Metrics: m.Metrics,
 			ManifestCacheBytes: c.Cache.ManifestBytes, ManifestTagTTL: c.Cache.ManifestTagTTL.Duration()}
@@ -186,6 +192,13 @@ func (m *Main) startAutoPause() {
 					m.Logger.Warn("auto-pause sweep failed", "err", err)
 				} else if n > 0 {
 					m.Logger.Info("auto-pause: tokens unused past their account's limit paused", "tokens", n)
+				}
+				// Ended ephemeral credentials (keyless pulls): any
+				// replica may delete them.
+				if n, err := m.Service.SweepEphemeral(ctx, m.Config.OIDC.EphemeralRetention.Duration()); err != nil {
+					m.Logger.Warn("ephemeral credential sweep failed", "err", err)
+				} else if n > 0 {
+					m.Logger.Info("ended ephemeral credentials deleted", "credentials", n)
 				}
 			}
 		}

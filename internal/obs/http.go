@@ -43,7 +43,7 @@ func RouteClass(path string) string {
 	switch {
 	case path == "/v2" || strings.HasPrefix(path, "/v2/"):
 		return "v2"
-	case path == "/token":
+	case path == "/token", path == "/oauth2/token":
 		return "token"
 	case strings.HasPrefix(path, "/apt/"):
 		return "apt"
