@@ -29,7 +29,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri apt console policy usage)
+#                       (docker podman skopeo crane containerd cri dev apt console policy usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -194,7 +194,7 @@ fi
 
 # crane, pinned, from the Go module proxy (or the module cache).
 crane=""
-if want crane || want policy; then
+if want crane || want dev || want policy; then
   t0=$SECONDS
   if (cd "$tmp" && GOBIN=$tmp/bin GOFLAGS= go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION") >"$tmp/logs/crane-build.log" 2>&1; then
     crane=$tmp/bin/crane
@@ -379,14 +379,20 @@ denied_re='unauthori[sz]ed|requested access to the resource is denied|pull acces
 # stops it by PID (it stops its own containerd). dockerd allows plain
 # http to 127.0.0.0/8 registries by default, so no daemon setting is
 # needed for the plain instance. Sets DOCKER_HOST on success.
+dockerd_pid=""
 start_dockerd() {
+  [ -n "$dockerd_pid" ] && return 0
   local dd=$tmp/dockerd driver i
   mkdir -p "$dd"
   # dockerd 20.10 keeps a libtrust key in /etc/docker/key.json unless told.
   printf '{"deprecated-key-path": "%s"}\n' "$dd/key.json" >"$dd/daemon.json"
   for driver in overlay2 vfs; do
     rm -rf "$dd/data" "$dd/exec"
-    dockerd --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/dockerd.pid" \
+    # In a mount namespace of its own where /etc/docker is an empty tmpfs:
+    # what the printed steps install there (certs.d/HOST/ca.crt) is seen
+    # by this dockerd alone (nsenter --mount --target $dockerd_pid).
+    unshare --mount --propagation private bash -c 'mount -t tmpfs -o mode=755 tmpfs /etc/docker && exec "$@"' _ \
+      dockerd --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/dockerd.pid" \
       --host "unix://$dd/docker.sock" --config-file "$dd/daemon.json" \
       --iptables=false --ip6tables=false --bridge=none --storage-driver "$driver" \
       >"$tmp/logs/dockerd-$driver.log" 2>&1 &
@@ -399,6 +405,7 @@ start_dockerd() {
     done
     if DOCKER_HOST=unix://$dd/docker.sock docker version >/dev/null 2>&1; then
       export DOCKER_HOST=unix://$dd/docker.sock
+      dockerd_pid=$pid
       echo "   private dockerd ($driver) on $DOCKER_HOST"
       return 0
     fi
@@ -431,7 +438,7 @@ run_printed() {
 
 if want docker; then
   section "docker (a private dockerd; plain http)"
-  if ! have docker || ! have dockerd; then
+  if ! have docker || ! have dockerd || ! have unshare; then
     missing "docker: the docker CLI or dockerd is not installed (apt-get install docker.io)"
   elif [ "$(id -u)" != 0 ]; then
     missing "docker: dockerd needs root"
@@ -472,6 +479,21 @@ fi
 
 # ---------------------------------------------------------------- podman
 
+# podman_env DIR: podman's configuration in DIR (vfs store, throwaway
+# root, no search registries, every image accepted), exported.
+podman_env() {
+  mkdir -p "$1"
+  echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$1/policy.json"
+  printf 'unqualified-search-registries = []\n' >"$1/registries.conf"
+  printf '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n' "$1/run" "$1/root" >"$1/storage.conf"
+  # Containers get this shell's limits (as `--ulimit host`): podman gives
+  # root's containers 1048576 open files and processes, which runc cannot
+  # set where the hard limits are lower (sandboxes).
+  printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' \
+    "$(ulimit -Hn)" "$(ulimit -Hn)" "$(ulimit -Hu)" "$(ulimit -Hu)" >"$1/containers.conf"
+  export CONTAINERS_REGISTRIES_CONF=$1/registries.conf CONTAINERS_STORAGE_CONF=$1/storage.conf CONTAINERS_CONF=$1/containers.conf
+}
+
 if want podman; then
   section "podman (vfs storage, throwaway root; plain http, then TLS with the CA)"
   if ! have podman; then
@@ -480,12 +502,7 @@ if want podman; then
     fail "podman: no tollgate instance"
   else
     pd=$tmp/podman
-    mkdir -p "$pd"
-    echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$pd/policy.json"
-    printf 'unqualified-search-registries = []\n' >"$pd/registries.conf"
-    printf '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n' "$pd/run" "$pd/root" >"$pd/storage.conf"
-    printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' >"$pd/containers.conf"
-    export CONTAINERS_REGISTRIES_CONF=$pd/registries.conf CONTAINERS_STORAGE_CONF=$pd/storage.conf CONTAINERS_CONF=$pd/containers.conf
+    podman_env "$pd"
     P=(podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" --storage-driver vfs
       --cgroup-manager cgroupfs --events-backend file)
     echo "   $(podman --version 2>/dev/null)"
@@ -830,6 +847,78 @@ if want cri; then
       revoke tls "$cri_later_id"
       refused "crictl pull after the revocation is refused (the image is already on the node)" "$denied_re" cri_pull tollgate "$cri_later" "$tls_image"
     fi
+  fi
+fi
+
+# ---------------------------------------------------------------- dev
+
+# printout_block NAME TITLE: the indented lines under the line starting
+# with TITLE in instance NAME's `tollgate dev` printout, unindented.
+printout_block() {
+  awk -v t="$2" 'index($0, t) == 1 { on = 1; next } on && /^$/ { exit } on { sub(/^  /, ""); print }' "$tmp/logs/$1.out"
+}
+
+if want dev; then
+  section "tollgate dev's printout (its pull, run and CLI lines, run as printed)"
+  if ! have docker || ! have dockerd || ! have podman || ! have nsenter || [ -z "$crane" ]; then
+    missing "dev: docker, dockerd, podman, nsenter and crane are needed to run the printout's lines"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "dev: needs root (dockerd)"
+  elif [ $plain_ok = 0 ]; then
+    fail "dev: no tollgate instance"
+  elif start_dockerd; then
+    dv=$tmp/dev
+    mkdir -p "$dv/bin"
+    ln -sf "$tollgate" "$dv/bin/tollgate"
+    ln -sf "$crane" "$dv/bin/crane"
+    podman_env "$dv/podman"
+    instances=(plain)
+    [ $tls_ok = 1 ] && instances+=(tls)
+    for name in "${instances[@]}"; do
+      printout_block "$name" 'pull and run the demo image' >"$dv/$name.sh"
+      if [ ! -S "$tmp/ctd/ctd.sock" ] && grep -q ' ctr ' "$dv/$name.sh"; then
+        skip "dev ($name): the printed ctr line (no private containerd: the containerd section did not run)"
+        sed -i '/ ctr /d' "$dv/$name.sh"
+      fi
+      check "dev ($name): the printout has docker, podman and crane lines" \
+        bash -c 'grep -q "^docker run " "$1" && grep -q "^podman run " "$1" && grep -q "crane pull " "$1"' _ "$dv/$name.sh"
+      if [ "$name" = tls ]; then
+        check "dev (tls): no line turns TLS verification off" bash -c '! grep -Eq -- "--tls-verify=false|--insecure" "$1"' _ "$dv/$name.sh"
+      fi
+      mkdir -p "$dv/$name-cwd"
+      # Each line as printed, in the private dockerd's mount namespace
+      # (its own /etc/docker), with the private containerd for ctr.
+      run_dev() { # run_dev NAME SCRIPT
+        # (Entering a mount namespace moves to its /: --wd keeps ours.)
+        PATH=$dv/bin:$PATH DOCKER_CONFIG=$dv/$1-docker \
+          CONTAINERD_ADDRESS=$tmp/ctd/ctd.sock CONTAINERD_NAMESPACE=e2e-dev \
+          nsenter --mount --target "$dockerd_pid" --wd="$dv/$1-cwd" bash -euo pipefail "$2"
+      }
+      while IFS= read -r line; do
+        printf '%s\n' "$line" >"$dv/line.sh"
+        desc="dev ($name), as printed: $(printf '%s' "$line" | mask)"
+        # Sandboxes may not let runc set podman's rlimits (the podman
+        # section copies /hello out instead); nowhere else is it skipped.
+        if [[ $line == "podman run "* ]] && ! run_dev "$name" "$dv/line.sh" >"$dv/podman-run.log" 2>&1 &&
+          grep -q 'OCI permission denied' "$dv/podman-run.log"; then
+          skip "$desc (podman cannot start containers here: $(grep -o 'error setting rlimit[^:]*' "$dv/podman-run.log" | head -n 1))"
+          continue
+        fi
+        ok "$desc" run_dev "$name" "$dv/line.sh" || continue
+        case $line in
+        "docker run "* | "podman run "*) check "dev ($name): ${line%% *} run printed the greeting" grep -q 'Hello from tollgate' "$out" ;;
+        *"crane pull "*) check "dev ($name): crane pull wrote demo.tar" test -s "$dv/$name-cwd/demo.tar" ;;
+        esac
+      done <"$dv/$name.sh"
+    done
+    # The CLI lines (they load the instance's settings themselves).
+    for name in "${instances[@]}"; do
+      printout_block "$name" 'try the CLI:' >"$dv/$name-cli.sh"
+      run_cli() { (cd "$dv/$1-cwd" && PATH=$dv/bin:$PATH bash -euo pipefail "$dv/$1-cli.sh"); }
+      ok "dev ($name): the printed CLI lines, as printed" run_cli "$name" &&
+        check "dev ($name): they list the demo account and create the token" bash -c 'grep -q demo "$1" && grep -q tg_ "$1"' _ "$out"
+    done
+    unset CONTAINERS_REGISTRIES_CONF CONTAINERS_STORAGE_CONF CONTAINERS_CONF
   fi
 fi
 
