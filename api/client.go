@@ -138,8 +138,13 @@ func (c *Client) ListTokens(ctx context.Context, account, status string) (*Token
 // ListUnusedTokens lists the account's tokens unused for at least d (30d,
 // 12h): never used and older, or last used before then.
 func (c *Client) ListUnusedTokens(ctx context.Context, account, d string) (*TokenList, error) {
+	return c.listTokens(ctx, account, url.Values{"unused_for": {d}})
+}
+
+// listTokens lists the account's tokens that pass the filters of q.
+func (c *Client) listTokens(ctx context.Context, account string, q url.Values) (*TokenList, error) {
 	var out TokenList
-	if err := c.do(ctx, "GET", "accounts/"+url.PathEscape(account)+"/tokens", url.Values{"unused_for": {d}}, nil, &out); err != nil {
+	if err := c.do(ctx, "GET", "accounts/"+url.PathEscape(account)+"/tokens", q, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

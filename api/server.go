@@ -379,6 +379,10 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	stale, err := staleFilter(r, s.Service, name) // policy.go
+	if err != nil {
+		return 0, nil, err
+	}
 	status := tollgate.TokenStatus(r.URL.Query().Get("status"))
 	switch status {
 	case "", tollgate.TokenActive, tollgate.TokenExpired, tollgate.TokenRevoked, tollgate.TokenSuspended, tollgate.TokenPaused, tollgate.TokenScheduled:
@@ -400,6 +404,9 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 			continue
 		}
 		if unused > 0 && !t.UnusedFor(now, unused) {
+			continue
+		}
+		if !stale(t) {
 			continue
 		}
 		if status == "" || t.Status(a, now) == status {

@@ -79,6 +79,9 @@ type Console struct {
 	// ones are made in memory from SignInLimit and SignInWindow.
 	IPLimiter    *ratelimit.Limiter
 	EmailLimiter *ratelimit.Limiter
+	// WarnBefore: tokens expiring within it make the tokens page's
+	// banner (the edge's notify.warn_before); 0 means DefaultWarnBefore.
+	WarnBefore time.Duration
 
 	once  sync.Once
 	pages map[string]*template.Template
@@ -165,6 +168,13 @@ func (c *Console) Handler() http.Handler {
 	authed("POST /console/tokens/{id}/revoke", manage, c.revokeToken)
 	authed("POST /console/tokens/{id}/pause", manage, c.pauseToken)
 	authed("POST /console/tokens/{id}/resume", manage, c.resumeToken)
+	authed("POST /console/tokens/{id}/rotate", manage, c.rotateToken) // rotation.go
+	admin := tollgate.Role.CanReadAudit
+	authed("GET /console/webhooks", admin, c.webhooksPage) // webhooks.go
+	authed("POST /console/webhooks", admin, c.createWebhook)
+	authed("POST /console/webhooks/{id}/delete", admin, c.deleteWebhook)
+	authed("POST /console/webhooks/{id}/test", admin, c.testWebhook)
+	authed("POST /console/deliveries/{id}/redeliver", admin, c.redeliver)
 	authed("GET /console/tokens/{id}/lock", manage, c.lockPage) // policy.go
 	authed("POST /console/tokens/{id}/lock", manage, c.lockToken)
 	authed("POST /console/account/request-packages", manage, c.requestPackages)

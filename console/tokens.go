@@ -93,6 +93,7 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 	// Newest first: the token just made is on top.
 	slices.Reverse(v.Tokens)
 	v.AtLimit = v.Active >= tollgate.MaxActiveTokens
+	v.Expiring = expiringSoon(toks, a, now, c.warnBefore())
 	c.attachUsage(r.Context(), s, v.Tokens)
 	c.attachPolicy(r.Context(), v.Tokens, byID)
 	c.render(w, r, status, "tokens", v)

@@ -41,6 +41,15 @@ type view struct {
 	Token   *tokenView
 	Created *tokenView
 
+	// Tokens expiring soon (the banner; rotation.go).
+	Expiring []expiringView
+
+	// Webhooks page (webhooks.go).
+	Webhooks   []webhookView
+	Deliveries []deliveryView
+	EventTypes []string
+	NewSecret  string // a webhook's signing secret, shown once
+
 	// Audit page.
 	Events     []eventView
 	NextBefore int64
@@ -92,6 +101,8 @@ type tokenView struct {
 
 	Usage  *cardUsage  // last 30 days (usage.go); nil when unknown
 	Policy *cardPolicy // caps and refused attempts (policy.go); nil when revoked
+
+	Previous *previousView // after a rotation (rotation.go)
 }
 
 // secretPlaceholder stands in the commands until the secret is revealed.
@@ -128,6 +139,7 @@ func (c *Console) tokenView(t *tollgate.Token, a *tollgate.Account, now time.Tim
 		v.ValidFrom = fmtTime(*t.Policy.ValidFrom)
 	}
 	v.Paused = t.Policy.PausedAt != nil
+	v.Previous = previousOf(t, now)
 	v.Badge, v.BadgeClass = v.Status, v.Status
 	if v.Status == string(tollgate.TokenActive) && t.ExpiresAt != nil {
 		if left := t.ExpiresAt.Sub(now); left <= 30*24*time.Hour {
@@ -208,7 +220,7 @@ var funcs = template.FuncMap{
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "lock"}
+var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "lock", "rotated", "webhooks"}
 
 func parsePages() map[string]*template.Template {
 	out := map[string]*template.Template{}

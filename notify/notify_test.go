@@ -357,3 +357,39 @@ func TestSignatureVerifiesWithTheDocumentedRecipe(t *testing.T) {
 		t.Fatalf("Sign = %s, want %s", got, want)
 	}
 }
+
+// TestRefusalFloodIsOneEventPerTokenAnHour: a token refused a thousand
+// times in an hour (a CI job retrying a revoked secret) is one
+// token.refused event, and the edge's calls never wait on the store.
+func TestRefusalFloodIsOneEventPerTokenAnHour(t *testing.T) {
+	s, c, r, tok := setup(t, 0)
+	ref := notify.NewRefusals(s, nil, c.Now)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); ref.Run(ctx) }()
+	x := tollgate.TokenRefusal{TokenID: tok.ID, Reason: "revoked", Address: "203.0.113.9", UserAgent: "docker/27"}
+	for range 1000 {
+		ref.Refused(x)
+	}
+	c.Add(time.Hour)
+	ref.Refused(x)
+	d := deliverer(t, s, c, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := d.Tick(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		n := len(r.seen)
+		r.mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if len(r.types) != 2 || r.types[0] != tollgate.EventTokenRefused || r.types[1] != tollgate.EventTokenRefused {
+		t.Fatalf("receiver got %v, want two token.refused (one per hour)", r.types)
+	}
+}

@@ -58,7 +58,9 @@ func (a *apkToolsAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // apkoEnvAuth does with HTTP_AUTH what apko and melange do (apko's
-// pkg/apk/auth EnvAuth, on every request that has no credentials yet):
+// pkg/apk/auth EnvAuth, on every request that has no credentials yet; the
+// module chainguard.dev/apko is not on the module proxy, so this is its
+// logic, not its code):
 // the value split on ":" must be exactly basic, HOST, USER, PASSWORD, and
 // the credentials go only to a request whose URL host (host[:port])
 // equals HOST.

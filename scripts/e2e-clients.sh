@@ -29,7 +29,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri apt console usage)
+#                       (docker podman skopeo crane containerd cri dev apt console policy usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -194,7 +194,7 @@ fi
 
 # crane, pinned, from the Go module proxy (or the module cache).
 crane=""
-if want crane; then
+if want crane || want dev || want policy; then
   t0=$SECONDS
   if (cd "$tmp" && GOBIN=$tmp/bin GOFLAGS= go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION") >"$tmp/logs/crane-build.log" 2>&1; then
     crane=$tmp/bin/crane
@@ -279,11 +279,11 @@ tg() {
   TOLLGATE_URL=${!url} TOLLGATE_ADMIN_KEY=${!admin} SSL_CERT_FILE=$tmp/tls/bundle.pem "$tollgate" "$@"
 }
 
-# new_token NAME VAR [revoke|expire]: a fresh token of the demo account;
-# sets VAR (the secret) and VAR_id.
-new_token() {
-  local name=$1 var=$2 then=${3:-} json id secret
-  json=$(tg "$name" token create --account demo --name "e2e-$var-$RANDOM" -o json 2>"$tmp/logs/token.err") || {
+# create_token NAME VAR ACCOUNT [ARGS...]: a fresh token of ACCOUNT made
+# with the `token create` flags ARGS; sets VAR (the secret) and VAR_id.
+create_token() {
+  local name=$1 var=$2 account=$3 json id secret
+  json=$(tg "$name" token create --account "$account" --name "e2e-$var-$RANDOM" "${@:4}" -o json 2>"$tmp/logs/token.err") || {
     fail "tollgate token create ($name)" "$tmp/logs/token.err"
     return 1
   }
@@ -296,6 +296,14 @@ new_token() {
   secrets+=("$secret")
   printf -v "$var" %s "$secret"
   printf -v "${var}_id" %s "$id"
+}
+# new_token NAME VAR [revoke|expire]: a fresh token of the demo account;
+# sets VAR (the secret) and VAR_id.
+new_token() {
+  local name=$1 var=$2 then=${3:-} id
+  create_token "$name" "$var" demo || return 1
+  id=${var}_id
+  id=${!id}
   case $then in
   revoke) tg "$name" token revoke "$id" >/dev/null 2>"$tmp/logs/token.err" || fail "tollgate token revoke ($name)" "$tmp/logs/token.err" ;;
   expire) tg "$name" token edit "$id" --expires now >/dev/null 2>"$tmp/logs/token.err" || fail "tollgate token edit --expires now ($name)" "$tmp/logs/token.err" ;;
@@ -371,14 +379,20 @@ denied_re='unauthori[sz]ed|requested access to the resource is denied|pull acces
 # stops it by PID (it stops its own containerd). dockerd allows plain
 # http to 127.0.0.0/8 registries by default, so no daemon setting is
 # needed for the plain instance. Sets DOCKER_HOST on success.
+dockerd_pid=""
 start_dockerd() {
+  [ -n "$dockerd_pid" ] && return 0
   local dd=$tmp/dockerd driver i
   mkdir -p "$dd"
   # dockerd 20.10 keeps a libtrust key in /etc/docker/key.json unless told.
   printf '{"deprecated-key-path": "%s"}\n' "$dd/key.json" >"$dd/daemon.json"
   for driver in overlay2 vfs; do
     rm -rf "$dd/data" "$dd/exec"
-    dockerd --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/dockerd.pid" \
+    # In a mount namespace of its own where /etc/docker is an empty tmpfs:
+    # what the printed steps install there (certs.d/HOST/ca.crt) is seen
+    # by this dockerd alone (nsenter --mount --target $dockerd_pid).
+    unshare --mount --propagation private bash -c 'mount -t tmpfs -o mode=755 tmpfs /etc/docker && exec "$@"' _ \
+      dockerd --data-root "$dd/data" --exec-root "$dd/exec" --pidfile "$dd/dockerd.pid" \
       --host "unix://$dd/docker.sock" --config-file "$dd/daemon.json" \
       --iptables=false --ip6tables=false --bridge=none --storage-driver "$driver" \
       >"$tmp/logs/dockerd-$driver.log" 2>&1 &
@@ -391,6 +405,7 @@ start_dockerd() {
     done
     if DOCKER_HOST=unix://$dd/docker.sock docker version >/dev/null 2>&1; then
       export DOCKER_HOST=unix://$dd/docker.sock
+      dockerd_pid=$pid
       echo "   private dockerd ($driver) on $DOCKER_HOST"
       return 0
     fi
@@ -423,7 +438,7 @@ run_printed() {
 
 if want docker; then
   section "docker (a private dockerd; plain http)"
-  if ! have docker || ! have dockerd; then
+  if ! have docker || ! have dockerd || ! have unshare; then
     missing "docker: the docker CLI or dockerd is not installed (apt-get install docker.io)"
   elif [ "$(id -u)" != 0 ]; then
     missing "docker: dockerd needs root"
@@ -464,6 +479,21 @@ fi
 
 # ---------------------------------------------------------------- podman
 
+# podman_env DIR: podman's configuration in DIR (vfs store, throwaway
+# root, no search registries, every image accepted), exported.
+podman_env() {
+  mkdir -p "$1"
+  echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$1/policy.json"
+  printf 'unqualified-search-registries = []\n' >"$1/registries.conf"
+  printf '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n' "$1/run" "$1/root" >"$1/storage.conf"
+  # Containers get this shell's limits (as `--ulimit host`): podman gives
+  # root's containers 1048576 open files and processes, which runc cannot
+  # set where the hard limits are lower (sandboxes).
+  printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' \
+    "$(ulimit -Hn)" "$(ulimit -Hn)" "$(ulimit -Hu)" "$(ulimit -Hu)" >"$1/containers.conf"
+  export CONTAINERS_REGISTRIES_CONF=$1/registries.conf CONTAINERS_STORAGE_CONF=$1/storage.conf CONTAINERS_CONF=$1/containers.conf
+}
+
 if want podman; then
   section "podman (vfs storage, throwaway root; plain http, then TLS with the CA)"
   if ! have podman; then
@@ -472,12 +502,7 @@ if want podman; then
     fail "podman: no tollgate instance"
   else
     pd=$tmp/podman
-    mkdir -p "$pd"
-    echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$pd/policy.json"
-    printf 'unqualified-search-registries = []\n' >"$pd/registries.conf"
-    printf '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n' "$pd/run" "$pd/root" >"$pd/storage.conf"
-    printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' >"$pd/containers.conf"
-    export CONTAINERS_REGISTRIES_CONF=$pd/registries.conf CONTAINERS_STORAGE_CONF=$pd/storage.conf CONTAINERS_CONF=$pd/containers.conf
+    podman_env "$pd"
     P=(podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" --storage-driver vfs
       --cgroup-manager cgroupfs --events-backend file)
     echo "   $(podman --version 2>/dev/null)"
@@ -825,6 +850,78 @@ if want cri; then
   fi
 fi
 
+# ---------------------------------------------------------------- dev
+
+# printout_block NAME TITLE: the indented lines under the line starting
+# with TITLE in instance NAME's `tollgate dev` printout, unindented.
+printout_block() {
+  awk -v t="$2" 'index($0, t) == 1 { on = 1; next } on && /^$/ { exit } on { sub(/^  /, ""); print }' "$tmp/logs/$1.out"
+}
+
+if want dev; then
+  section "tollgate dev's printout (its pull, run and CLI lines, run as printed)"
+  if ! have docker || ! have dockerd || ! have podman || ! have nsenter || [ -z "$crane" ]; then
+    missing "dev: docker, dockerd, podman, nsenter and crane are needed to run the printout's lines"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "dev: needs root (dockerd)"
+  elif [ $plain_ok = 0 ]; then
+    fail "dev: no tollgate instance"
+  elif start_dockerd; then
+    dv=$tmp/dev
+    mkdir -p "$dv/bin"
+    ln -sf "$tollgate" "$dv/bin/tollgate"
+    ln -sf "$crane" "$dv/bin/crane"
+    podman_env "$dv/podman"
+    instances=(plain)
+    [ $tls_ok = 1 ] && instances+=(tls)
+    for name in "${instances[@]}"; do
+      printout_block "$name" 'pull and run the demo image' >"$dv/$name.sh"
+      if [ ! -S "$tmp/ctd/ctd.sock" ] && grep -q ' ctr ' "$dv/$name.sh"; then
+        skip "dev ($name): the printed ctr line (no private containerd: the containerd section did not run)"
+        sed -i '/ ctr /d' "$dv/$name.sh"
+      fi
+      check "dev ($name): the printout has docker, podman and crane lines" \
+        bash -c 'grep -q "^docker run " "$1" && grep -q "^podman run " "$1" && grep -q "crane pull " "$1"' _ "$dv/$name.sh"
+      if [ "$name" = tls ]; then
+        check "dev (tls): no line turns TLS verification off" bash -c '! grep -Eq -- "--tls-verify=false|--insecure" "$1"' _ "$dv/$name.sh"
+      fi
+      mkdir -p "$dv/$name-cwd"
+      # Each line as printed, in the private dockerd's mount namespace
+      # (its own /etc/docker), with the private containerd for ctr.
+      run_dev() { # run_dev NAME SCRIPT
+        # (Entering a mount namespace moves to its /: --wd keeps ours.)
+        PATH=$dv/bin:$PATH DOCKER_CONFIG=$dv/$1-docker \
+          CONTAINERD_ADDRESS=$tmp/ctd/ctd.sock CONTAINERD_NAMESPACE=e2e-dev \
+          nsenter --mount --target "$dockerd_pid" --wd="$dv/$1-cwd" bash -euo pipefail "$2"
+      }
+      while IFS= read -r line; do
+        printf '%s\n' "$line" >"$dv/line.sh"
+        desc="dev ($name), as printed: $(printf '%s' "$line" | mask)"
+        # Sandboxes may not let runc set podman's rlimits (the podman
+        # section copies /hello out instead); nowhere else is it skipped.
+        if [[ $line == "podman run "* ]] && ! run_dev "$name" "$dv/line.sh" >"$dv/podman-run.log" 2>&1 &&
+          grep -q 'OCI permission denied' "$dv/podman-run.log"; then
+          skip "$desc (podman cannot start containers here: $(grep -o 'error setting rlimit[^:]*' "$dv/podman-run.log" | head -n 1))"
+          continue
+        fi
+        ok "$desc" run_dev "$name" "$dv/line.sh" || continue
+        case $line in
+        "docker run "* | "podman run "*) check "dev ($name): ${line%% *} run printed the greeting" grep -q 'Hello from tollgate' "$out" ;;
+        *"crane pull "*) check "dev ($name): crane pull wrote demo.tar" test -s "$dv/$name-cwd/demo.tar" ;;
+        esac
+      done <"$dv/$name.sh"
+    done
+    # The CLI lines (they load the instance's settings themselves).
+    for name in "${instances[@]}"; do
+      printout_block "$name" 'try the CLI:' >"$dv/$name-cli.sh"
+      run_cli() { (cd "$dv/$1-cwd" && PATH=$dv/bin:$PATH bash -euo pipefail "$dv/$1-cli.sh"); }
+      ok "dev ($name): the printed CLI lines, as printed" run_cli "$name" &&
+        check "dev ($name): they list the demo account and create the token" bash -c 'grep -q demo "$1" && grep -q tg_ "$1"' _ "$out"
+    done
+    unset CONTAINERS_REGISTRIES_CONF CONTAINERS_STORAGE_CONF CONTAINERS_CONF
+  fi
+fi
+
 # ---------------------------------------------------------------- apt
 
 # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
@@ -1010,6 +1107,120 @@ if want console; then
       refused "the same secret after the token's revocation is refused" "$denied_re" kube_pull
     else
       missing "console: skopeo for the pull with the secret"
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- policy
+
+# Per-token policy with real clients on the plain instance: a token
+# restricted to some images pulls them and is refused another image its
+# account is entitled to (crane, skopeo); a package restriction with
+# apt-get; a network rule with curl bound to 127.0.0.2 and 127.0.0.3;
+# pause, refused, resume, works; a monthly pull cap reached refuses the
+# next pull. The refusal from the wrong address then shows on the token's
+# console card.
+if want policy; then
+  section "per-token policy (restrictions, networks, pause, caps) with crane, skopeo, curl and apt-get"
+  if [ "${plain_ok:-0}" = 0 ]; then
+    fail "policy: no tollgate instance"
+  elif [ -z "$crane" ]; then
+    missing "policy: crane was not built"
+  else
+    po=$tmp/policy
+    mkdir -p "$po"
+    private_image=$plain_denied
+    # An account entitled to both images: only a token's restriction can refuse the second.
+    if tg plain account create policy-e2e >"$po/account.log" 2>&1 &&
+      tg plain account entitle policy-e2e --images 'demo/**,private/**' >>"$po/account.log" 2>&1; then
+      pass "an account entitled to ${plain_image%:*} and ${private_image%:*}"
+    else
+      fail "tollgate account create/entitle policy-e2e" "$po/account.log"
+    fi
+    po_crane() { # po_crane SECRET ARGS...: crane with a config holding SECRET for the plain host
+      local d
+      d=$po/crane-$(printf '%s' "$1" | sha256sum | cut -c1-12)
+      [ -d "$d" ] || DOCKER_CONFIG=$d "$crane" auth login "$plain_host" -u tollgate --password-stdin <<<"$1" >/dev/null 2>&1
+      DOCKER_CONFIG=$d "$crane" "${@:2}" --insecure
+    }
+    po_skopeo() { # po_skopeo SECRET IMAGE
+      skopeo inspect --tls-verify=false --creds "tollgate:$1" "docker://$2"
+    }
+    policy_re='restrictions|denied|unauthori[sz]ed'
+    if create_token plain po_restricted policy-e2e --restrict-images 'demo/**'; then
+      ok "restricted token: crane pull of the allowed image" po_crane "$po_restricted" pull "$plain_image" "$po/allowed.tar"
+      refused "restricted token: crane manifest of the other entitled image is refused, naming the restriction" \
+        'restrictions' po_crane "$po_restricted" manifest "$private_image"
+      if have skopeo; then
+        ok "restricted token: skopeo inspect of the allowed image" po_skopeo "$po_restricted" "$plain_image"
+        refused "restricted token: skopeo inspect of the other entitled image is refused" "$policy_re" po_skopeo "$po_restricted" "$private_image"
+      else
+        missing "policy: skopeo is not installed"
+      fi
+      if create_token plain po_wide policy-e2e; then
+        ok "an unrestricted token of the same account pulls the other image (the subscription allows it)" \
+          po_crane "$po_wide" manifest "$private_image"
+      fi
+    fi
+    # Networks: curl from two loopback addresses (the edge sees the client's own).
+    if have curl && create_token plain po_net demo --networks 127.0.0.2/32; then
+      po_repo=${plain_image#*/}
+      po_repo=${po_repo%:*}
+      token_from() { # token_from ADDR SECRET: the status /token answers a client bound to ADDR
+        curl -sS -o "$po/token-$1.json" -w '%{http_code}' --interface "$1" -u "tollgate:$2" \
+          "$plain_url/token?service=$plain_host&scope=repository:$po_repo:pull"
+      }
+      code_is() { [ "$(token_from "$2" "$3")" = "$1" ]; }
+      ok "network rule 127.0.0.2/32: curl --interface 127.0.0.2 gets a token" code_is 200 127.0.0.2 "$po_net"
+      ok "network rule 127.0.0.2/32: curl --interface 127.0.0.3 is refused (403)" code_is 403 127.0.0.3 "$po_net" &&
+        check "the refusal names the rule, never the list" \
+          bash -c 'grep -q "allowed-networks" "$1" && ! grep -q "127.0.0.2" "$1"' _ "$po/token-127.0.0.3.json"
+      refused "network rule: crane (from 127.0.0.1) is refused" "$policy_re|may not be used from this address" po_crane "$po_net" manifest "$plain_image"
+      # The refusals show on the token's console card (the console section signed in).
+      if [ -s "$tmp/console/jar" ]; then
+        card_shows() {
+          local i
+          for i in $(seq 1 20); do
+            curl -fsS -b "$tmp/console/jar" "$plain_url/console/tokens?open=$po_net_id" >"$po/card.html" 2>/dev/null &&
+              grep -q 'Refused attempts' "$po/card.html" && grep -q '<code>127.0.0.3</code>' "$po/card.html" &&
+              grep -q 'outside its networks' "$po/card.html" && return 0
+            sleep 0.5
+          done
+          return 1
+        }
+        ok "the console card of the network-bound token lists its refused attempts (127.0.0.3, outside its networks)" card_shows
+      fi
+    fi
+    # Pause, refused, resume, works.
+    if create_token plain po_pause demo; then
+      ok "token pulls before the pause" po_crane "$po_pause" manifest "$plain_image"
+      tg plain token pause "$po_pause_id" >"$po/pause.log" 2>&1 || fail "tollgate token pause" "$po/pause.log"
+      refused "paused token: crane is refused, saying it is paused" 'paused' po_crane "$po_pause" manifest "$plain_image"
+      tg plain token resume "$po_pause_id" >"$po/resume.log" 2>&1 || fail "tollgate token resume" "$po/resume.log"
+      ok "resumed token: crane pulls again" po_crane "$po_pause" manifest "$plain_image"
+    fi
+    # A monthly cap of 2 pulls: the third manifest GET is refused until the month ends.
+    if create_token plain po_cap demo --max-pulls 2; then
+      ok "capped token (2 pulls a month): pull 1" po_crane "$po_cap" manifest "$plain_image"
+      ok "capped token: pull 2" po_crane "$po_cap" manifest "$plain_image"
+      refused "capped token: pull 3 is refused, saying the cap is reached and when it resets" \
+        'monthly pull cap .*resets on [0-9]{4}-[0-9]{2}-01' po_crane "$po_cap" manifest "$plain_image"
+    fi
+    # apt-get with a package restriction: the printed steps work for a token
+    # limited to the repository, and the same steps with a token limited
+    # to another repository fail with 403.
+    if have apt-get && have unshare && [ "$(id -u)" = 0 ]; then
+      if create_token plain po_apt demo --scope images,packages --restrict-packages os &&
+        create_token plain po_apt_other demo --scope images,packages --restrict-packages 'other*'; then
+        tg plain token show "$po_apt_id" --reveal >"$po/apt-show.txt" 2>&1
+        apt_script "$po/apt-show.txt" deb822 "$po/apt-run.sh"
+        ok "package restriction os: apt-get update and install --download-only with the printed steps" in_root "$po/apt-run.sh" &&
+          check "apt downloaded the package" grep -q '\.deb$' "$out"
+        sed "s/$po_apt/$po_apt_other/g" "$po/apt-run.sh" >"$po/apt-other-run.sh"
+        refused "a token restricted to other repositories: the same steps fail at apt-get update (403)" '403 +Forbidden' in_root "$po/apt-other-run.sh"
+      fi
+    else
+      missing "policy: apt-get, unshare or root for the package restriction"
     fi
   fi
 fi

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/faultnet"
 	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/postgres"
 	"github.com/tollgate/tollgate/store/sqlite"
@@ -215,91 +215,26 @@ func (s *redisServer) Stop() {
 }
 
 // tcpProxy forwards a local port to target; Stop makes the target
-// unreachable for real (refused connections, broken ones reset), Start
+// unreachable for real (every connection, open or new, reset), Start
 // restores it on the same port.
 type tcpProxy struct {
-	t      testing.TB
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]struct{}
+	*faultnet.Link
+	addr string
 }
 
 func startProxy(t testing.TB, target string) *tcpProxy {
 	t.Helper()
-	p := &tcpProxy{t: t, target: target, addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), conns: map[net.Conn]struct{}{}}
-	p.Start()
-	t.Cleanup(p.Stop)
-	return p
-}
-
-func (p *tcpProxy) Start() {
-	p.t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	l, err := faultnet.Listen("127.0.0.1:0", target)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
+	t.Cleanup(func() { l.Close() })
+	return &tcpProxy{Link: l, addr: l.Addr()}
 }
 
-func (p *tcpProxy) serve(c net.Conn) {
-	u, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.ln == nil {
-		p.mu.Unlock()
-		c.Close()
-		u.Close()
-		return
-	}
-	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(u, c); done <- struct{}{} }()
-	go func() { io.Copy(c, u); done <- struct{}{} }()
-	<-done
-	c.Close()
-	u.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, u)
-	p.mu.Unlock()
-}
+func (p *tcpProxy) Start() { p.Set(faultnet.Up) }
 
-func (p *tcpProxy) Stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
+func (p *tcpProxy) Stop() { p.Set(faultnet.Reset) }
 
 // proxiedPostgres returns a fresh PostgreSQL schema's DSN reached through
 // a proxy the test can stop.

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tollgate/tollgate/bench/internal/proc"
 )
 
 // The control proxies put tollgate's figures in context: a pull through
@@ -42,7 +44,7 @@ const (
 
 // startControl runs a control proxy in front of upstreamURL and returns
 // it with its base URL.
-func startControl(ctx context.Context, dir, mode, upstreamURL string) (*process, string, error) {
+func startControl(ctx context.Context, dir, mode, upstreamURL string) (*proc.Process, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
@@ -55,7 +57,7 @@ func startControl(ctx context.Context, dir, mode, upstreamURL string) (*process,
 	ln.Close()
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), controlEnv+"="+mode, controlListenEnv+"="+addr, controlUpstreamEnv+"="+upstreamURL)
-	p, err := startProcess(ctx, cmd, addr, filepath.Join(dir, mode+".log"))
+	p, err := proc.Start(ctx, cmd, addr, filepath.Join(dir, mode+".log"))
 	if err != nil {
 		return nil, "", fmt.Errorf("control proxy %s: %w", mode, err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate/tollgate/bench/internal/chart"
 	"github.com/tollgate/tollgate/bench/internal/load"
+	"github.com/tollgate/tollgate/bench/internal/proc"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
@@ -68,7 +69,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		fmt.Fprintf(out, "commit %s\n", strings.TrimSpace(string(rev)))
 	}
 
-	bin, err := buildTollgate(ctx, tmp, o.tollgate)
+	bin, err := proc.Build(ctx, tmp, o.tollgate)
 	if err != nil {
 		return err
 	}
@@ -82,10 +83,10 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		return err
 	}
 
-	var procs []*process
+	var procs []*proc.Process
 	defer func() {
 		for _, p := range procs {
-			err = errors.Join(err, p.stop())
+			err = errors.Join(err, p.Stop())
 		}
 	}()
 	start := func(name, storeYAML, extraYAML string) (*tollgate, string, error) {

@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tollgate/tollgate/bench/internal/proc"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
 
@@ -188,7 +189,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	printLoad(out)
 
 	fmt.Fprintln(out, "building ./cmd/tollgate")
-	bin, err := buildTollgate(ctx, tmp, o.tollgate)
+	bin, err := proc.Build(ctx, tmp, o.tollgate)
 	if err != nil {
 		return err
 	}
@@ -222,10 +223,10 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	var procs []*process // stopped on the way out
+	var procs []*proc.Process // stopped on the way out
 	defer func() {
 		for _, p := range procs {
-			err = errors.Join(err, p.stop())
+			err = errors.Join(err, p.Stop())
 		}
 	}()
 	tp, err := tg.start(ctx)
@@ -339,7 +340,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	printLoad(out)
 
 	for _, p := range procs {
-		err = errors.Join(err, p.stop())
+		err = errors.Join(err, p.Stop())
 	}
 	procs = nil
 	if err != nil || !o.rss {
@@ -364,7 +365,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		if _, err := tg.bearer(ctx, client, secret); err != nil {
 			return err
 		}
-		before, err := p.hwm()
+		before, err := p.HWM()
 		if err != nil {
 			return err
 		}
@@ -372,12 +373,12 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		after, err := p.hwm()
+		after, err := p.HWM()
 		if err != nil {
 			return err
 		}
 		procs = nil
-		if err := p.stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%-8s %11.1f MiB %11.1f MiB %12.0f\n", fmtSize(n), float64(before)/mib, float64(after)/mib, float64(n)/mib/d.Seconds())
@@ -391,7 +392,7 @@ type pullFunc func(ctx context.Context, size int64, verify bool) (time.Duration,
 type path struct {
 	name  string
 	pull  pullFunc
-	proc  *process // the proxy in between, if any
+	proc  *proc.Process // the proxy in between, if any
 	rates []float64
 	bytes int64
 	// CPU time used during the timed pulls by this process (client and
@@ -427,7 +428,7 @@ func (p *path) cpuNow() (self, proxy time.Duration, err error) {
 	}
 	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	if p.proc != nil {
-		if proxy, err = p.proc.cpuTime(); err != nil {
+		if proxy, err = p.proc.CPUTime(); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -574,126 +575,10 @@ upstream:
 	return t, nil
 }
 
-// process is one running `tollgate serve`.
-type process struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  string
-}
-
 // start runs `tollgate serve` and waits until it accepts connections
 // (it listens only once its store and keys are ready).
-func (t *tollgate) start(ctx context.Context) (*process, error) {
-	return startProcess(ctx, exec.Command(t.bin, "serve", "--config", t.config), t.host, t.log)
-}
-
-// startProcess starts cmd with its output appended to logPath and waits
-// until addr accepts TCP connections.
-func startProcess(ctx context.Context, cmd *exec.Cmd, addr, logPath string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so a Ctrl-C reaches it only through stop;
-	// and it dies with us if we are killed outright.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan error, 1), log: logPath}
-	go func() { p.done <- cmd.Wait() }()
-
-	name := filepath.Base(cmd.Path)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return p, nil
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return nil, fmt.Errorf("%s exited: %v\n%s", name, err, p.logTail())
-		case <-ctx.Done():
-			return nil, errors.Join(ctx.Err(), p.stop())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.Join(fmt.Errorf("%s: not listening on %s after 30s\n%s", name, addr, p.logTail()), p.stop())
-		}
-	}
-}
-
-// stop sends SIGTERM and waits for the exit, killing after 10 s.
-func (p *process) stop() error {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return nil // already gone; start or the caller reported why
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			return err
-		}
-		return nil
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		err := <-p.done
-		p.done <- err
-		return fmt.Errorf("%s did not stop within 10s; killed", filepath.Base(p.cmd.Path))
-	}
-}
-
-func (p *process) logTail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 4<<10 {
-		b = b[len(b)-4<<10:]
-	}
-	return string(b)
-}
-
-// hwm is the process's peak resident set size (VmHWM), in bytes.
-func (p *process) hwm() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc/PID/status")
-}
-
-// cpuTime is the user+system CPU time the process has used so far.
-func (p *process) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses and may
-	// hold spaces: utime and stime are the 12th and 13th.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/PID/stat")
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz, nil
+func (t *tollgate) start(ctx context.Context) (*proc.Process, error) {
+	return proc.Start(ctx, exec.Command(t.bin, "serve", "--config", t.config), t.host, t.log)
 }
 
 // setup creates the account, entitles it to bench/** and creates a
@@ -755,19 +640,4 @@ func (t *tollgate) bearer(ctx context.Context, c *http.Client, secret string) (s
 		return "", fmt.Errorf("GET /token: no token in the answer")
 	}
 	return tr.Token, nil
-}
-
-// buildTollgate returns bin, or, when it is empty, a tollgate built from
-// this tree into dir.
-func buildTollgate(ctx context.Context, dir, bin string) (string, error) {
-	if bin != "" {
-		return bin, nil
-	}
-	bin = filepath.Join(dir, "tollgate")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/tollgate (run from the repository root): %w", err)
-	}
-	return bin, nil
 }

@@ -429,6 +429,15 @@ func TestTokenPolicyThroughCLI(t *testing.T) {
 	if out := c.ok("token", "list", "--account", "demo", "--unused-for", "90d"); !strings.Contains(out, "0 tokens not used for 90d") {
 		t.Fatalf("stale report: %s", out)
 	}
+	if out := c.ok("token", "list", "--account", "demo", "--never-used"); !strings.Contains(out, tok.ID) || !strings.Contains(out, "tokens never used") {
+		t.Fatalf("never-used report: %s", out)
+	}
+	if out := c.ok("token", "list", "--account", "demo", "--min-addresses", "5"); !strings.Contains(out, "0 tokens used from 5 or more addresses") {
+		t.Fatalf("many-addresses report: %s", out)
+	}
+	if msg := c.fail("token", "list", "--account", "demo", "--min-addresses", "many"); !strings.Contains(msg, "min-addresses") {
+		t.Fatalf("bad --min-addresses: %q", msg)
+	}
 	if out := c.ok("account", "policy", "demo", "--max-lifetime", "90d", "--networks", "10.0.0.0/8"); !strings.Contains(out, "expire within 90d; networks 10.0.0.0/8") {
 		t.Fatalf("account policy: %s", out)
 	}

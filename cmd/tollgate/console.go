@@ -34,6 +34,7 @@ func (m *Main) consoleHandler() http.Handler {
 		Logger:       m.Logger,
 		IPLimiter:    ratelimit.New(ip),
 		EmailLimiter: ratelimit.New(email),
+		WarnBefore:   m.Config.Notify.WarnBefore.Duration(),
 	}
 	if q := m.quota; q != nil {
 		c.MonthUsage = func(ctx context.Context, id string) (int64, int64) {

@@ -142,17 +142,19 @@ func (d *devServer) Start(ctx context.Context) error {
 		d.Main.Close()
 		return err
 	}
-	envPath := filepath.Join(d.Data, "dev.env")
-	if err := writeEnvFile(envPath, d.Env); err != nil {
-		d.Main.Close()
-		return err
-	}
 	caFile := ""
 	if cfg.TLS.Enabled() {
 		if caFile, err = d.writeCertsDir(cfg.Service); err != nil {
 			d.Main.Close()
 			return err
 		}
+		// The CLI lines of the printout load dev.env: they trust the CA.
+		d.Env["TOLLGATE_CA_FILE"] = caFile
+	}
+	envPath := filepath.Join(d.Data, "dev.env")
+	if err := writeEnvFile(envPath, d.Env); err != nil {
+		d.Main.Close()
+		return err
 	}
 	d.printout(cfg, envPath, secret, consoleNote, pk, caFile)
 	return nil
@@ -175,17 +177,39 @@ demo account %[4]q, default token:
 pull and run the demo image (%[6]s is not entitled: that pull is denied):
 `, cfg.PublicURL, d.Data, envPath, demoAccount, secret.Reveal(), denied)
 	creds := "tollgate:" + secret.Reveal()
+	login := func(client string) string {
+		return fmt.Sprintf("echo '%s' | %s login %s -u tollgate --password-stdin", secret.Reveal(), client, cfg.Service)
+	}
+	// Each line runs as printed (scripts/e2e-clients.sh runs them).
+	// `podman run` uses the image just pulled: Debian's podman 4.3 has
+	// neither --creds nor --cert-dir on run.
+	var lines []string
 	if caFile != "" {
 		certs := filepath.Dir(caFile)
-		fmt.Fprintf(w, "  podman pull --cert-dir %s --creds %s %s\n", certs, creds, image)
-		fmt.Fprintf(w, "  podman run --rm --cert-dir %s --creds %s %s\n", certs, creds, image)
-		fmt.Fprintf(w, "  sudo ctr images pull --hosts-dir %s --user %s %s\n", filepath.Dir(certs), creds, image)
-		fmt.Fprintf(w, "  SSL_CERT_FILE=%s crane pull %s demo.tar     # after: crane auth login %s -u tollgate -p ...\n", caFile, image, cfg.Service)
+		lines = []string{
+			"$(command -v sudo) install -D -m 644 " + caFile + " /etc/docker/certs.d/" + cfg.Service + "/ca.crt",
+			login("docker"),
+			"docker run --rm " + image,
+			fmt.Sprintf("podman pull --cert-dir %s --creds %s %s", certs, creds, image),
+			"podman run --rm " + image,
+			fmt.Sprintf("$(command -v sudo) ctr images pull --hosts-dir %s --user %s %s", filepath.Dir(certs), creds, image),
+			login("crane auth"),
+			fmt.Sprintf("SSL_CERT_FILE=%s crane pull %s demo.tar", caFile, image),
+		}
 	} else {
-		// Plain http: clients must be told that this registry has no TLS.
-		fmt.Fprintf(w, "  podman pull --tls-verify=false --creds %s %s\n", creds, image)
-		fmt.Fprintf(w, "  podman run --rm --tls-verify=false --creds %s %s\n", creds, image)
-		fmt.Fprintf(w, "  crane pull --insecure %s demo.tar     # after: crane auth login %s -u tollgate -p ...\n", image, cfg.Service)
+		// Plain http: clients must be told that this registry has no TLS
+		// (dockerd allows plain http to 127.0.0.0/8 by itself).
+		lines = []string{
+			login("docker"),
+			"docker run --rm " + image,
+			fmt.Sprintf("podman pull --tls-verify=false --creds %s %s", creds, image),
+			"podman run --rm " + image,
+			login("crane auth"),
+			fmt.Sprintf("crane pull --insecure %s demo.tar", image),
+		}
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
 	}
 	fmt.Fprintf(w, `
 try the CLI:

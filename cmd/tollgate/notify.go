@@ -9,6 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/notify"
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // deliverers holds each running Main's notification deliverer, so that
@@ -17,8 +18,42 @@ import (
 var deliverers sync.Map // *Main → *runningDeliverer
 
 type runningDeliverer struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	refusals *notify.Refusals // the edge's token.refused sink
+}
+
+// notifySink is the token.refused sink of this replica's deliverer, nil
+// when it runs none (refusals are reported by the replica that refused).
+func (m *Main) notifySink() proxy.RefusalSink {
+	if v, ok := deliverers.Load(m); ok {
+		return v.(*runningDeliverer).refusals
+	}
+	return nil
+}
+
+// refusalSinks hands each refusal to every sink that is not nil: the
+// card's recorder and the notification sink. Both take it without
+// blocking.
+type refusalSinks []proxy.RefusalSink
+
+func (s refusalSinks) Refused(x tollgate.TokenRefusal) {
+	for _, sink := range s {
+		sink.Refused(x)
+	}
+}
+
+func bothRefusalSinks(sinks ...proxy.RefusalSink) proxy.RefusalSink {
+	var out refusalSinks
+	for _, s := range sinks {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // startNotify starts the outbox deliverer of this replica (see package
@@ -52,11 +87,14 @@ func (m *Main) startNotify(ctx context.Context) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &runningDeliverer{cancel: cancel, done: make(chan struct{})}
+	r := &runningDeliverer{cancel: cancel, done: make(chan struct{}), refusals: notify.NewRefusals(m.Service, m.Logger, nil)}
 	deliverers.Store(m, r)
 	go func() {
 		defer close(r.done)
+		refusing := make(chan struct{})
+		go func() { defer close(refusing); r.refusals.Run(ctx) }()
 		d.Run(ctx)
+		<-refusing
 	}()
 	return nil
 }

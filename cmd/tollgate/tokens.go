@@ -20,7 +20,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 	f.register(cmd)
 	cmd.AddCommand(
 		newTokenCreateCmd(f),
-		withUnusedFor(f, withExpiring(f, newTokenListCmd(f))), // incident.go, rotate.go
+		withStale(f, withUnusedFor(f, withExpiring(f, newTokenListCmd(f)))), // incident.go, rotate.go, policy.go
 		newTokenShowCmd(f),
 		newTokenEditCmd(f),
 		newTokenExtendCmd(f),

@@ -114,7 +114,7 @@ func (m *Main) edge(keys *config.Keys, tk *tollgate.Keys) (http.Handler, error) 
 		WarnBefore: c.Notify.WarnBefore.Duration(),
 		Quota:      m.quota,
 		Events:     m.usageSink(),
-		Refusals:   m.refusalSink(),
+		Refusals:   bothRefusalSinks(m.refusalSink(), m.notifySink()), // refusals_wiring.go, notify.go
 		Logger:     m.Logger,
 	}
 	if c.OIDC.Enabled {

@@ -51,8 +51,10 @@ func unavailable(t testing.TB, service string, err error) {
 	t.Skipf("%s unavailable, skipping (set %s=1 to fail instead): %v", service, requireEnv, err)
 }
 
-// postgresCandidates are the DSNs to try, the override alone if set.
-func postgresCandidates() []string {
+// PostgresCandidates are the DSNs tried for the test database, in order:
+// TOLLGATE_TEST_POSTGRES_DSN alone if set, else the postgres user and the
+// current user on 127.0.0.1:5432, database test.
+func PostgresCandidates() []string {
 	if dsn := os.Getenv(postgresEnv); dsn != "" {
 		return []string{dsn}
 	}
@@ -76,7 +78,7 @@ func PostgresDSN(t testing.TB) string {
 		base string
 		err  error
 	)
-	for _, dsn := range postgresCandidates() {
+	for _, dsn := range PostgresCandidates() {
 		if conn, err = pgx.Connect(ctx, dsn); err == nil {
 			base = dsn
 			break

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/faultnet"
+)
+
+// The faults, in the order of a shuffled round: every round has each.
+var faults = []string{"none", "redis-kill", "redis-blackhole", "redis-cut", "store-cut", "writer-killed", "writer-stopped", "restart"}
+
+// window is a time a fault made the store or Redis unusable for some
+// replicas.
+type window struct {
+	kind       string // for grouping: what without the replica
+	what       string // redis killed, redis link of replica 2: reset, ...
+	replicas   []int  // nil: all
+	start, end time.Time
+}
+
+func (w *window) affects(r int) bool {
+	if w.replicas == nil {
+		return true
+	}
+	for _, i := range w.replicas {
+		if i == r {
+			return true
+		}
+	}
+	return false
+}
+
+// change is one narrowing change and when it was acknowledged.
+type change struct {
+	n          int
+	what       string // revoke, suspend, de-entitle
+	fault      string
+	via        int
+	target     *target
+	narrowed   []*cred
+	sent, ack  time.Time
+	acked      bool
+	err        error
+	denyDetail string
+}
+
+type kill struct {
+	replica int
+	at      time.Time
+}
+
+type schedule struct {
+	env *env
+	rng *rand.Rand
+	out io.Writer
+
+	mu      sync.Mutex
+	windows []*window
+	changes []*change
+	kills   []kill
+	next    int // next target
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func (s *schedule) run(ctx context.Context, d time.Duration) error {
+	end := time.Now().Add(d)
+	var round []string
+	for time.Now().Before(end) && s.next < len(s.env.targets) {
+		if len(round) == 0 {
+			round = append([]string(nil), faults...)
+			s.rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+		}
+		f := round[0]
+		round = round[1:]
+		if err := s.episode(ctx, f); err != nil {
+			return fmt.Errorf("fault %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+func (s *schedule) open(kind, what string, replicas []int) *window {
+	w := &window{kind: kind, what: what, replicas: replicas, start: time.Now()}
+	s.mu.Lock()
+	s.windows = append(s.windows, w)
+	s.mu.Unlock()
+	return w
+}
+
+func (s *schedule) close(w *window) {
+	s.mu.Lock()
+	w.end = time.Now()
+	s.mu.Unlock()
+}
+
+func (s *schedule) mode() faultnet.Mode {
+	if s.rng.IntN(2) == 0 {
+		return faultnet.Reset
+	}
+	return faultnet.Blackhole
+}
+
+func (s *schedule) episode(ctx context.Context, f string) error {
+	e := s.env
+	r := s.rng.IntN(len(e.reps))
+	rep := e.reps[r]
+	switch f {
+	case "none":
+		s.change(ctx, f, r)
+		return sleep(ctx, 3*time.Second)
+
+	case "redis-kill":
+		w := s.open("redis killed", "redis killed", nil)
+		e.killRedis()
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		s.change(ctx, f, r)
+		if err := sleep(ctx, 2500*time.Millisecond); err != nil {
+			return err
+		}
+		if err := e.startRedis(ctx); err != nil {
+			return err
+		}
+		s.close(w)
+		return sleep(ctx, 1500*time.Millisecond)
+
+	case "redis-blackhole", "redis-cut":
+		m := faultnet.Blackhole
+		var cut []*replica
+		var which []int
+		what := "redis blackholed for every replica"
+		if f == "redis-cut" {
+			m = s.mode()
+			cut, which = []*replica{rep}, []int{r}
+			what = fmt.Sprintf("redis link of replica %d: %v", r, m)
+		} else {
+			cut = e.reps
+		}
+		w := s.open(strings.Replace(what, fmt.Sprintf("replica %d", r), "one replica", 1), what, which)
+		for _, c := range cut {
+			c.redisLink.Set(m)
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		s.change(ctx, f, r) // the writer is cut from Redis
+		if err := sleep(ctx, 2500*time.Millisecond); err != nil {
+			return err
+		}
+		for _, c := range cut {
+			c.redisLink.Set(faultnet.Up)
+		}
+		s.close(w)
+		return sleep(ctx, 1500*time.Millisecond)
+
+	case "store-cut":
+		// Revoked before the outage: must stay revoked through it.
+		s.change(ctx, f, r)
+		if err := sleep(ctx, 300*time.Millisecond); err != nil {
+			return err
+		}
+		m := s.mode()
+		w := s.open("store link of every replica: "+m.String(), "store link of every replica: "+m.String(), nil)
+		for _, c := range e.reps {
+			c.pgLk.Set(m)
+		}
+		if err := sleep(ctx, 3*time.Second); err != nil {
+			return err
+		}
+		for _, c := range e.reps {
+			c.pgLk.Set(faultnet.Up)
+		}
+		s.close(w)
+		return sleep(ctx, 2*time.Second)
+
+	case "writer-killed", "writer-stopped":
+		how := map[string]string{"writer-killed": "SIGKILL", "writer-stopped": "SIGSTOP"}[f]
+		w := s.open("redis killed, writer "+how, fmt.Sprintf("redis killed, writer r%d %s", r, how), nil)
+		e.killRedis()
+		if err := sleep(ctx, 300*time.Millisecond); err != nil {
+			return err
+		}
+		s.change(ctx, f, r)
+		p := rep.process()
+		rep.setDown(true)
+		if f == "writer-killed" {
+			s.mu.Lock()
+			s.kills = append(s.kills, kill{replica: r, at: time.Now()})
+			s.mu.Unlock()
+			p.Signal(syscall.SIGKILL)
+			p.Wait()
+		} else {
+			p.Signal(syscall.SIGSTOP)
+		}
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return err
+		}
+		if err := e.startRedis(ctx); err != nil {
+			return err
+		}
+		s.close(w)
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+		if f == "writer-killed" {
+			if err := rep.start(ctx, e.bin); err != nil {
+				return err
+			}
+		} else {
+			p.Signal(syscall.SIGCONT)
+			rep.setDown(false)
+		}
+		return sleep(ctx, 1500*time.Millisecond)
+
+	case "restart":
+		rep.setDown(true)
+		p := rep.process()
+		stopped := make(chan error, 1)
+		go func() { stopped <- p.Stop() }()
+		s.change(ctx, f, (r+1)%len(e.reps))
+		if err := <-stopped; err != nil {
+			return fmt.Errorf("replica %d: %w", r, err)
+		}
+		if err := rep.start(ctx, e.bin); err != nil {
+			return err
+		}
+		return sleep(ctx, 1500*time.Millisecond)
+	}
+	return fmt.Errorf("unknown fault %q", f)
+}
+
+// change narrows the next target through replica via (another live one
+// if via fails), and records when it was acknowledged.
+func (s *schedule) change(ctx context.Context, fault string, via int) {
+	e := s.env
+	t := e.targets[s.next]
+	c := &change{n: s.next + 1, fault: fault, via: via, target: t}
+	s.next++
+	switch s.rng.IntN(3) {
+	case 0:
+		c.what = "revoke"
+		c.narrowed = t.creds[:1]
+	case 1:
+		c.what = "suspend"
+		c.narrowed = t.creds
+	default:
+		c.what = "de-entitle"
+		c.narrowed = t.creds
+	}
+	e.current.Store(t)
+	c.sent = time.Now()
+	for _, cr := range c.narrowed {
+		cr.narrowedAt.Store(c.sent.UnixNano())
+	}
+	for attempt := 0; attempt < len(e.reps); attempt++ {
+		rep := e.reps[(via+attempt)%len(e.reps)]
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		switch c.what {
+		case "revoke":
+			_, err = rep.api.RevokeToken(actx, t.creds[0].tokenID)
+		case "suspend":
+			_, err = rep.api.SuspendAccount(actx, t.account)
+		default:
+			_, err = rep.api.SetSubscription(actx, t.account, []string{"other/**"}, nil)
+		}
+		cancel()
+		if err == nil {
+			c.ack, c.acked, c.via = time.Now(), true, rep.i
+			break
+		}
+		c.err = err
+	}
+	s.mu.Lock()
+	s.changes = append(s.changes, c)
+	s.mu.Unlock()
+}
