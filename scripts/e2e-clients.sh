@@ -763,14 +763,16 @@ fi
 # kubelet's path: kubelet decodes the pull secret and hands containerd's
 # CRI plugin the user name and password in PullImage; crictl makes the
 # same call. A private containerd with its CRI plugin: its own root,
-# state, socket and config under $tmp, registry hosts from config_path
-# (a hosts.toml that trusts the throwaway CA, as on a node).
-cri_sock=""
-# start_cri: starts that containerd; sets cri_sock.
+# state, socket and config under $tmp, in a mount namespace of its own
+# where /etc/containerd is an empty tmpfs; registry hosts from config_path
+# /etc/containerd/certs.d, as on a node, where the hosts.toml step the TLS
+# instance's `tollgate dev` printout gives is run as printed.
+cri_sock="" cri_pid=""
+# start_cri: starts that containerd and runs the printed hosts.toml step;
+# sets cri_sock.
 start_cri() {
   local c=$tmp/cri i
   mkdir -p "$c/root" "$c/state"
-  hosts_toml "$c/hosts" "$tls_host"
   cat >"$c/config.toml" <<TOML
 version = 2
 root = "$c/root"
@@ -792,11 +794,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     bin_dir = "$c/cni/bin"
     conf_dir = "$c/cni/conf"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$c/hosts"
+    config_path = "/etc/containerd/certs.d"
 TOML
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$c/cri.sock" "$c/cri.sock" >"$c/crictl.yaml"
-  containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
-  pids+=($!)
+  unshare --mount --propagation private bash -c 'mount -t tmpfs -o mode=755 tmpfs /etc/containerd && exec "$@"' _ \
+    containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
+  cri_pid=$!
+  pids+=($cri_pid)
   for i in $(seq 1 100); do
     crictl --config "$c/crictl.yaml" info >/dev/null 2>&1 && break
     kill -0 "${pids[-1]}" 2>/dev/null || break
@@ -806,6 +810,10 @@ TOML
     fail "containerd with the CRI plugin did not start on $c/cri.sock" "$tmp/logs/cri-containerd.log"
     return 1
   fi
+  snippets "$tmp/logs/tls.out" "containerd [(]kubelet[)]: trust tollgate's CA with hosts.toml" >"$c/hosts.sh"
+  run_hosts() { nsenter --mount --target "$cri_pid" --wd="$c" bash -euo pipefail "$c/hosts.sh"; }
+  check "the TLS printout has a containerd hosts.toml step" grep -q hosts.toml "$c/hosts.sh"
+  ok "the printed containerd hosts.toml step, as printed (in containerd's own /etc/containerd)" run_hosts || return 1
   cri_sock=$c/cri.sock
 }
 # cri_pull USER PASS IMAGE: CRI PullImage with these credentials, as
@@ -825,8 +833,8 @@ if want cri; then
     missing "cri: crictl is not installed (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)"
   elif ! have containerd; then
     missing "cri: containerd is not installed (apt-get install containerd)"
-  elif [ "$(id -u)" != 0 ]; then
-    missing "cri: containerd needs root"
+  elif [ "$(id -u)" != 0 ] || ! have nsenter; then
+    missing "cri: containerd needs root (and nsenter)"
   elif [ $tls_ok = 0 ]; then
     missing "cri: no TLS instance (openssl)"
   elif start_cri; then
