@@ -934,10 +934,15 @@ fi
 
 # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
 # /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
-# the directories a fresh Debian ships.
+# the directories a fresh Debian ships, and the CA certificates private
+# (/usr/local/share/ca-certificates, and /etc/ssl/certs as a copy).
 in_root() {
   unshare --mount --propagation private bash -euo pipefail -c '
-    for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
+    certs=$(mktemp -d) && cp -a /etc/ssl/certs/. "$certs"
+    for d in /etc/apt /var/lib/apt /var/cache/apt /usr/local/share/ca-certificates /etc/ssl/certs; do
+      mount -t tmpfs -o mode=755 tmpfs "$d"
+    done
+    cp -a "$certs/." /etc/ssl/certs && rm -rf "$certs"
     mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
       /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
     bash -euo pipefail "$1"
@@ -948,8 +953,9 @@ in_root() {
 # deb822 FORM or the one-line one, then checks what they left behind and
 # runs apt-get update --error-on=any and install --download-only.
 apt_script() {
-  local re='apt archive key os|apt credentials os|apt source os'
-  [ "$2" = oneline ] && re='apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]'
+  # (The CA step is printed only with a private CA.)
+  local re="packages: trust tollgate's CA [(][^)]*[)]|apt archive key os|apt credentials os|apt source os"
+  [ "$2" = oneline ] && re="packages: trust tollgate's CA [(][^)]*[)]|apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]"
   {
     snippets "$1" "$re"
     echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
@@ -960,7 +966,7 @@ apt_script() {
 }
 
 if want apt; then
-  section "apt (the exact text \`token show --reveal\` prints, in a private /etc/apt and /var/lib/apt)"
+  section "apt (the exact text \`token show --reveal\` and the TLS dev printout print, in a private /etc/apt, /var/lib/apt and CA store)"
   if ! have apt-get || ! have unshare; then
     missing "apt: apt-get or unshare is not installed"
   elif [ "$(id -u)" != 0 ]; then
@@ -985,6 +991,18 @@ if want apt; then
       ok "apt ($form): the printed commands, then apt-get update --error-on=any and install --download-only" in_root "$ap/$form-run.sh" &&
         check "apt ($form) downloaded the package" grep -q '\.deb$' "$out"
     done
+    # Over TLS with a private CA: the TLS `tollgate dev` printout's steps
+    # (the CA step first), as printed.
+    if [ $tls_ok = 1 ]; then
+      apt_script "$tmp/logs/tls.out" deb822 "$ap/tls-run.sh"
+      check "the TLS printout has the CA step" grep -q update-ca-certificates "$ap/tls-run.sh"
+      ok "apt over https with a private CA: the TLS dev printout's CA, key, credentials and .sources steps, as printed" \
+        in_root "$ap/tls-run.sh" &&
+        check "apt (https) downloaded the package" grep -q '\.deb$' "$out"
+      grep -v update-ca-certificates "$ap/tls-run.sh" >"$ap/tls-noca-run.sh"
+      refused "apt over https without the printed CA step fails (the certificate is checked)" \
+        'certificate|not trusted|issuer' in_root "$ap/tls-noca-run.sh"
+    fi
     # Without the archive key step apt refuses the repository: the key step is needed.
     grep -v '/keys/apt/os/' "$ap/deb822-run.sh" >"$ap/nokey-run.sh"
     refused "apt-get update without the printed key step fails (signatures are checked)" 'NO_PUBKEY|is not signed' in_root "$ap/nokey-run.sh"
