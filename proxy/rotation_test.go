@@ -2,10 +2,16 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/tollgate/tollgate"
 )
@@ -76,5 +82,54 @@ func TestExpiryWarningOnTheWire(t *testing.T) {
 	}
 	if r := e.do("GET", "/token?service="+e.host, map[string]string{"Authorization": "Basic " + basicAuth("u", later)}); r.Header.Get("Warning") != "" {
 		t.Fatalf("a token a month from expiry warned: %q", r.Header.Get("Warning"))
+	}
+}
+
+// TestCraneKeepsPullingWithTheOldSecretUntilTheGraceEnds: a real client
+// (crane: /token, then manifests and blobs with the JWT) pulls with the
+// rotated-out secret throughout its grace window and is refused the
+// instant after; the new secret pulls throughout.
+func TestCraneKeepsPullingWithTheOldSecretUntilTheGraceEnds(t *testing.T) {
+	e := newEnv(t)
+	tok, old := e.token(tollgate.TokenCreate{})
+	_, fresh, err := e.svc.RotateToken(context.Background(), "operator", tok.ID, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pull := func(secret string) error {
+		img, err := crane.Pull(e.ref("demo/hello:latest"), append(craneOpts(secret), crane.WithPlatform(&v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+		if err != nil {
+			return err
+		}
+		ls, err := img.Layers() // the manifest
+		if err != nil || len(ls) == 0 {
+			return err
+		}
+		rc, err := ls[0].Compressed() // a blob
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.Copy(io.Discard, rc)
+		return err
+	}
+	for _, step := range []time.Duration{0, 12 * time.Hour, 12*time.Hour - time.Second} {
+		e.clock.Add(step)
+		at := e.clock.Now().Sub(tok.CreatedAt)
+		if err := pull(old); err != nil {
+			t.Fatalf("old secret %s into the grace: %v", at, err)
+		}
+		if err := pull(fresh.Reveal()); err != nil {
+			t.Fatalf("new secret %s into the grace: %v", at, err)
+		}
+	}
+	e.clock.Add(time.Second) // the grace's end
+	err = pull(old)
+	var te *transport.Error
+	if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("old secret at the end of the grace: %v, want 401", err)
+	}
+	if err := pull(fresh.Reveal()); err != nil {
+		t.Fatalf("new secret after the grace: %v", err)
 	}
 }
