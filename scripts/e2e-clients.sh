@@ -977,10 +977,8 @@ if want apt; then
   else
     ap=$tmp/apt
     mkdir -p "$ap"
-    json=$(tg plain token create --account demo --name "e2e-apt-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
-    apt_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
-    apt_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
-    secrets+=("$apt_secret")
+    create_token plain apt_secret demo --scope images,packages
+    apt_id=${apt_secret_id:-}
     ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apt_id" --reveal &&
       cp "$out" "$ap/show.txt"
     # The deb822 form, and separately the one-line form instead of it.
@@ -1102,10 +1100,8 @@ if want console; then
     cn=$tmp/console
     mkdir -p "$cn"
     ok "console: set a password with the printed one-time link and sign in" console_sign_in plain "$cn/jar"
-    json=$(tg plain token create --account demo --name "e2e-console-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
-    cn_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
-    cn_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
-    secrets+=("$cn_secret")
+    create_token plain cn_secret demo --scope images,packages
+    cn_id=${cn_secret_id:-}
     ok "console: Reveal on the token's card shows its set-up commands" console_reveal plain "$cn/jar" "$cn_id" "$cn/console.txt" &&
       check "the revealed commands carry the token's secret" grep -qF "$cn_secret" "$cn/console.txt"
     tg plain token show "$cn_id" --reveal >"$cn/show.txt" 2>&1
