@@ -160,6 +160,10 @@ type Token struct {
 	Secret   string `json:"secret,omitempty"`
 	// Previous is the secret before the last rotation (rotation.go).
 	Previous *PreviousSecret `json:"previous_secret,omitempty"`
+	// Ephemeral: a credential a workload obtained with its OIDC token
+	// (trust.go); Identity says which. Never revealable, outside Limit.
+	Ephemeral bool      `json:"ephemeral,omitempty"`
+	Identity  *Identity `json:"identity,omitempty"`
 }
 
 // Restrictions are a token's own limits: image repository patterns,
@@ -322,21 +326,14 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		MaxPulls:  t.Policy.MaxPulls,
 		MaxBytes:  t.Policy.MaxBytes,
 		Previous:  fromPrevious(t, now),
+		Ephemeral: t.Ephemeral(),
+		Identity:  fromIdentity(t.Identity),
 	}
 }
 
 // ParseValidFrom reads a valid-from date: an RFC 3339 time, or a date
 // meaning the start of that day, UTC.
-func ParseValidFrom(v string) (time.Time, error) {
-	v = strings.TrimSpace(v)
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, tollgate.FieldError("valid_from", "%q is not a date (YYYY-MM-DD) or an RFC 3339 time", v)
-}
+func ParseValidFrom(v string) (time.Time, error) { return tollgate.ParseValidFrom(v) }
 
 func fromAuditEvent(e *tollgate.AuditEvent) AuditEvent {
 	changes := make(map[string]Change, len(e.Changes))

@@ -29,7 +29,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri dev apt console policy usage)
+#                       (docker podman skopeo crane containerd cri dev apt console policy keyless usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +94,7 @@ mask() {
   done
   printf '%s\n' "$s" | sed -E \
     -e 's/tg_[A-Za-z0-9]+/tg_***/g' \
+    -e 's/tge_[A-Za-z0-9]+/tge_***/g' \
     -e 's/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/<jwt>/g' \
     -e 's/("(auth|password|identitytoken)" *: *")[^"]*/\1***/g' \
     -e 's/(password=)[^& ]*/\1***/g' \
@@ -763,14 +764,16 @@ fi
 # kubelet's path: kubelet decodes the pull secret and hands containerd's
 # CRI plugin the user name and password in PullImage; crictl makes the
 # same call. A private containerd with its CRI plugin: its own root,
-# state, socket and config under $tmp, registry hosts from config_path
-# (a hosts.toml that trusts the throwaway CA, as on a node).
-cri_sock=""
-# start_cri: starts that containerd; sets cri_sock.
+# state, socket and config under $tmp, in a mount namespace of its own
+# where /etc/containerd is an empty tmpfs; registry hosts from config_path
+# /etc/containerd/certs.d, as on a node, where the hosts.toml step the TLS
+# instance's `tollgate dev` printout gives is run as printed.
+cri_sock="" cri_pid=""
+# start_cri: starts that containerd and runs the printed hosts.toml step;
+# sets cri_sock.
 start_cri() {
   local c=$tmp/cri i
   mkdir -p "$c/root" "$c/state"
-  hosts_toml "$c/hosts" "$tls_host"
   cat >"$c/config.toml" <<TOML
 version = 2
 root = "$c/root"
@@ -792,11 +795,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     bin_dir = "$c/cni/bin"
     conf_dir = "$c/cni/conf"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$c/hosts"
+    config_path = "/etc/containerd/certs.d"
 TOML
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$c/cri.sock" "$c/cri.sock" >"$c/crictl.yaml"
-  containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
-  pids+=($!)
+  unshare --mount --propagation private bash -c 'mount -t tmpfs -o mode=755 tmpfs /etc/containerd && exec "$@"' _ \
+    containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
+  cri_pid=$!
+  pids+=($cri_pid)
   for i in $(seq 1 100); do
     crictl --config "$c/crictl.yaml" info >/dev/null 2>&1 && break
     kill -0 "${pids[-1]}" 2>/dev/null || break
@@ -806,6 +811,10 @@ TOML
     fail "containerd with the CRI plugin did not start on $c/cri.sock" "$tmp/logs/cri-containerd.log"
     return 1
   fi
+  snippets "$tmp/logs/tls.out" "containerd [(]kubelet[)]: trust tollgate's CA with hosts.toml" >"$c/hosts.sh"
+  run_hosts() { nsenter --mount --target "$cri_pid" --wd="$c" bash -euo pipefail "$c/hosts.sh"; }
+  check "the TLS printout has a containerd hosts.toml step" grep -q hosts.toml "$c/hosts.sh"
+  ok "the printed containerd hosts.toml step, as printed (in containerd's own /etc/containerd)" run_hosts || return 1
   cri_sock=$c/cri.sock
 }
 # cri_pull USER PASS IMAGE: CRI PullImage with these credentials, as
@@ -825,8 +834,8 @@ if want cri; then
     missing "cri: crictl is not installed (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)"
   elif ! have containerd; then
     missing "cri: containerd is not installed (apt-get install containerd)"
-  elif [ "$(id -u)" != 0 ]; then
-    missing "cri: containerd needs root"
+  elif [ "$(id -u)" != 0 ] || ! have nsenter; then
+    missing "cri: containerd needs root (and nsenter)"
   elif [ $tls_ok = 0 ]; then
     missing "cri: no TLS instance (openssl)"
   elif start_cri; then
@@ -926,10 +935,15 @@ fi
 
 # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
 # /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
-# the directories a fresh Debian ships.
+# the directories a fresh Debian ships, and the CA certificates private
+# (/usr/local/share/ca-certificates, and /etc/ssl/certs as a copy).
 in_root() {
   unshare --mount --propagation private bash -euo pipefail -c '
-    for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
+    certs=$(mktemp -d) && cp -a /etc/ssl/certs/. "$certs"
+    for d in /etc/apt /var/lib/apt /var/cache/apt /usr/local/share/ca-certificates /etc/ssl/certs; do
+      mount -t tmpfs -o mode=755 tmpfs "$d"
+    done
+    cp -a "$certs/." /etc/ssl/certs && rm -rf "$certs"
     mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
       /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
     bash -euo pipefail "$1"
@@ -940,8 +954,9 @@ in_root() {
 # deb822 FORM or the one-line one, then checks what they left behind and
 # runs apt-get update --error-on=any and install --download-only.
 apt_script() {
-  local re='apt archive key os|apt credentials os|apt source os'
-  [ "$2" = oneline ] && re='apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]'
+  # (The CA step is printed only with a private CA.)
+  local re="packages: trust tollgate's CA [(][^)]*[)]|apt archive key os|apt credentials os|apt source os"
+  [ "$2" = oneline ] && re="packages: trust tollgate's CA [(][^)]*[)]|apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]"
   {
     snippets "$1" "$re"
     echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
@@ -952,7 +967,7 @@ apt_script() {
 }
 
 if want apt; then
-  section "apt (the exact text \`token show --reveal\` prints, in a private /etc/apt and /var/lib/apt)"
+  section "apt (the exact text \`token show --reveal\` and the TLS dev printout print, in a private /etc/apt, /var/lib/apt and CA store)"
   if ! have apt-get || ! have unshare; then
     missing "apt: apt-get or unshare is not installed"
   elif [ "$(id -u)" != 0 ]; then
@@ -962,10 +977,8 @@ if want apt; then
   else
     ap=$tmp/apt
     mkdir -p "$ap"
-    json=$(tg plain token create --account demo --name "e2e-apt-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
-    apt_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
-    apt_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
-    secrets+=("$apt_secret")
+    create_token plain apt_secret demo --scope images,packages
+    apt_id=${apt_secret_id:-}
     ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apt_id" --reveal &&
       cp "$out" "$ap/show.txt"
     # The deb822 form, and separately the one-line form instead of it.
@@ -977,6 +990,18 @@ if want apt; then
       ok "apt ($form): the printed commands, then apt-get update --error-on=any and install --download-only" in_root "$ap/$form-run.sh" &&
         check "apt ($form) downloaded the package" grep -q '\.deb$' "$out"
     done
+    # Over TLS with a private CA: the TLS `tollgate dev` printout's steps
+    # (the CA step first), as printed.
+    if [ $tls_ok = 1 ]; then
+      apt_script "$tmp/logs/tls.out" deb822 "$ap/tls-run.sh"
+      check "the TLS printout has the CA step" grep -q update-ca-certificates "$ap/tls-run.sh"
+      ok "apt over https with a private CA: the TLS dev printout's CA, key, credentials and .sources steps, as printed" \
+        in_root "$ap/tls-run.sh" &&
+        check "apt (https) downloaded the package" grep -q '\.deb$' "$out"
+      grep -v update-ca-certificates "$ap/tls-run.sh" >"$ap/tls-noca-run.sh"
+      refused "apt over https without the printed CA step fails (the certificate is checked)" \
+        'certificate|not trusted|issuer' in_root "$ap/tls-noca-run.sh"
+    fi
     # Without the archive key step apt refuses the repository: the key step is needed.
     grep -v '/keys/apt/os/' "$ap/deb822-run.sh" >"$ap/nokey-run.sh"
     refused "apt-get update without the printed key step fails (signatures are checked)" 'NO_PUBKEY|is not signed' in_root "$ap/nokey-run.sh"
@@ -1075,10 +1100,8 @@ if want console; then
     cn=$tmp/console
     mkdir -p "$cn"
     ok "console: set a password with the printed one-time link and sign in" console_sign_in plain "$cn/jar"
-    json=$(tg plain token create --account demo --name "e2e-console-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
-    cn_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
-    cn_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
-    secrets+=("$cn_secret")
+    create_token plain cn_secret demo --scope images,packages
+    cn_id=${cn_secret_id:-}
     ok "console: Reveal on the token's card shows its set-up commands" console_reveal plain "$cn/jar" "$cn_id" "$cn/console.txt" &&
       check "the revealed commands carry the token's secret" grep -qF "$cn_secret" "$cn/console.txt"
     tg plain token show "$cn_id" --reveal >"$cn/show.txt" 2>&1
@@ -1223,6 +1246,88 @@ if want policy; then
       missing "policy: apt-get, unshare or root for the package restriction"
     fi
   fi
+fi
+
+# ---------------------------------------------------------------- keyless
+
+# Keyless pulls: a GitHub Actions job's OIDC token (its real claim set)
+# from a test issuer on a loopback port (tollgate dev admits loopback
+# issuers; production only https on public addresses). The demo account
+# trusts acme/app's workflows with `tollgate trust create`; the docker
+# login line it prints runs as is with the token in $ID_TOKEN, docker and
+# podman pull with it, the RFC 8693 exchange gives a tge_ credential
+# podman pulls with; the same job's token for another repository is
+# refused, and deleting the policy ends the credential at once.
+if want keyless; then
+  section "keyless (an OIDC token from a local issuer: the printed docker login, podman, the exchange)"
+  if [ "${plain_ok:-0}" = 0 ]; then
+    fail "keyless: no tollgate instance"
+  else
+    kl=$tmp/keyless
+    mkdir -p "$kl"
+    issuer=""
+    if go build -o "$tmp/bin/oidc-issuer" ./internal/dev/oidcissuer/cmd/oidc-issuer >"$tmp/logs/oidc-issuer-build.log" 2>&1; then
+      "$tmp/bin/oidc-issuer" --out "$kl/issuer" >"$tmp/logs/oidc-issuer.log" 2>&1 &
+      pids+=($!)
+      for i in $(seq 1 100); do [ -s "$kl/issuer" ] && break; sleep 0.1; done
+      issuer=$(cat "$kl/issuer" 2>/dev/null)
+    fi
+    if [ -z "$issuer" ]; then
+      fail "keyless: the test OIDC issuer did not start" "$tmp/logs/oidc-issuer-build.log"
+    else
+      echo "   test OIDC issuer at $issuer"
+      # job_token REPOSITORY: a GitHub Actions job's token for tollgate:demo.
+      job_token() { curl -fsS "$issuer/dev/sign?repository=$1&aud=tollgate:demo"; }
+      ID_TOKEN=$(job_token acme/app) && OTHER_TOKEN=$(job_token acme/other)
+      secrets+=("$ID_TOKEN" "$OTHER_TOKEN")
+      export ID_TOKEN
+      if ok "tollgate trust create: the demo account trusts acme/app's workflows" \
+        tg plain trust create --account demo --name e2e-gha --issuer "$issuer" --claim repository=acme/app --claim 'ref~refs/heads/*'; then
+        cp "$out" "$kl/create.txt"
+        grep -E '^ +echo "\$ID_TOKEN" \| docker login ' "$kl/create.txt" | sed 's/^ *//' >"$kl/login.sh"
+        check "trust create prints the docker login line" grep -q 'docker login' "$kl/login.sh"
+        policy_id=$(sed -nE 's/^id: +(tp_[A-Za-z0-9]+)$/\1/p' "$kl/create.txt")
+      fi
+      if have docker && have dockerd && have unshare && [ "$(id -u)" = 0 ] && start_dockerd; then
+        ok "docker login: the line trust create printed, run as is with the job's OIDC token" run_printed "$kl/docker" "$kl/login.sh"
+        ok "docker pull of the demo image with the OIDC login" docker_pull "$kl/docker" "$plain_image"
+        refused "docker pull of the non-entitled image with the OIDC login is refused" "$denied_re" docker_pull "$kl/docker" "$plain_denied"
+        refused "docker login with the token of a job in another repository fails" "$denied_re" \
+          bash -c 'printf %s "$1" | DOCKER_CONFIG=$2 docker login "$3" -u oidc --password-stdin' _ "$OTHER_TOKEN" "$kl/docker-other" "$plain_host"
+      else
+        missing "keyless: docker (CLI, dockerd, root) for the docker login"
+      fi
+      if have podman; then
+        podman_env "$kl/podman"
+        KP=(podman --root "$kl/podman/root" --runroot "$kl/podman/run" --tmpdir "$kl/podman/tmp" --storage-driver vfs
+          --cgroup-manager cgroupfs --events-backend file)
+        kl_pull() { "${KP[@]}" pull --tls-verify=false --signature-policy "$kl/podman/policy.json" --creds "$2" "$1"; }
+        ok "podman pull with the job's OIDC token as the password" kl_pull "$plain_image" "oidc:$ID_TOKEN"
+        refused "podman pull with the token of a job in another repository is refused" "$denied_re" kl_pull "$plain_image" "oidc:$OTHER_TOKEN"
+        exchange() {
+          curl -sS --fail-with-body "$plain_url/oauth2/token" -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+            -d subject_token_type=urn:ietf:params:oauth:token-type:jwt --data-urlencode "subject_token=$1"
+        }
+        if ok "POST /oauth2/token exchanges the job's token" exchange "$ID_TOKEN"; then
+          tge=$(sed -nE 's/.*"access_token":"(tge_[A-Za-z0-9]+)".*/\1/p' "$out")
+          secrets+=("$tge")
+          check "the exchange answers a tge_ credential (N_A, expires_in)" grep -q '"token_type":"N_A"' "$out"
+          ok "podman pull with the exchanged credential (user tollgate)" kl_pull "$plain_image" "tollgate:$tge"
+          ok "tollgate trust show lists the credentials with the workload identity" tg plain trust show "$policy_id" &&
+            check "trust show names the job (repo:acme/app:ref:refs/heads/main)" grep -q 'repo:acme/app:ref:refs/heads/main' "$out"
+          ok "tollgate trust delete" tg plain trust delete "$policy_id"
+          refused "podman pull with the exchanged credential after the policy was deleted is refused" "$denied_re" kl_pull "$plain_image" "tollgate:$tge"
+          refused "podman pull with the OIDC token after the policy was deleted is refused" "$denied_re" kl_pull "$plain_image" "oidc:$ID_TOKEN"
+        fi
+        refused "POST /oauth2/token with the other repository's token: 400 invalid_grant" 'invalid_grant' exchange "$OTHER_TOKEN"
+        unset CONTAINERS_REGISTRIES_CONF CONTAINERS_STORAGE_CONF CONTAINERS_CONF
+      else
+        missing "keyless: podman is not installed"
+      fi
+      unset ID_TOKEN
+    fi
+  fi
+  section_end
 fi
 
 # ---------------------------------------------------------------- usage
