@@ -157,13 +157,32 @@ func DefaultAudience(account string) string { return "tollgate:" + account }
 func (p *TrustPolicy) Match(claims map[string]any) (map[string]string, bool) {
 	out := make(map[string]string, len(p.Rules))
 	for _, r := range p.Rules {
-		v, ok := ClaimText(claims[r.Claim])
+		v, ok := ClaimText(claimAt(claims, r.Claim))
 		if !ok || !r.Matches(v) {
 			return nil, false
 		}
 		out[r.Claim] = v
 	}
 	return out, len(p.Rules) > 0
+}
+
+// claimAt is the claim named name, or, when there is no such top-level
+// claim, the one its "/"-separated path names inside nested objects:
+// "kubernetes.io/namespace", "kubernetes.io/serviceaccount/name" in a
+// Kubernetes service-account token.
+func claimAt(claims map[string]any, name string) any {
+	if v, ok := claims[name]; ok || !strings.Contains(name, "/") {
+		return v
+	}
+	var cur any = claims
+	for _, part := range strings.Split(name, "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[part]
+	}
+	return cur
 }
 
 // ClaimText is a claim's value as text: strings as they are, numbers and

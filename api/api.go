@@ -160,6 +160,10 @@ type Token struct {
 	Secret   string `json:"secret,omitempty"`
 	// Previous is the secret before the last rotation (rotation.go).
 	Previous *PreviousSecret `json:"previous_secret,omitempty"`
+	// Ephemeral: a credential a workload obtained with its OIDC token
+	// (trust.go); Identity says which. Never revealable, outside Limit.
+	Ephemeral bool      `json:"ephemeral,omitempty"`
+	Identity  *Identity `json:"identity,omitempty"`
 }
 
 // Restrictions are a token's own limits: image repository patterns,
@@ -322,6 +326,8 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 		MaxPulls:  t.Policy.MaxPulls,
 		MaxBytes:  t.Policy.MaxBytes,
 		Previous:  fromPrevious(t, now),
+		Ephemeral: t.Ephemeral(),
+		Identity:  fromIdentity(t.Identity),
 	}
 }
 

@@ -108,6 +108,7 @@ func (s *Server) Handler() http.Handler {
 	routes = append(routes, s.userRoutes()...)
 	routes = append(routes, s.usageRoutes()...)
 	routes = append(routes, s.webhookRoutes()...) // webhooks.go
+	routes = append(routes, s.trustRoutes()...)   // trust.go
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	var paths []string
@@ -396,7 +397,7 @@ func (s *Server) listTokens(r *http.Request, who *actor) (int, any, error) {
 	now := s.now()
 	out := TokenList{Tokens: []Token{}, Limit: tollgate.MaxActiveTokens}
 	for _, t := range toks {
-		if t.RevokedAt == nil {
+		if t.RevokedAt == nil && !t.Ephemeral() {
 			out.Active++
 		}
 		if expiring > 0 && !t.ExpiringWithin(now, expiring) {

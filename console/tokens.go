@@ -66,6 +66,9 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 	v.Counts = map[string]int{}
 	open := r.URL.Query().Get("open")
 	for _, t := range toks {
+		if t.Ephemeral() {
+			continue // listed with their trust policy (trust.go)
+		}
 		st := string(t.Status(a, now))
 		v.Counts[st]++
 		v.Counts[""]++

@@ -763,14 +763,16 @@ fi
 # kubelet's path: kubelet decodes the pull secret and hands containerd's
 # CRI plugin the user name and password in PullImage; crictl makes the
 # same call. A private containerd with its CRI plugin: its own root,
-# state, socket and config under $tmp, registry hosts from config_path
-# (a hosts.toml that trusts the throwaway CA, as on a node).
-cri_sock=""
-# start_cri: starts that containerd; sets cri_sock.
+# state, socket and config under $tmp, in a mount namespace of its own
+# where /etc/containerd is an empty tmpfs; registry hosts from config_path
+# /etc/containerd/certs.d, as on a node, where the hosts.toml step the TLS
+# instance's `tollgate dev` printout gives is run as printed.
+cri_sock="" cri_pid=""
+# start_cri: starts that containerd and runs the printed hosts.toml step;
+# sets cri_sock.
 start_cri() {
   local c=$tmp/cri i
   mkdir -p "$c/root" "$c/state"
-  hosts_toml "$c/hosts" "$tls_host"
   cat >"$c/config.toml" <<TOML
 version = 2
 root = "$c/root"
@@ -792,11 +794,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     bin_dir = "$c/cni/bin"
     conf_dir = "$c/cni/conf"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$c/hosts"
+    config_path = "/etc/containerd/certs.d"
 TOML
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$c/cri.sock" "$c/cri.sock" >"$c/crictl.yaml"
-  containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
-  pids+=($!)
+  unshare --mount --propagation private bash -c 'mount -t tmpfs -o mode=755 tmpfs /etc/containerd && exec "$@"' _ \
+    containerd --config "$c/config.toml" >"$tmp/logs/cri-containerd.log" 2>&1 &
+  cri_pid=$!
+  pids+=($cri_pid)
   for i in $(seq 1 100); do
     crictl --config "$c/crictl.yaml" info >/dev/null 2>&1 && break
     kill -0 "${pids[-1]}" 2>/dev/null || break
@@ -806,6 +810,10 @@ TOML
     fail "containerd with the CRI plugin did not start on $c/cri.sock" "$tmp/logs/cri-containerd.log"
     return 1
   fi
+  snippets "$tmp/logs/tls.out" "containerd [(]kubelet[)]: trust tollgate's CA with hosts.toml" >"$c/hosts.sh"
+  run_hosts() { nsenter --mount --target "$cri_pid" --wd="$c" bash -euo pipefail "$c/hosts.sh"; }
+  check "the TLS printout has a containerd hosts.toml step" grep -q hosts.toml "$c/hosts.sh"
+  ok "the printed containerd hosts.toml step, as printed (in containerd's own /etc/containerd)" run_hosts || return 1
   cri_sock=$c/cri.sock
 }
 # cri_pull USER PASS IMAGE: CRI PullImage with these credentials, as
@@ -825,8 +833,8 @@ if want cri; then
     missing "cri: crictl is not installed (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)"
   elif ! have containerd; then
     missing "cri: containerd is not installed (apt-get install containerd)"
-  elif [ "$(id -u)" != 0 ]; then
-    missing "cri: containerd needs root"
+  elif [ "$(id -u)" != 0 ] || ! have nsenter; then
+    missing "cri: containerd needs root (and nsenter)"
   elif [ $tls_ok = 0 ]; then
     missing "cri: no TLS instance (openssl)"
   elif start_cri; then
@@ -926,10 +934,15 @@ fi
 
 # in_root SCRIPT: runs SCRIPT (what was printed, then the checks) with
 # /etc/apt, /var/lib/apt and /var/cache/apt private and empty but for
-# the directories a fresh Debian ships.
+# the directories a fresh Debian ships, and the CA certificates private
+# (/usr/local/share/ca-certificates, and /etc/ssl/certs as a copy).
 in_root() {
   unshare --mount --propagation private bash -euo pipefail -c '
-    for d in /etc/apt /var/lib/apt /var/cache/apt; do mount -t tmpfs -o mode=755 tmpfs "$d"; done
+    certs=$(mktemp -d) && cp -a /etc/ssl/certs/. "$certs"
+    for d in /etc/apt /var/lib/apt /var/cache/apt /usr/local/share/ca-certificates /etc/ssl/certs; do
+      mount -t tmpfs -o mode=755 tmpfs "$d"
+    done
+    cp -a "$certs/." /etc/ssl/certs && rm -rf "$certs"
     mkdir -p /etc/apt/apt.conf.d /etc/apt/auth.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d \
       /etc/apt/trusted.gpg.d /etc/apt/keyrings /var/lib/apt/lists/partial /var/cache/apt/archives/partial
     bash -euo pipefail "$1"
@@ -940,8 +953,9 @@ in_root() {
 # deb822 FORM or the one-line one, then checks what they left behind and
 # runs apt-get update --error-on=any and install --download-only.
 apt_script() {
-  local re='apt archive key os|apt credentials os|apt source os'
-  [ "$2" = oneline ] && re='apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]'
+  # (The CA step is printed only with a private CA.)
+  local re="packages: trust tollgate's CA [(][^)]*[)]|apt archive key os|apt credentials os|apt source os"
+  [ "$2" = oneline ] && re="packages: trust tollgate's CA [(][^)]*[)]|apt archive key os|apt credentials os|apt source os [(]one-line[^)]*[)]"
   {
     snippets "$1" "$re"
     echo 'f=$(ls /etc/apt/auth.conf.d/tollgate-os.conf) && [ "$(stat -c %a "$f")" = 600 ]'
@@ -952,7 +966,7 @@ apt_script() {
 }
 
 if want apt; then
-  section "apt (the exact text \`token show --reveal\` prints, in a private /etc/apt and /var/lib/apt)"
+  section "apt (the exact text \`token show --reveal\` and the TLS dev printout print, in a private /etc/apt, /var/lib/apt and CA store)"
   if ! have apt-get || ! have unshare; then
     missing "apt: apt-get or unshare is not installed"
   elif [ "$(id -u)" != 0 ]; then
@@ -977,6 +991,18 @@ if want apt; then
       ok "apt ($form): the printed commands, then apt-get update --error-on=any and install --download-only" in_root "$ap/$form-run.sh" &&
         check "apt ($form) downloaded the package" grep -q '\.deb$' "$out"
     done
+    # Over TLS with a private CA: the TLS `tollgate dev` printout's steps
+    # (the CA step first), as printed.
+    if [ $tls_ok = 1 ]; then
+      apt_script "$tmp/logs/tls.out" deb822 "$ap/tls-run.sh"
+      check "the TLS printout has the CA step" grep -q update-ca-certificates "$ap/tls-run.sh"
+      ok "apt over https with a private CA: the TLS dev printout's CA, key, credentials and .sources steps, as printed" \
+        in_root "$ap/tls-run.sh" &&
+        check "apt (https) downloaded the package" grep -q '\.deb$' "$out"
+      grep -v update-ca-certificates "$ap/tls-run.sh" >"$ap/tls-noca-run.sh"
+      refused "apt over https without the printed CA step fails (the certificate is checked)" \
+        'certificate|not trusted|issuer' in_root "$ap/tls-noca-run.sh"
+    fi
     # Without the archive key step apt refuses the repository: the key step is needed.
     grep -v '/keys/apt/os/' "$ap/deb822-run.sh" >"$ap/nokey-run.sh"
     refused "apt-get update without the printed key step fails (signatures are checked)" 'NO_PUBKEY|is not signed' in_root "$ap/nokey-run.sh"

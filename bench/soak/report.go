@@ -169,21 +169,21 @@ func errText(err error) string {
 // faulted reports whether q ran while a fault (or its grace) made the
 // store or Redis unusable for its replica.
 func (s *schedule) faulted(q *request) bool {
-	return s.condition(q) != ""
+	return s.condition(q) != nil
 }
 
-// condition names the fault q ran under for its replica, "" for none.
-func (s *schedule) condition(q *request) string {
+// condition is the fault q ran under for its replica, nil for none.
+func (s *schedule) condition(q *request) *window {
 	for _, w := range s.windows {
 		end := w.end
 		if end.IsZero() {
 			end = q.end
 		}
 		if w.affects(q.replica) && q.end.After(w.start) && q.start.Before(end.Add(grace)) {
-			return w.what
+			return w
 		}
 	}
-	return ""
+	return nil
 }
 
 // killedSoonAfter: a SIGKILL within a second of the answer may take the
@@ -232,9 +232,9 @@ func latency(out io.Writer, s *schedule, reqs []*request) {
 		if q.kind != "token" || !q.allowed || q.cred.random || q.cred.narrowedAt.Load() != 0 {
 			continue
 		}
-		cond := s.condition(q)
-		if cond == "" {
-			cond = "normal"
+		cond := "normal"
+		if w := s.condition(q); w != nil {
+			cond = w.kind
 		}
 		by[cond] = append(by[cond], q.end.Sub(q.start))
 	}

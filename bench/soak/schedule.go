@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,7 +19,8 @@ var faults = []string{"none", "redis-kill", "redis-blackhole", "redis-cut", "sto
 // window is a time a fault made the store or Redis unusable for some
 // replicas.
 type window struct {
-	what       string // redis-kill, redis-cut reset, store-cut blackhole, ...
+	kind       string // for grouping: what without the replica
+	what       string // redis killed, redis link of replica 2: reset, ...
 	replicas   []int  // nil: all
 	start, end time.Time
 }
@@ -92,8 +94,8 @@ func (s *schedule) run(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-func (s *schedule) open(what string, replicas []int) *window {
-	w := &window{what: what, replicas: replicas, start: time.Now()}
+func (s *schedule) open(kind, what string, replicas []int) *window {
+	w := &window{kind: kind, what: what, replicas: replicas, start: time.Now()}
 	s.mu.Lock()
 	s.windows = append(s.windows, w)
 	s.mu.Unlock()
@@ -123,7 +125,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 		return sleep(ctx, 3*time.Second)
 
 	case "redis-kill":
-		w := s.open("redis killed", nil)
+		w := s.open("redis killed", "redis killed", nil)
 		e.killRedis()
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
@@ -150,7 +152,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 		} else {
 			cut = e.reps
 		}
-		w := s.open(what, which)
+		w := s.open(strings.Replace(what, fmt.Sprintf("replica %d", r), "one replica", 1), what, which)
 		for _, c := range cut {
 			c.redisLink.Set(m)
 		}
@@ -174,7 +176,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 			return err
 		}
 		m := s.mode()
-		w := s.open("store link of every replica: "+m.String(), nil)
+		w := s.open("store link of every replica: "+m.String(), "store link of every replica: "+m.String(), nil)
 		for _, c := range e.reps {
 			c.pgLk.Set(m)
 		}
@@ -189,7 +191,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 
 	case "writer-killed", "writer-stopped":
 		how := map[string]string{"writer-killed": "SIGKILL", "writer-stopped": "SIGSTOP"}[f]
-		w := s.open(fmt.Sprintf("redis killed, writer r%d %s", r, how), nil)
+		w := s.open("redis killed, writer "+how, fmt.Sprintf("redis killed, writer r%d %s", r, how), nil)
 		e.killRedis()
 		if err := sleep(ctx, 300*time.Millisecond); err != nil {
 			return err

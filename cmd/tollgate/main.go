@@ -70,6 +70,7 @@ func newRootCmd(lookup env) *cobra.Command {
 		newUserCmd(cl),
 		newUsageCmd(lookup),
 		newWebhookCmd(cl),
+		newTrustCmd(cl), // trust.go
 	)
 	return root
 }

@@ -153,19 +153,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		scheme = "https"
 	}
 	m.URL = scheme + "://" + ln.Addr().String()
-	m.server = m.publicServer(mux)
-	m.done = make(chan error, 1)
+	// The goroutine keeps its own copies: Close may run as soon as Run
+	// returns, and clears the fields.
+	srv, done, tlsCfg := m.publicServer(mux), make(chan error, 1), m.Config.TLS
+	m.server, m.done = srv, done
 	go func() {
 		var err error
-		if m.Config.TLS.Enabled() {
-			err = m.server.ServeTLS(ln, m.Config.TLS.CertFile, m.Config.TLS.KeyFile)
+		if tlsCfg.Enabled() {
+			err = srv.ServeTLS(ln, tlsCfg.CertFile, tlsCfg.KeyFile)
 		} else {
-			err = m.server.Serve(ln)
+			err = srv.Serve(ln)
 		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		m.done <- err
+		done <- err
 	}()
 	m.Logger.Info("tollgate listening", "addr", ln.Addr().String(), "public_url", m.Config.PublicURL, "store", m.Config.Store.Driver)
 	return nil

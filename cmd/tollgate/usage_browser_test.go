@@ -39,18 +39,7 @@ func TestBrowserUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const pw = "a long demo passphrase"
-	p.do("set the password", chromedp.Navigate(d.Env["TOLLGATE_CONSOLE_SET_PASSWORD_URL"]),
-		chromedp.WaitVisible(chromedp.CSS(`input[name=password]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), pw),
-		chromedp.SendKeys(chromedp.CSS(`input[name=confirm]`), pw),
-		chromedp.Click(chromedp.ID("set-password")),
-		chromedp.WaitVisible(chromedp.ID("sign-in")))
-	p.do("sign in",
-		chromedp.SendKeys(chromedp.CSS(`input[name=email]`), demoConsoleEmail),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), pw),
-		chromedp.Click(chromedp.ID("sign-in")),
-		chromedp.WaitVisible(chromedp.ID("token-count")))
+	p.signInDemo(d) // policy_browser_test.go
 	p.do("open usage", chromedp.Click(chromedp.CSS(`nav a[href="/console/usage"]`)), chromedp.WaitVisible(chromedp.ID("usage-summary")))
 
 	if n := p.count(`svg.chart rect.bar`); n != 60 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/crane"
@@ -146,6 +147,19 @@ func TestThreeReplicasShareOneAggregate(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+		}
+	}
+	// A replica hands an event over when its handler ends, which may be
+	// after the client has read the whole answer: wait until each has
+	// taken its events, or the flushes below may run before the last one
+	// arrives (this test failed about once in twelve runs under load).
+	for i, m := range ms {
+		deadline := time.Now().Add(10 * time.Second)
+		for m.usage.rec.Stats().Events < perReplica {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d took %d pull events in 10s, want %d", i, m.usage.rec.Stats().Events, perReplica)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	var wg sync.WaitGroup
