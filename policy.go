@@ -45,6 +45,19 @@ func CapResetsAt(now time.Time) time.Time {
 	return time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC)
 }
 
+// ParseValidFrom reads a valid-from date: YYYY-MM-DD (the start of that
+// day, UTC) or an RFC 3339 time. EINVALID (field valid_from) otherwise.
+func ParseValidFrom(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, FieldError("valid_from", "%q is not a date (YYYY-MM-DD) or an RFC 3339 time", clipText(v, 40))
+}
+
 // Limits of a token policy.
 const (
 	MaxPolicyPatterns = 100

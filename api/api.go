@@ -333,16 +333,7 @@ func fromToken(t *tollgate.Token, a *tollgate.Account, now time.Time) Token {
 
 // ParseValidFrom reads a valid-from date: an RFC 3339 time, or a date
 // meaning the start of that day, UTC.
-func ParseValidFrom(v string) (time.Time, error) {
-	v = strings.TrimSpace(v)
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, tollgate.FieldError("valid_from", "%q is not a date (YYYY-MM-DD) or an RFC 3339 time", v)
-}
+func ParseValidFrom(v string) (time.Time, error) { return tollgate.ParseValidFrom(v) }
 
 func fromAuditEvent(e *tollgate.AuditEvent) AuditEvent {
 	changes := make(map[string]Change, len(e.Changes))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -235,4 +236,122 @@ func (c *Console) lockToken(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	http.Redirect(w, r, "/console/tokens?done=locked&open="+t.ID+"#"+t.ID, http.StatusSeeOther)
+}
+
+// policyForm is the token form's policy beyond images and networks:
+// package repositories, a valid-from date and the monthly caps.
+type policyForm struct {
+	packages           []string
+	validFrom          *time.Time
+	maxPulls, maxBytes int64
+}
+
+// readPolicyForm reads restrict_packages, valid_from (a date), max_pulls
+// and max_bytes (a size: 500 MiB, 10 GiB, or bytes) and keeps them in
+// v.Form to fill the form again.
+func readPolicyForm(r *http.Request, v *view) (policyForm, error) {
+	var f policyForm
+	for _, k := range []string{"restrict_packages", "valid_from", "max_pulls", "max_bytes"} {
+		v.Form[k] = strings.TrimSpace(r.PostFormValue(k))
+	}
+	f.packages = splitList(v.Form["restrict_packages"])
+	if d := v.Form["valid_from"]; d != "" {
+		t, err := tollgate.ParseValidFrom(d)
+		if err != nil {
+			return f, err
+		}
+		f.validFrom = &t
+	}
+	if n := v.Form["max_pulls"]; n != "" {
+		var err error
+		if f.maxPulls, err = strconv.ParseInt(n, 10, 64); err != nil || f.maxPulls < 0 {
+			return f, tollgate.FieldError("max_pulls", "must be a number of pulls (0 or empty: no cap)")
+		}
+	}
+	var err error
+	f.maxBytes, err = parseSize("max_bytes", v.Form["max_bytes"])
+	return f, err
+}
+
+// fillPolicyForm puts p's values in the edit form.
+func fillPolicyForm(v *view, p tollgate.TokenPolicy) {
+	v.Form["restrict_packages"] = strings.Join(p.Packages, "\n")
+	if p.ValidFrom != nil {
+		v.Form["valid_from"] = p.ValidFrom.UTC().Format("2006-01-02")
+	}
+	if p.MaxPulls > 0 {
+		v.Form["max_pulls"] = strconv.FormatInt(p.MaxPulls, 10)
+	}
+	v.Form["max_bytes"] = formatSize(p.MaxBytes)
+}
+
+// apply sets the form's parts on a new token's policy.
+func (f policyForm) apply(p *tollgate.TokenPolicy) {
+	p.Packages, p.ValidFrom, p.MaxPulls, p.MaxBytes = f.packages, f.validFrom, f.maxPulls, f.maxBytes
+}
+
+// edit asks for what the form changed of t's policy, nothing else. A
+// valid-from date shown on the form (its day) stands for the stored time.
+func (f policyForm) edit(t *tollgate.Token, e *tollgate.TokenEdit) {
+	if !slices.Equal(f.packages, t.Policy.Packages) {
+		e.RestrictPackages = &f.packages
+	}
+	day := func(p *time.Time) string {
+		if p == nil {
+			return ""
+		}
+		return p.UTC().Format("2006-01-02")
+	}
+	if day(f.validFrom) != day(t.Policy.ValidFrom) {
+		vf := time.Time{}
+		if f.validFrom != nil {
+			vf = *f.validFrom
+		}
+		e.ValidFrom = &vf
+	}
+	if f.maxPulls != t.Policy.MaxPulls {
+		e.MaxPulls = &f.maxPulls
+	}
+	if f.maxBytes != t.Policy.MaxBytes {
+		e.MaxBytes = &f.maxBytes
+	}
+}
+
+var sizeUnits = []struct {
+	name string
+	n    int64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+
+// parseSize reads a byte count: "" or 0 (none), a number of bytes, or a
+// whole number of KiB, MiB, GiB or TiB ("500 MiB").
+func parseSize(field, s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(s, u.name); ok {
+			s, mult = strings.TrimSpace(num), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, tollgate.FieldError(field, "must be a size like 500 MiB or 10 GiB, or a number of bytes (empty: no cap)")
+	}
+	return n * mult, nil
+}
+
+// formatSize is parseSize's inverse, exact: the largest unit that divides n.
+func formatSize(n int64) string {
+	if n <= 0 {
+		return ""
+	}
+	for _, u := range sizeUnits {
+		if n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + " " + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -202,3 +202,57 @@ func TestStaleTokenFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestFormSetsPackagesValidFromAndCaps: the token form creates a token
+// limited to package repositories, valid from a date and capped per
+// month; the edit form shows the same values, saving it unchanged
+// changes nothing, and a bad size is refused next to its field.
+func TestFormSetsPackagesValidFromAndCaps(t *testing.T) {
+	e := newEnv(t, "http://registry.test:5000")
+	ctx := context.Background()
+	b := e.signedIn("ann@acme.example", tollgate.RoleAdmin)
+	b.get("/console/tokens/new")
+	form := url.Values{"name": {"capped"}, "images": {"on"}, "never": {"on"}, "restrict_packages": {"os\nlibs-*"},
+		"valid_from": {"2026-12-01"}, "max_pulls": {"1000"}, "max_bytes": {"10 GiB"}}
+	if st, body, _ := b.post("/console/tokens", form); st != http.StatusCreated {
+		t.Fatalf("create: %d %s", st, body)
+	}
+	toks, _, _ := e.svc.ListTokens(ctx, "acme", "")
+	tok := toks[len(toks)-1]
+	p := tok.Policy
+	if strings.Join(p.Packages, ",") != "libs-*,os" && strings.Join(p.Packages, ",") != "os,libs-*" || p.ValidFrom == nil ||
+		!p.ValidFrom.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || p.MaxPulls != 1000 || p.MaxBytes != 10<<30 {
+		t.Fatalf("policy = %+v", p)
+	}
+	if tok.Status(nil, e.clock.Now()) != tollgate.TokenScheduled {
+		t.Errorf("status = %s, want scheduled until its valid-from date", tok.Status(nil, e.clock.Now()))
+	}
+	_, body, _ := b.get("/console/tokens/" + tok.ID + "/edit")
+	for _, want := range []string{`value="2026-12-01"`, `value="1000"`, `value="10 GiB"`, "libs-*"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("edit form lacks %s", want)
+		}
+	}
+	before, _ := e.svc.ListAudit(ctx, "acme", tollgate.AuditPage{})
+	form.Set("max_bytes", "10 GiB")
+	if st, _, _ := b.post("/console/tokens/"+tok.ID+"/edit", form); st != http.StatusSeeOther {
+		t.Fatalf("save unchanged: %d", st)
+	}
+	if after, _ := e.svc.ListAudit(ctx, "acme", tollgate.AuditPage{}); len(after) != len(before) {
+		t.Errorf("saving an unchanged form wrote an audit event: %+v", after[0])
+	}
+	form.Set("max_bytes", "lots")
+	st, body, _ := b.post("/console/tokens/"+tok.ID+"/edit", form)
+	if st != http.StatusBadRequest || !strings.Contains(body, `id="max-bytes-error"`) {
+		t.Fatalf("bad size: %d", st)
+	}
+	form.Set("max_bytes", "")
+	form.Set("valid_from", "")
+	if st, _, _ := b.post("/console/tokens/"+tok.ID+"/edit", form); st != http.StatusSeeOther {
+		t.Fatalf("clear: %d", st)
+	}
+	tok, _, _ = e.svc.Token(ctx, tok.ID)
+	if tok.Policy.MaxBytes != 0 || tok.Policy.ValidFrom != nil || tok.Policy.MaxPulls != 1000 {
+		t.Errorf("after clearing the byte cap and the date: %+v", tok.Policy)
+	}
+}

@@ -117,6 +117,7 @@ type tokenForm struct {
 	// The restrictions, one per line or comma separated; empty: none.
 	images, networks []string
 	nets             []netip.Prefix
+	policy           policyForm // packages, valid-from, caps (policy.go)
 }
 
 // splitList reads a textarea of items, one per line or comma separated.
@@ -156,6 +157,9 @@ func readTokenForm(r *http.Request, v *view) (tokenForm, error) {
 	if f.nets, err = tollgate.ParseNetworks("networks", f.networks); err != nil {
 		return f, err
 	}
+	if f.policy, err = readPolicyForm(r, v); err != nil {
+		return f, err
+	}
 	switch {
 	case f.never:
 		f.expiry = tollgate.Expiry{Never: true}
@@ -181,6 +185,8 @@ func (c *Console) formError(r *http.Request, v *view, err error) int {
 		v.Errors["restrict_images"] = msg
 	case strings.HasPrefix(f, "networks"):
 		v.Errors["networks"] = msg
+	case strings.HasPrefix(f, "restrict_packages"), f == "valid_from", f == "max_pulls", f == "max_bytes":
+		v.Errors[strings.SplitN(f, "[", 2)[0]] = msg
 	default:
 		v.Error = msg
 	}
@@ -195,9 +201,11 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, s *session
 		c.render(w, r, c.formError(r, v, err), "tokenform", v)
 		return
 	}
+	policy := tollgate.TokenPolicy{Images: f.images, Networks: f.nets}
+	f.policy.apply(&policy)
 	t, secret, err := c.Service.CreateToken(r.Context(), s.actor(), tollgate.TokenCreate{
 		Account: s.account.Name, Name: f.name, Description: f.description, Scope: f.scope, Expiry: f.expiry,
-		Policy: tollgate.TokenPolicy{Images: f.images, Networks: f.nets}})
+		Policy: policy})
 	if err != nil {
 		c.render(w, r, c.formError(r, v, err), "tokenform", v)
 		return
@@ -238,6 +246,7 @@ func (c *Console) editTokenPage(w http.ResponseWriter, r *http.Request, s *sessi
 	}
 	v.Form["restrict_images"] = strings.Join(t.Policy.Images, "\n")
 	v.Form["networks"] = strings.Join(tollgate.FormatNetworks(t.Policy.Networks), "\n")
+	fillPolicyForm(v, t.Policy)
 	if t.RevokedAt != nil {
 		v.Error = fmt.Sprintf("Token %s is revoked; revocation is final and it cannot be edited.", t.ID)
 	}
@@ -279,6 +288,7 @@ func (c *Console) editToken(w http.ResponseWriter, r *http.Request, s *session) 
 	if !slices.Equal(f.nets, t.Policy.Networks) {
 		edit.Networks = &f.nets
 	}
+	f.policy.edit(t, &edit)
 	if _, err := c.Service.EditToken(r.Context(), s.actor(), t.ID, edit); err != nil {
 		c.render(w, r, c.formError(r, v, err), "tokenform", v)
 		return

@@ -29,7 +29,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri credprov dev apt console policy usage)
+#                       (docker podman skopeo crane containerd cri credprov dev apt console policy keyless usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +94,7 @@ mask() {
   done
   printf '%s\n' "$s" | sed -E \
     -e 's/tg_[A-Za-z0-9]+/tg_***/g' \
+    -e 's/tge_[A-Za-z0-9]+/tge_***/g' \
     -e 's/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/<jwt>/g' \
     -e 's/("(auth|password|identitytoken)" *: *")[^"]*/\1***/g' \
     -e 's/(password=)[^& ]*/\1***/g' \
@@ -1062,10 +1063,8 @@ if want apt; then
   else
     ap=$tmp/apt
     mkdir -p "$ap"
-    json=$(tg plain token create --account demo --name "e2e-apt-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
-    apt_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
-    apt_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
-    secrets+=("$apt_secret")
+    create_token plain apt_secret demo --scope images,packages
+    apt_id=${apt_secret_id:-}
     ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apt_id" --reveal &&
       cp "$out" "$ap/show.txt"
     # The deb822 form, and separately the one-line form instead of it.
@@ -1187,10 +1186,8 @@ if want console; then
     cn=$tmp/console
     mkdir -p "$cn"
     ok "console: set a password with the printed one-time link and sign in" console_sign_in plain "$cn/jar"
-    json=$(tg plain token create --account demo --name "e2e-console-$RANDOM" --scope images,packages -o json 2>"$tmp/logs/token.err")
-    cn_id=$(printf '%s\n' "$json" | sed -nE 's/^ *"id": *"([^"]+)".*/\1/p')
-    cn_secret=$(printf '%s\n' "$json" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
-    secrets+=("$cn_secret")
+    create_token plain cn_secret demo --scope images,packages
+    cn_id=${cn_secret_id:-}
     ok "console: Reveal on the token's card shows its set-up commands" console_reveal plain "$cn/jar" "$cn_id" "$cn/console.txt" &&
       check "the revealed commands carry the token's secret" grep -qF "$cn_secret" "$cn/console.txt"
     tg plain token show "$cn_id" --reveal >"$cn/show.txt" 2>&1
@@ -1335,6 +1332,88 @@ if want policy; then
       missing "policy: apt-get, unshare or root for the package restriction"
     fi
   fi
+fi
+
+# ---------------------------------------------------------------- keyless
+
+# Keyless pulls: a GitHub Actions job's OIDC token (its real claim set)
+# from a test issuer on a loopback port (tollgate dev admits loopback
+# issuers; production only https on public addresses). The demo account
+# trusts acme/app's workflows with `tollgate trust create`; the docker
+# login line it prints runs as is with the token in $ID_TOKEN, docker and
+# podman pull with it, the RFC 8693 exchange gives a tge_ credential
+# podman pulls with; the same job's token for another repository is
+# refused, and deleting the policy ends the credential at once.
+if want keyless; then
+  section "keyless (an OIDC token from a local issuer: the printed docker login, podman, the exchange)"
+  if [ "${plain_ok:-0}" = 0 ]; then
+    fail "keyless: no tollgate instance"
+  else
+    kl=$tmp/keyless
+    mkdir -p "$kl"
+    issuer=""
+    if go build -o "$tmp/bin/oidc-issuer" ./internal/dev/oidcissuer/cmd/oidc-issuer >"$tmp/logs/oidc-issuer-build.log" 2>&1; then
+      "$tmp/bin/oidc-issuer" --out "$kl/issuer" >"$tmp/logs/oidc-issuer.log" 2>&1 &
+      pids+=($!)
+      for i in $(seq 1 100); do [ -s "$kl/issuer" ] && break; sleep 0.1; done
+      issuer=$(cat "$kl/issuer" 2>/dev/null)
+    fi
+    if [ -z "$issuer" ]; then
+      fail "keyless: the test OIDC issuer did not start" "$tmp/logs/oidc-issuer-build.log"
+    else
+      echo "   test OIDC issuer at $issuer"
+      # job_token REPOSITORY: a GitHub Actions job's token for tollgate:demo.
+      job_token() { curl -fsS "$issuer/dev/sign?repository=$1&aud=tollgate:demo"; }
+      ID_TOKEN=$(job_token acme/app) && OTHER_TOKEN=$(job_token acme/other)
+      secrets+=("$ID_TOKEN" "$OTHER_TOKEN")
+      export ID_TOKEN
+      if ok "tollgate trust create: the demo account trusts acme/app's workflows" \
+        tg plain trust create --account demo --name e2e-gha --issuer "$issuer" --claim repository=acme/app --claim 'ref~refs/heads/*'; then
+        cp "$out" "$kl/create.txt"
+        grep -E '^ +echo "\$ID_TOKEN" \| docker login ' "$kl/create.txt" | sed 's/^ *//' >"$kl/login.sh"
+        check "trust create prints the docker login line" grep -q 'docker login' "$kl/login.sh"
+        policy_id=$(sed -nE 's/^id: +(tp_[A-Za-z0-9]+)$/\1/p' "$kl/create.txt")
+      fi
+      if have docker && have dockerd && have unshare && [ "$(id -u)" = 0 ] && start_dockerd; then
+        ok "docker login: the line trust create printed, run as is with the job's OIDC token" run_printed "$kl/docker" "$kl/login.sh"
+        ok "docker pull of the demo image with the OIDC login" docker_pull "$kl/docker" "$plain_image"
+        refused "docker pull of the non-entitled image with the OIDC login is refused" "$denied_re" docker_pull "$kl/docker" "$plain_denied"
+        refused "docker login with the token of a job in another repository fails" "$denied_re" \
+          bash -c 'printf %s "$1" | DOCKER_CONFIG=$2 docker login "$3" -u oidc --password-stdin' _ "$OTHER_TOKEN" "$kl/docker-other" "$plain_host"
+      else
+        missing "keyless: docker (CLI, dockerd, root) for the docker login"
+      fi
+      if have podman; then
+        podman_env "$kl/podman"
+        KP=(podman --root "$kl/podman/root" --runroot "$kl/podman/run" --tmpdir "$kl/podman/tmp" --storage-driver vfs
+          --cgroup-manager cgroupfs --events-backend file)
+        kl_pull() { "${KP[@]}" pull --tls-verify=false --signature-policy "$kl/podman/policy.json" --creds "$2" "$1"; }
+        ok "podman pull with the job's OIDC token as the password" kl_pull "$plain_image" "oidc:$ID_TOKEN"
+        refused "podman pull with the token of a job in another repository is refused" "$denied_re" kl_pull "$plain_image" "oidc:$OTHER_TOKEN"
+        exchange() {
+          curl -sS --fail-with-body "$plain_url/oauth2/token" -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+            -d subject_token_type=urn:ietf:params:oauth:token-type:jwt --data-urlencode "subject_token=$1"
+        }
+        if ok "POST /oauth2/token exchanges the job's token" exchange "$ID_TOKEN"; then
+          tge=$(sed -nE 's/.*"access_token":"(tge_[A-Za-z0-9]+)".*/\1/p' "$out")
+          secrets+=("$tge")
+          check "the exchange answers a tge_ credential (N_A, expires_in)" grep -q '"token_type":"N_A"' "$out"
+          ok "podman pull with the exchanged credential (user tollgate)" kl_pull "$plain_image" "tollgate:$tge"
+          ok "tollgate trust show lists the credentials with the workload identity" tg plain trust show "$policy_id" &&
+            check "trust show names the job (repo:acme/app:ref:refs/heads/main)" grep -q 'repo:acme/app:ref:refs/heads/main' "$out"
+          ok "tollgate trust delete" tg plain trust delete "$policy_id"
+          refused "podman pull with the exchanged credential after the policy was deleted is refused" "$denied_re" kl_pull "$plain_image" "tollgate:$tge"
+          refused "podman pull with the OIDC token after the policy was deleted is refused" "$denied_re" kl_pull "$plain_image" "oidc:$ID_TOKEN"
+        fi
+        refused "POST /oauth2/token with the other repository's token: 400 invalid_grant" 'invalid_grant' exchange "$OTHER_TOKEN"
+        unset CONTAINERS_REGISTRIES_CONF CONTAINERS_STORAGE_CONF CONTAINERS_CONF
+      else
+        missing "keyless: podman is not installed"
+      fi
+      unset ID_TOKEN
+    fi
+  fi
+  section_end
 fi
 
 # ---------------------------------------------------------------- usage

@@ -35,7 +35,14 @@ type Issuer struct {
 }
 
 // Start starts an issuer on a loopback port with one key.
-func Start() (*Issuer, error) {
+func Start() (*Issuer, error) { return start(false) }
+
+// StartSigning is Start with GET /dev/sign?repository=OWNER/REPO&aud=AUD
+// too, answering a GitHub Actions job's token (GitHubActions) as text:
+// for scripts (the end-to-end script's keyless section) that cannot sign.
+func StartSigning() (*Issuer, error) { return start(true) }
+
+func start(signing bool) (*Issuer, error) {
 	is := &Issuer{}
 	if err := is.Rotate(false); err != nil {
 		return nil, err
@@ -60,6 +67,13 @@ func Start() (*Issuer, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(is.JWKS()))
 	})
+	if signing {
+		mux.HandleFunc("GET /dev/sign", func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write([]byte(is.Sign(GitHubActions(q.Get("repository"), q.Get("aud"), time.Now()))))
+		})
+	}
 	is.srv = httptest.NewServer(mux)
 	is.URL = is.srv.URL
 	return is, nil
