@@ -204,7 +204,8 @@ type Cache struct {
 	invLog      invLog
 	catchMu     sync.Mutex // one catch-up at a time
 	lastCatchUp atomic.Int64
-	initialized atomic.Bool // the log was read once
+	initialized atomic.Bool  // the log was read once
+	lastPulse   atomic.Int64 // real clock, ns: when Run last noted the process running (see pulse)
 
 	redisDown  atomic.Bool
 	redisProbe atomic.Int64 // c.now, ns: next probe while down

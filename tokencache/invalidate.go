@@ -188,6 +188,8 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	c.lastPulse.Store(time.Now().UnixNano())
+	wg.Go(func() { c.pulse(ctx) })
 	wg.Go(func() { c.heartbeat(ctx) })
 	if c.rdb != nil {
 		wg.Go(func() { c.listen(ctx) })

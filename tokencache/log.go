@@ -337,6 +337,9 @@ func (c *Cache) feedLive(now int64) bool {
 	if !c.running.Load() {
 		return true
 	}
+	if !c.awake() {
+		return false
+	}
 	if c.logFresh(now) {
 		return true
 	}
@@ -351,10 +354,42 @@ func (c *Cache) mode() Mode {
 		return ModeStale
 	case !c.running.Load():
 		return ModeNormal
-	case !c.logFresh(now), c.rdb != nil && !c.subscribed.Load():
+	case !c.awake(), !c.logFresh(now), c.rdb != nil && !c.subscribed.Load():
 		return ModeRevalidating
 	}
 	return ModeNormal
+}
+
+// pulseInterval is how often Run notes that this process is running.
+const pulseInterval = 100 * time.Millisecond
+
+// pulse notes, every pulseInterval of real time, that the process runs.
+// A gap longer than revalidate_after means it did not (SIGSTOP, a frozen
+// VM or container, a starved scheduler): a write may have been published
+// and logged meanwhile, its message still unread in a socket buffer,
+// while requests that waited in the accept queue are being answered. So
+// the log is read before the pulse is noted again; until then awake is
+// false and entries are revalidated with the store.
+func (c *Cache) pulse(ctx context.Context) {
+	t := time.NewTicker(pulseInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.awake() {
+			c.catchUpOnce(ctx)
+		}
+		c.lastPulse.Store(time.Now().UnixNano())
+	}
+}
+
+// awake reports whether the pulse was noted within revalidate_after (by
+// the real clock, not the injected one: pauses are real).
+func (c *Cache) awake() bool {
+	return time.Duration(time.Now().UnixNano()-c.lastPulse.Load()) <= c.revalidateAfter
 }
 
 // l2Current reports whether a Redis value of tag:id stamped stamp may be

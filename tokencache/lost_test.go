@@ -303,3 +303,39 @@ func TestNoLiveFeedRevalidatesWithStoreAfterBound(t *testing.T) {
 		t.Error("past revalidate_after with no live feed, L1 still serves the revoked token")
 	}
 }
+
+// TestPausedProcessRevalidatesBeforeTrustingCache: a replica frozen
+// (SIGSTOP, a paused VM) while another revokes wakes up with requests
+// waiting in its accept queue, the revocation's message unread in its
+// Redis socket and its log reader not yet run. Its subscription still
+// looks live; it must not answer those requests from what it cached
+// before the pause. (The soak found this: a revoked token let in 1.2s
+// after the ack.) The pause is what the background work would see: its
+// pulse last noted longer ago than revalidate_after.
+func TestPausedProcessRevalidatesBeforeTrustingCache(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store tollgate.Store) {
+		rdb, prefix := sharedRedis(t)
+		f := newFixture(t, store)
+		clk := newClock()
+		c := newCache(t, Options{Store: store, Redis: rdb, KeyPrefix: prefix, Now: clk.Now, After: clk.After})
+		ctx := context.Background()
+		if err := c.catchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.running.Store(true) // as Run: subscribed, log read, awake
+		c.subscribed.Store(true)
+		c.lastPulse.Store(time.Now().UnixNano())
+		mustToken(t, c, f.hash())
+		if _, err := f.svc.RevokeToken(ctx, "test", f.tok.ID); err != nil { // told to no one yet
+			t.Fatal(err)
+		}
+		clk.Add(2 * time.Second) // frozen for 2s
+		c.lastPulse.Store(time.Now().Add(-2 * time.Second).UnixNano())
+		if allowed(c, f.tok.ID, f.hash()) {
+			t.Fatal("a replica woken from a pause answered a revoked token from its cache")
+		}
+		if m := c.Stats().Mode; m != ModeRevalidating {
+			t.Errorf("mode after a pause: %s, want %s", m, ModeRevalidating)
+		}
+	})
+}

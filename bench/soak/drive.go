@@ -234,6 +234,11 @@ func (e *env) once(ctx context.Context, rec *recorder, r *replica) {
 	if c.jwt != "" && (c.secret == "" || rand.IntN(2) == 0) {
 		kind = "pull"
 	}
+	e.send(ctx, rec, r, c, kind)
+}
+
+// send sends one request of kind with c to r and records it.
+func (e *env) send(ctx context.Context, rec *recorder, r *replica, c *cred, kind string) {
 	q := &request{id: fmt.Sprintf("soak-%d", rec.n.Add(1)), cred: c, replica: r.i, kind: kind}
 	var req *http.Request
 	var err error

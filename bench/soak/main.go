@@ -109,7 +109,7 @@ func run(ctx context.Context, o options, out io.Writer) (failed int, err error) 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := env.drive(loadCtx, rec, o.workers)
 	time.Sleep(time.Second) // every replica warm before the first fault
-	sched := &schedule{env: env, rng: rand.New(rand.NewPCG(o.seed, o.seed^0x5eed)), out: out}
+	sched := &schedule{env: env, rec: rec, rng: rand.New(rand.NewPCG(o.seed, o.seed^0x5eed)), out: out}
 	serr := sched.run(ctx, o.duration)
 	time.Sleep(time.Second) // the last requests after the last recovery
 	stopLoad()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -259,8 +260,9 @@ func latency(out io.Writer, s *schedule, reqs []*request) {
 		if normal99 > 0 {
 			ratio = fmt.Sprintf("  p99 %.1f× normal", float64(pct(ds, 0.99))/float64(normal99))
 		}
-		fmt.Fprintf(out, "  %-40s n=%-6d p50 %6.2fms  p99 %7.2fms  max %7.2fms%s\n", k, len(ds),
-			ms(pct(ds, 0.5)), ms(pct(ds, 0.99)), ms(ds[len(ds)-1]), ratio)
+		slow := len(ds) - sort.Search(len(ds), func(i int) bool { return ds[i] >= 500*time.Millisecond })
+		fmt.Fprintf(out, "  %-40s n=%-6d p50 %6.2fms  p99 %7.2fms  p99.9 %7.2fms  max %7.2fms  ≥500ms %-3d%s\n", k, len(ds),
+			ms(pct(ds, 0.5)), ms(pct(ds, 0.99)), ms(pct(ds, 0.999)), ms(ds[len(ds)-1]), slow, ratio)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // The faults, in the order of a shuffled round: every round has each.
-var faults = []string{"none", "redis-kill", "redis-blackhole", "redis-cut", "store-cut", "writer-killed", "writer-stopped", "restart"}
+var faults = []string{"none", "redis-kill", "redis-blackhole", "redis-cut", "store-cut", "writer-killed", "writer-stopped", "restart", "replica-stopped"}
 
 // window is a time a fault made the store or Redis unusable for some
 // replicas.
@@ -58,6 +58,7 @@ type kill struct {
 
 type schedule struct {
 	env *env
+	rec *recorder
 	rng *rand.Rand
 	out io.Writer
 
@@ -228,6 +229,36 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 		}
 		return sleep(ctx, 1500*time.Millisecond)
 
+	case "replica-stopped":
+		// A replica paused (SIGSTOP: a VM or container freeze) while
+		// another revokes: when it resumes, requests that waited in its
+		// accept queue must not be judged by what it cached before.
+		rep.setDown(true)
+		p := rep.process()
+		p.Signal(syscall.SIGSTOP)
+		if err := sleep(ctx, 300*time.Millisecond); err != nil {
+			return err
+		}
+		ch := s.change(ctx, f, (r+1)%len(e.reps))
+		if err := sleep(ctx, 1200*time.Millisecond); err != nil {
+			return err
+		}
+		// Requests that arrive while it is stopped, well after the ack:
+		// answered once it resumes.
+		var wg sync.WaitGroup
+		for _, c := range ch.narrowed {
+			for _, kind := range []string{"token", "pull"} {
+				wg.Go(func() { e.send(ctx, s.rec, rep, c, kind) })
+			}
+		}
+		if err := sleep(ctx, 800*time.Millisecond); err != nil {
+			return err
+		}
+		p.Signal(syscall.SIGCONT)
+		wg.Wait()
+		rep.setDown(false)
+		return sleep(ctx, 1500*time.Millisecond)
+
 	case "restart":
 		rep.setDown(true)
 		p := rep.process()
@@ -247,7 +278,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 
 // change narrows the next target through replica via (another live one
 // if via fails), and records when it was acknowledged.
-func (s *schedule) change(ctx context.Context, fault string, via int) {
+func (s *schedule) change(ctx context.Context, fault string, via int) *change {
 	e := s.env
 	t := e.targets[s.next]
 	c := &change{n: s.next + 1, fault: fault, via: via, target: t}
@@ -290,4 +321,5 @@ func (s *schedule) change(ctx context.Context, fault string, via int) {
 	s.mu.Lock()
 	s.changes = append(s.changes, c)
 	s.mu.Unlock()
+	return c
 }
