@@ -332,6 +332,44 @@ snippets() {
   awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
 }
 
+# A stand-in for kubectl (there is no cluster here): `create secret
+# docker-registry` writes the .dockerconfigjson kubectl would put in the
+# secret (KUBE_DIR/NAME.dockerconfigjson); `patch serviceaccount` keeps
+# the patch (KUBE_DIR/patch-NAME.json). Anything else is an error.
+write_kubectl() {
+  mkdir -p "$1"
+  cat >"$1/kubectl" <<'KUBECTL'
+#!/usr/bin/env bash
+set -euo pipefail
+case "$1 $2 ${3:-}" in
+"create secret docker-registry")
+  name=$4 server=https://index.docker.io/v1/ user="" pass=""
+  shift 4
+  for a in "$@"; do
+    case $a in
+    --docker-server=*) server=${a#*=} ;;
+    --docker-username=*) user=${a#*=} ;;
+    --docker-password=*) pass=${a#*=} ;;
+    *) echo "kubectl stand-in: unexpected argument $a" >&2; exit 2 ;;
+    esac
+  done
+  [ -n "$user" ] && [ -n "$pass" ] || { echo "kubectl stand-in: --docker-username and --docker-password are required" >&2; exit 2; }
+  auth=$(printf '%s:%s' "$user" "$pass" | base64 | tr -d '\n')
+  printf '{"auths":{"%s":{"username":"%s","password":"%s","auth":"%s"}}}\n' "$server" "$user" "$pass" "$auth" >"$KUBE_DIR/$name.dockerconfigjson"
+  echo "secret/$name created" ;;
+"patch serviceaccount "*)
+  [ "$4" = -p ] || { echo "kubectl stand-in: want patch serviceaccount NAME -p PATCH" >&2; exit 2; }
+  printf '%s\n' "$5" >"$KUBE_DIR/patch-$3.json"
+  echo "serviceaccount/$3 patched" ;;
+*) echo "kubectl stand-in: not supported: $*" >&2; exit 2 ;;
+esac
+KUBECTL
+  chmod 755 "$1/kubectl"
+}
+# secret_creds FILE: USER:PASSWORD of a .dockerconfigjson's one entry,
+# what kubelet decodes from a pull secret and hands the CRI.
+secret_creds() { sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$1" | base64 -d; }
+
 # hosts_toml DIR HOST: DIR/HOST/hosts.toml, what kubelet's containerd
 # reads from /etc/containerd/certs.d: the registry's own server, trusted
 # through our CA. containerd 1.6 insists on a [host] table; `server` and
@@ -742,7 +780,7 @@ EOF
       check "ctr images ls lists the image" bash -c '"${@:2}" images ls -q | grep -qxF "$1"' _ "$tls_image" "${C[@]}"
       ok "ctr images pull --platform linux/arm64" ctr_pull "tollgate:$tls_token" "$tls_image" --platform linux/arm64
       # kubelet hands containerd the username/password decoded from the pull secret.
-      secret_user=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
+      secret_user=$(secret_creds "$tmp/tls.dockerconfigjson")
       secrets+=("$secret_user")
       ok "ctr images pull with the credentials of the kubectl .dockerconfigjson" ctr_pull "$secret_user" "$tls_image"
       refused "ctr images pull with a wrong token is refused" "$denied_re" ctr_pull "tollgate:$wrong_token" "$tls_image"
@@ -840,12 +878,20 @@ if want cri; then
     missing "cri: no TLS instance (openssl)"
   elif start_cri; then
     echo "   crictl $(go version -m "$(command -v crictl)" 2>/dev/null | awk '$1 == "mod" {print $3}'), containerd $(containerd --version 2>/dev/null | cut -d' ' -f3)"
-    # The user name and password a pull secret made by the printed
-    # `kubectl create secret docker-registry` holds.
-    secret_auth=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
-    secrets+=("$secret_auth")
-    ok "crictl pull --creds with the pull secret's credentials" cri_pull "${secret_auth%%:*}" "${secret_auth#*:}" "$tls_image" &&
-      check "the CRI image service lists the pulled image" cri_has "$tls_image"
+    # The pull secret the printed `kubectl create secret docker-registry`
+    # line makes (token show --reveal of a fresh token, the kubectl
+    # stand-in), and the user name and password kubelet takes from it.
+    if new_token tls cri_tok; then
+      tg tls token show "$cri_tok_id" --reveal >"$tmp/cri/show.txt" 2>&1
+      snippets "$tmp/cri/show.txt" 'Kubernetes pull secret' >"$tmp/cri/kube.sh"
+      write_kubectl "$tmp/cri/kube"
+      ok "the printed kubectl create secret line, as printed (kubectl stand-in)" \
+        env PATH="$tmp/cri/kube:$PATH" KUBE_DIR="$tmp/cri/kube" bash -euo pipefail "$tmp/cri/kube.sh"
+      secret_auth=$(secret_creds "$tmp/cri/kube/tollgate-pull.dockerconfigjson")
+      secrets+=("$secret_auth")
+      ok "crictl pull --creds with the pull secret's credentials" cri_pull "${secret_auth%%:*}" "${secret_auth#*:}" "$tls_image" &&
+        check "the CRI image service lists the pulled image" cri_has "$tls_image"
+    fi
     refused "crictl pull with a wrong token is refused" "$denied_re" cri_pull tollgate "$wrong_token" "$tls_image"
     refused "crictl pull with a revoked token is refused" "$denied_re" cri_pull tollgate "$t_revoked" "$tls_image"
     refused "crictl pull of the non-entitled image is refused" "$denied_re" cri_pull tollgate "$tls_token" "$tls_denied"
@@ -1141,40 +1187,6 @@ console_reveal() {
   [ -s "$4" ]
 }
 
-# A stand-in for kubectl (there is no cluster here): `create secret
-# docker-registry` writes the .dockerconfigjson kubectl would put in the
-# secret (KUBE_DIR/NAME.dockerconfigjson); `patch serviceaccount` keeps
-# the patch (KUBE_DIR/patch-NAME.json). Anything else is an error.
-write_kubectl() {
-  mkdir -p "$1"
-  cat >"$1/kubectl" <<'KUBECTL'
-#!/usr/bin/env bash
-set -euo pipefail
-case "$1 $2 ${3:-}" in
-"create secret docker-registry")
-  name=$4 server=https://index.docker.io/v1/ user="" pass=""
-  shift 4
-  for a in "$@"; do
-    case $a in
-    --docker-server=*) server=${a#*=} ;;
-    --docker-username=*) user=${a#*=} ;;
-    --docker-password=*) pass=${a#*=} ;;
-    *) echo "kubectl stand-in: unexpected argument $a" >&2; exit 2 ;;
-    esac
-  done
-  [ -n "$user" ] && [ -n "$pass" ] || { echo "kubectl stand-in: --docker-username and --docker-password are required" >&2; exit 2; }
-  auth=$(printf '%s:%s' "$user" "$pass" | base64 | tr -d '\n')
-  printf '{"auths":{"%s":{"username":"%s","password":"%s","auth":"%s"}}}\n' "$server" "$user" "$pass" "$auth" >"$KUBE_DIR/$name.dockerconfigjson"
-  echo "secret/$name created" ;;
-"patch serviceaccount "*)
-  [ "$4" = -p ] || { echo "kubectl stand-in: want patch serviceaccount NAME -p PATCH" >&2; exit 2; }
-  printf '%s\n' "$5" >"$KUBE_DIR/patch-$3.json"
-  echo "serviceaccount/$3 patched" ;;
-*) echo "kubectl stand-in: not supported: $*" >&2; exit 2 ;;
-esac
-KUBECTL
-  chmod 755 "$1/kubectl"
-}
 
 if want console; then
   section "console (the set-up text a token card shows after Reveal, run as is)"
