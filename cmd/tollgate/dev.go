@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -107,6 +108,10 @@ func (d *devServer) Start(ctx context.Context) error {
 		return err
 	}
 	cfg.Packages.Repositories = pk.Repositories
+	// Webhooks to a receiver on this machine, sent within seconds.
+	cfg.Notify.AllowPrivateWebhooks = true
+	cfg.Notify.Interval = config.Duration(2 * time.Second)
+	cfg.Notify.RetryFor = config.Duration(24 * time.Hour)
 	cfg.Normalize()
 	if err := cfg.Validate(); err != nil {
 		ln.Close()

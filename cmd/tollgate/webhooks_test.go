@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate"
-	"github.com/tollgate/tollgate/notify"
 )
 
 // hookReceiver is a webhook endpoint that checks each signature with the
@@ -69,17 +70,8 @@ func TestWebhookSetUpTestAndRedeliverThroughCLI(t *testing.T) {
 	h := &hookReceiver{t: t, keys: map[string]int{}}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	// A second replica's deliverer, allowed to reach the loopback receiver.
-	deliver := func() {
-		t.Helper()
-		dl, err := notify.New(notify.Options{Service: d.Main.Service, AllowPrivate: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dl.Tick(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// tollgate dev's deliverer sends to loopback receivers every 2 s.
+	deliver := func() { t.Helper(); waitDelivered(t, d.Main.Service, "demo") }
 
 	out := c.ok("webhook", "add", srv.URL+"/hook?token=chat-secret", "--account", "demo", "--events", "token.rotated,token.revoked")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -161,5 +153,31 @@ func TestWebhookSetUpTestAndRedeliverThroughCLI(t *testing.T) {
 		if seen[a] == 0 {
 			t.Errorf("audit lacks %s: %v", a, seen)
 		}
+	}
+}
+
+// waitDelivered waits until none of the account's deliveries is pending
+// with an attempt due (the deliverer of a running server sends them).
+func waitDelivered(t *testing.T, svc *tollgate.Service, account string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ds, err := svc.ListDeliveries(context.Background(), account, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := 0
+		for _, d := range ds {
+			if d.Status == tollgate.DeliveryPending && !d.NextAttemptAt.After(time.Now()) {
+				due++
+			}
+		}
+		if due == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries still due after 20 s", due)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
