@@ -75,7 +75,7 @@ func runProvider(t *testing.T, stdin string, env []string, args ...string) resul
 
 // saToken is a JWT shaped like the service-account token kubelet
 // projects for a pod with the provider's audience.
-func saToken(t *testing.T, aud string) string {
+func saToken(t testing.TB, aud string) string {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Now()
@@ -143,7 +143,7 @@ type exchangeServer struct {
 	answer   func(w http.ResponseWriter, subject string)
 }
 
-func newExchangeServer(t *testing.T, tlsServer bool, answer func(w http.ResponseWriter, subject string)) *exchangeServer {
+func newExchangeServer(t testing.TB, tlsServer bool, answer func(w http.ResponseWriter, subject string)) *exchangeServer {
 	t.Helper()
 	s := &exchangeServer{answer: answer}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -436,6 +436,22 @@ func TestShippedConfigRunsTheProvider(t *testing.T) {
 	for _, m := range p.MatchImages {
 		if resp.Auth[m].Password != testCredential {
 			t.Errorf("no credential for matchImages entry %q: the provider's --registry must list them (got %v)", m, resp.Auth)
+		}
+	}
+}
+
+// BenchmarkProviderRun is what one kubelet invocation costs on the node:
+// starting the process, reading the request, one exchange over loopback
+// HTTP (tollgate's own verification is not in it) and writing the answer.
+// kubelet runs it once per cacheDuration per cache key, not per pull.
+func BenchmarkProviderRun(b *testing.B) {
+	srv := newExchangeServer(b, false, grant(testCredential, 15*time.Minute))
+	req := kubeletRequest("registry.example.com/acme/app", saToken(b, "tollgate:acme"))
+	for b.Loop() {
+		cmd := exec.Command(binary, "--url", srv.URL)
+		cmd.Stdin = strings.NewReader(req)
+		if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), testCredential) {
+			b.Fatalf("run: %v", err)
 		}
 	}
 }
