@@ -220,7 +220,8 @@ func assertNoSecret(t *testing.T, s string, f *fixture) {
 }
 
 // TestNoLookupWaitsOnBlackholedRedis: Redis accepts connections and never
-// answers. The lookup that finds out waits redisLookupTimeout, not the
+// answers. A write's invalidation and the lookup that finds out wait
+// redisLookupTimeout, not the
 // client's I/O timeout, and no lookup waits on it again: Redis is probed
 // in the background, so each lookup of a token never seen answers from
 // the store well within its deadline however often the probe interval
@@ -263,6 +264,18 @@ func TestNoLookupWaitsOnBlackholedRedis(t *testing.T) {
 	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, After: clk.After})
 	run(t, c)
 	ctx := context.Background()
+	// A write's invalidation, before Redis is known to be gone: the API
+	// answers after it.
+	invalidated := make(chan struct{})
+	go func() {
+		c.Invalidate(ctx, tollgate.Invalidation{AccountID: f.acct.ID})
+		close(invalidated)
+	}()
+	select {
+	case <-invalidated:
+	case <-time.After(ioTimeout / 4):
+		t.Fatalf("Invalidate held the write for more than %v on a blackholed Redis", ioTimeout/4)
+	}
 	lctx, cancel := context.WithTimeout(ctx, ioTimeout/4)
 	_, _, err = c.Token(lctx, f.hash()) // the first command times out; then the store
 	cancel()
