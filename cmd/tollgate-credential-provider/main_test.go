@@ -349,7 +349,7 @@ func TestFailuresExitNonZeroWithOneClearLine(t *testing.T) {
 		{"token file missing", nodeRequest("r/a"), []string{"--url", refused.URL, "--mode", "node", "--token-file", tokenFile + ".gone"}, []string{"--token-file " + tokenFile + ".gone: no such file or directory"}},
 		{"no url", req, nil, []string{"--url is required"}},
 		{"plain http off loopback", req, []string{"--url", "http://registry.example.com"}, []string{"plain http would send identity tokens in the clear; use https"}},
-		{"url with user", req, []string{"--url", "https://u:p@registry.example.com"}, []string{"want https://HOST[:PORT] with no user"}},
+		{"url with user", req, []string{"--url", "https://tollgate:hunter2@registry.example.com"}, []string{"--url: want https://HOST[:PORT] with no user or password in it"}},
 		{"bad cache key type", req, []string{"--url", refused.URL, "--cache-key-type", "Pod"}, []string{`--cache-key-type "Pod": want Image, Registry or Global`}},
 		{"node mode without file", req, []string{"--url", refused.URL, "--mode", "node"}, []string{"--mode node needs --token-file PATH"}},
 		{"unknown mode", req, []string{"--url", refused.URL, "--mode", "pod"}, []string{`--mode "pod": want service-account-token or node`}},
@@ -374,7 +374,7 @@ func TestFailuresExitNonZeroWithOneClearLine(t *testing.T) {
 					t.Errorf("stderr %q\nlacks %q", line, w)
 				}
 			}
-			if strings.Contains(r.stderr, tok) || strings.Contains(r.stderr, testCredential) {
+			if strings.Contains(r.stderr, tok) || strings.Contains(r.stderr, testCredential) || strings.Contains(r.stderr, "hunter2") {
 				t.Errorf("stderr leaks a token: %q", r.stderr)
 			}
 		})
