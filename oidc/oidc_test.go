@@ -34,7 +34,7 @@ type fixture struct {
 	policy *tollgate.TrustPolicy
 }
 
-func startIssuer(t *testing.T) *oidcissuer.Issuer {
+func startIssuer(t testing.TB) *oidcissuer.Issuer {
 	t.Helper()
 	is, err := oidcissuer.Start()
 	if err != nil {
@@ -46,7 +46,7 @@ func startIssuer(t *testing.T) *oidcissuer.Issuer {
 
 // newFixture: account acme trusts a GitHub-Actions-shaped issuer for
 // repository acme/app on any branch.
-func newFixture(t *testing.T, o oidc.Options) *fixture {
+func newFixture(t testing.TB, o oidc.Options) *fixture {
 	t.Helper()
 	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
