@@ -204,3 +204,23 @@ func GitHubActions(repository, aud string, now time.Time) map[string]any {
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
 	}
 }
+
+// ServiceAccount is the claim set of the token kubelet mints for a pod's
+// service account and hands to an image credential provider (KEP-4412;
+// a projected service-account token): subject
+// system:serviceaccount:NAMESPACE:NAME, audience aud as a list, the pod,
+// its node and the service account under "kubernetes.io", valid from now
+// for ten minutes.
+func ServiceAccount(namespace, name, aud string, now time.Time) map[string]any {
+	return map[string]any{
+		"aud": []string{aud}, "sub": "system:serviceaccount:" + namespace + ":" + name,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+		"jti": fmt.Sprintf("%x", now.UnixNano()),
+		"kubernetes.io": map[string]any{
+			"namespace":      namespace,
+			"serviceaccount": map[string]string{"name": name, "uid": "0b7d5f9e-52a5-4c1d-9a3b-8f5c1e0d2a11"},
+			"pod":            map[string]string{"name": "web-7d9f", "uid": "5a1c2e3f-6b7d-4e8f-9a0b-1c2d3e4f5a6b"},
+			"node":           map[string]string{"name": "node-1", "uid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
+		},
+	}
+}
