@@ -308,3 +308,25 @@ func TestStaticJWKSVerifiesWithoutFetching(t *testing.T) {
 	_, err := f.exchange(t, f.issuer.SignUnknownKey(f.claims()))
 	wantRefused(t, err)
 }
+
+// TestDiscoveryIsCachedAndRenewedDaily: one discovery fetch serves every
+// token for a day; then it is fetched again (a changed jwks_uri or
+// algorithm list is picked up).
+func TestDiscoveryIsCachedAndRenewedDaily(t *testing.T) {
+	f := newFixture(t, oidc.Options{})
+	for range 3 {
+		if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.issuer.DiscoveryFetches(); n != 1 {
+		t.Fatalf("discovery fetched %d times for three tokens, want 1", n)
+	}
+	f.clock.Add(25 * time.Hour)
+	if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.issuer.DiscoveryFetches(); n != 2 {
+		t.Fatalf("discovery fetched %d times after a day, want 2", n)
+	}
+}

@@ -30,6 +30,7 @@ type Issuer struct {
 	keys    []*rsa.PrivateKey // keys[len-1] signs; all are published
 	kids    []string
 	fetches atomic.Int64
+	disc    atomic.Int64
 	// JWKSHook, if set, answers JWKS requests instead (bounds tests).
 	JWKSHook http.HandlerFunc
 }
@@ -49,6 +50,7 @@ func start(signing bool) (*Issuer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		is.disc.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"issuer": is.URL, "jwks_uri": is.URL + "/jwks.json",
@@ -81,6 +83,9 @@ func start(signing bool) (*Issuer, error) {
 
 // Close stops the issuer.
 func (is *Issuer) Close() { is.srv.Close() }
+
+// DiscoveryFetches is how often the discovery document was fetched.
+func (is *Issuer) DiscoveryFetches() int64 { return is.disc.Load() }
 
 // JWKSFetches is how often the JWKS was fetched.
 func (is *Issuer) JWKSFetches() int64 { return is.fetches.Load() }
