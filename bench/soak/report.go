@@ -174,21 +174,35 @@ func (s *schedule) faulted(q *request) bool {
 }
 
 // condition is the fault q ran under for its replica, nil for none; with
-// deps, only faults of the store or Redis.
+// deps, only faults of the store or Redis. A fault that was on while q
+// ran comes before one whose grace q fell in, and a replica's own
+// process fault before a shared one.
 func (s *schedule) condition(q *request, deps bool) *window {
+	var best *window
+	rank := 0
 	for _, w := range s.windows {
-		if deps && !w.deps {
+		if (deps && !w.deps) || !w.affects(q.replica) {
 			continue
 		}
 		end := w.end
 		if end.IsZero() {
 			end = q.end
 		}
-		if w.affects(q.replica) && q.end.After(w.start) && q.start.Before(end.Add(grace)) {
-			return w
+		if !q.end.After(w.start) || !q.start.Before(end.Add(grace)) {
+			continue
+		}
+		r := 1
+		if q.start.Before(end) {
+			r = 2
+			if !w.deps {
+				r = 3
+			}
+		}
+		if r > rank {
+			best, rank = w, r
 		}
 	}
-	return nil
+	return best
 }
 
 // killedSoonAfter: a SIGKILL within a second of the answer may take the
