@@ -44,9 +44,9 @@ type PolicyTx interface {
 	// AddRefusals stores refused attempts, then keeps only the keep most
 	// recent of each token it touched.
 	AddRefusals(ctx context.Context, rs []TokenRefusal, keep int) error
-	// TokenRefusals returns a token's refused attempts, newest first, at
-	// most limit.
-	TokenRefusals(ctx context.Context, tokenID string, limit int) ([]TokenRefusal, error)
+	// TokenRefusals returns the refused attempts of the tokens, by token
+	// then newest first, at most limit per token, in one query.
+	TokenRefusals(ctx context.Context, tokenIDs []string, limit int) ([]TokenRefusal, error)
 	// TokenAddressCounts returns, per token of the account, how many
 	// distinct client addresses pulled with it on the days in [since,
 	// until) (from the usage detail; tokens without any are absent).
@@ -96,7 +96,28 @@ func (s *Service) Refusals(ctx context.Context, tokenID string) ([]TokenRefusal,
 		if _, err := tx.TokenByID(ctx, tokenID); err != nil {
 			return tokenNotFound(err, tokenID)
 		}
-		out, err = p.TokenRefusals(ctx, tokenID, RefusalsKept)
+		out, err = p.TokenRefusals(ctx, []string{tokenID}, RefusalsKept)
+		return err
+	})
+	return out, err
+}
+
+// RefusalsOf returns the refused attempts of the tokens (ids of one
+// account's tokens, as the console lists them), per token, newest first.
+func (s *Service) RefusalsOf(ctx context.Context, tokenIDs []string) (map[string][]TokenRefusal, error) {
+	out := map[string][]TokenRefusal{}
+	if len(tokenIDs) == 0 {
+		return out, nil
+	}
+	err := s.Store.View(ctx, func(tx Tx) error {
+		p, err := policyTx(tx)
+		if err != nil {
+			return err
+		}
+		rs, err := p.TokenRefusals(ctx, tokenIDs, RefusalsKept)
+		for _, r := range rs {
+			out[r.TokenID] = append(out[r.TokenID], r)
+		}
 		return err
 	})
 	return out, err

@@ -135,7 +135,7 @@ func (t *Token) ExpiryWarning(now time.Time, within time.Duration, version int) 
 		return fmt.Sprintf("registry token %s was rotated: this secret stops working on %s; use the new one",
 			t.Name, t.Previous.ValidUntil.UTC().Format(time.RFC3339))
 	}
-	if t.ExpiringWithin(now, within) {
+	if t.ExpiringWithin(now, within) && !t.Ephemeral() { // short-lived by design: renewed by logging in again
 		return fmt.Sprintf("registry token %s expires on %s", t.Name, t.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return ""

@@ -178,6 +178,9 @@ func (c *Console) Handler() http.Handler {
 	authed("GET /console/tokens/{id}/lock", manage, c.lockPage) // policy.go
 	authed("POST /console/tokens/{id}/lock", manage, c.lockToken)
 	authed("POST /console/account/request-packages", manage, c.requestPackages)
+	authed("GET /console/trust", everyone, c.trustPage) // trust.go
+	authed("POST /console/trust", manage, c.createTrust)
+	authed("POST /console/trust/{id}/delete", manage, c.deleteTrust)
 	authed("GET /console/audit", tollgate.Role.CanReadAudit, c.auditPage)
 	authed("GET /console/usage", everyone, c.usagePage) // usage.go
 	authed("GET /console/usage.csv", everyone, c.usageCSV)

@@ -68,6 +68,20 @@ var refusalReasons = map[string]string{
 // part out: the token list still works.
 func (c *Console) attachPolicy(ctx context.Context, cards []*tokenView, toks map[string]*tollgate.Token) {
 	now := c.now()
+	var ids []string
+	for _, v := range cards {
+		if t := toks[v.ID]; t != nil && t.RevokedAt == nil {
+			ids = append(ids, t.ID)
+		}
+	}
+	refusals, err := c.Service.RefusalsOf(ctx, ids)
+	if err != nil {
+		c.log().WarnContext(ctx, "console: refused attempts unavailable", "err", err)
+	}
+	// The caps' counters live in Redis: while it does not answer, each
+	// read waits its own timeout, so all of a page's reads share one.
+	capCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	for _, v := range cards {
 		t := toks[v.ID]
 		if t == nil || t.RevokedAt != nil {
@@ -75,14 +89,10 @@ func (c *Console) attachPolicy(ctx context.Context, cards []*tokenView, toks map
 		}
 		p := &cardPolicy{}
 		if t.Policy.Capped() && c.MonthUsage != nil {
-			pulls, bytes := c.MonthUsage(ctx, t.ID)
+			pulls, bytes := c.MonthUsage(capCtx, t.ID)
 			p.Cap = capOf(t.Policy, pulls, bytes, now)
 		}
-		rs, err := c.Service.Refusals(ctx, t.ID)
-		if err != nil {
-			c.log().WarnContext(ctx, "console: refused attempts unavailable", "err", err)
-		}
-		for _, r := range rs {
+		for _, r := range refusals[t.ID] {
 			reason := refusalReasons[r.Reason]
 			if reason == "" {
 				reason = r.Reason

@@ -54,6 +54,9 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 		c.errorPage(w, r, s, statusOf(err), c.errText(r, err))
 		return
 	}
+	// Ephemeral credentials are listed with their trust policy (trust.go),
+	// and their short lives are no expiry to warn about.
+	toks = slices.DeleteFunc(toks, (*tollgate.Token).Ephemeral)
 	if v.Stale.Kind == "addresses" {
 		if v.Stale.counts, err = c.Service.TokenAddressCounts(r.Context(), s.account.Name, seenWindow); err != nil {
 			c.errorPage(w, r, s, statusOf(err), c.errText(r, err))
@@ -66,9 +69,6 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, s *sessio
 	v.Counts = map[string]int{}
 	open := r.URL.Query().Get("open")
 	for _, t := range toks {
-		if t.Ephemeral() {
-			continue // listed with their trust policy (trust.go)
-		}
 		st := string(t.Status(a, now))
 		v.Counts[st]++
 		v.Counts[""]++

@@ -50,6 +50,9 @@ type view struct {
 	EventTypes []string
 	NewSecret  string // a webhook's signing secret, shown once
 
+	// Trust policies page (trust.go).
+	Trust []trustView
+
 	// Audit page.
 	Events     []eventView
 	NextBefore int64
@@ -220,7 +223,7 @@ var funcs = template.FuncMap{
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "lock", "rotated", "webhooks"}
+var pageNames = []string{"signin", "setpassword", "tokens", "tokenform", "created", "revoke", "audit", "error", "lock", "rotated", "webhooks", "trust"}
 
 func parsePages() map[string]*template.Template {
 	out := map[string]*template.Template{}

@@ -34,7 +34,7 @@ type fixture struct {
 	policy *tollgate.TrustPolicy
 }
 
-func startIssuer(t *testing.T) *oidcissuer.Issuer {
+func startIssuer(t testing.TB) *oidcissuer.Issuer {
 	t.Helper()
 	is, err := oidcissuer.Start()
 	if err != nil {
@@ -46,7 +46,7 @@ func startIssuer(t *testing.T) *oidcissuer.Issuer {
 
 // newFixture: account acme trusts a GitHub-Actions-shaped issuer for
 // repository acme/app on any branch.
-func newFixture(t *testing.T, o oidc.Options) *fixture {
+func newFixture(t testing.TB, o oidc.Options) *fixture {
 	t.Helper()
 	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
@@ -307,4 +307,26 @@ func TestStaticJWKSVerifiesWithoutFetching(t *testing.T) {
 	}
 	_, err := f.exchange(t, f.issuer.SignUnknownKey(f.claims()))
 	wantRefused(t, err)
+}
+
+// TestDiscoveryIsCachedAndRenewedDaily: one discovery fetch serves every
+// token for a day; then it is fetched again (a changed jwks_uri or
+// algorithm list is picked up).
+func TestDiscoveryIsCachedAndRenewedDaily(t *testing.T) {
+	f := newFixture(t, oidc.Options{})
+	for range 3 {
+		if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.issuer.DiscoveryFetches(); n != 1 {
+		t.Fatalf("discovery fetched %d times for three tokens, want 1", n)
+	}
+	f.clock.Add(25 * time.Hour)
+	if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.issuer.DiscoveryFetches(); n != 2 {
+		t.Fatalf("discovery fetched %d times after a day, want 2", n)
+	}
 }

@@ -103,7 +103,13 @@ type Verifier struct {
 type issuerKeys struct {
 	provider *gooidc.Provider
 	algs     []string
+	at       time.Time // when discovery answered
 }
+
+// rediscoverAfter is how long a discovery document is used before it is
+// fetched again (a changed jwks_uri or algorithm list is picked up); a
+// failed fetch keeps the one there is.
+const rediscoverAfter = 24 * time.Hour
 
 // New returns a Verifier.
 func New(o Options) *Verifier {
@@ -235,15 +241,30 @@ func (v *Verifier) checkIssuer(issuer string) error {
 	return nil
 }
 
-// issuer returns the issuer's discovered provider, discovering it once
-// (again after a failure, no more often than the fetch limiter allows).
+// issuer returns the issuer's discovered provider, discovered again
+// after rediscoverAfter (and after a failure, no more often than the
+// fetch limiter allows).
 func (v *Verifier) issuer(ctx context.Context, issuer string) (*issuerKeys, error) {
 	v.mu.Lock()
-	ik, ok := v.issuers.Get(issuer)
+	old, ok := v.issuers.Get(issuer)
 	v.mu.Unlock()
-	if ok {
-		return ik, nil
+	if ok && v.o.Now().Sub(old.at) < rediscoverAfter {
+		return old, nil
 	}
+	ik, err := v.discover(ctx, issuer)
+	if err != nil {
+		if ok {
+			return old, nil
+		}
+		return nil, err
+	}
+	v.mu.Lock()
+	v.issuers.Put(issuer, ik)
+	v.mu.Unlock()
+	return ik, nil
+}
+
+func (v *Verifier) discover(ctx context.Context, issuer string) (*issuerKeys, error) {
 	// A background context for the key set: go-oidc keeps it for every
 	// later JWKS fetch. Its client carries the bounds.
 	pctx := gooidc.ClientContext(context.WithoutCancel(ctx), v.client)
@@ -257,11 +278,7 @@ func (v *Verifier) issuer(ctx context.Context, issuer string) (*issuerKeys, erro
 	if err := p.Claims(&disc); err != nil {
 		return nil, err
 	}
-	ik = &issuerKeys{provider: p, algs: publishedAlgs(disc.Algs)}
-	v.mu.Lock()
-	v.issuers.Put(issuer, ik)
-	v.mu.Unlock()
-	return ik, nil
+	return &issuerKeys{provider: p, algs: publishedAlgs(disc.Algs), at: v.o.Now()}, nil
 }
 
 // publishedAlgs keeps the asymmetric algorithms an issuer publishes; an

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,15 +29,29 @@ type keyless struct {
 
 func newKeyless(t *testing.T, opts ...envOption) *keyless {
 	t.Helper()
+	return newKeylessLogged(t, nil, opts...)
+}
+
+// newKeylessLogged is newKeyless with the edge's and the exchange's logs
+// (debug level) written to logs, when it is not nil.
+func newKeylessLogged(t *testing.T, logs io.Writer, opts ...envOption) *keyless {
+	t.Helper()
 	is, err := oidcissuer.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(is.Close)
 	k := &keyless{issuer: is}
+	var log *slog.Logger
+	if logs != nil {
+		log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	opts = append(opts, func(e *env, o *Options) {
 		if o != nil {
-			o.Exchanger = oidc.NewExchanger(oidc.New(oidc.Options{AllowLoopback: true, Now: e.clock.Now}), e.svc, nil)
+			o.Exchanger = oidc.NewExchanger(oidc.New(oidc.Options{AllowLoopback: true, Now: e.clock.Now}), e.svc, log)
+			if log != nil {
+				o.Logger = log
+			}
 		}
 	})
 	k.env = newEnv(t, opts...)
@@ -271,5 +286,67 @@ func TestForgedOIDCTokensAreLimitedLikeGuesses(t *testing.T) {
 	}
 	if status, _, body := k.exchange(exchangeForm(k.idToken("acme/app"))); status != http.StatusOK {
 		t.Fatalf("a valid OIDC token from the exhausted address: %d %v", status, body)
+	}
+}
+
+// TestOIDCTokensAndCredentialsNeverReachTheLogs: neither the OIDC token
+// (nor its signature) nor the ephemeral credential appears in the logs,
+// at debug level, whether the exchange succeeds or is refused.
+func TestOIDCTokensAndCredentialsNeverReachTheLogs(t *testing.T) {
+	logs := &syncBuffer{}
+	k := newKeylessLogged(t, logs)
+	good, bad := k.idToken("acme/app"), k.idToken("acme/other")
+	_, _, body := k.exchange(exchangeForm(good))
+	secret, _ := body["access_token"].(string)
+	k.exchange(exchangeForm(bad))
+	k.exchange(exchangeForm(k.issuer.SignNone(oidcissuer.GitHubActions("acme/app", "tollgate:acme", k.clock.Now()))))
+	k.tokenStatus(good)
+	k.tokenStatus(bad)
+	k.tokenStatus(secret)
+	out := logs.String()
+	if !strings.Contains(out, "oidc token exchanged") || !strings.Contains(out, "claims_match_no_policy") {
+		t.Fatalf("the exchanges were not logged at all:\n%s", out)
+	}
+	for _, jwt := range []string{good, bad} {
+		parts := strings.Split(jwt, ".")
+		for _, leak := range []string{jwt, parts[1], parts[2]} {
+			if strings.Contains(out, leak) {
+				t.Fatal("an OIDC token (or part of it) is in the logs")
+			}
+		}
+	}
+	if secret == "" || strings.Contains(out, secret) || strings.Contains(out, "tge_") {
+		t.Fatal("the ephemeral credential is in the logs")
+	}
+}
+
+// TestOIDCTokenAsBasicPasswordOnPackageRoutes: apt's auth.conf.d and
+// apk's URL carry the OIDC token like a registry token; the policy's
+// scope and the account's package access still decide.
+func TestOIDCTokenAsBasicPasswordOnPackageRoutes(t *testing.T) {
+	e := newPkgEnv(t)
+	is, err := oidcissuer.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(is.Close)
+	e.edge.front.exchanger = oidc.NewExchanger(oidc.New(oidc.Options{AllowLoopback: true, Now: e.clock.Now}), e.svc, nil)
+	rules := []tollgate.ClaimRule{{Claim: "repository", Value: "acme/app"}}
+	if _, err := e.svc.CreateTrustPolicy(t.Context(), "operator", "acme", tollgate.TrustPolicy{
+		Name: "pkgs", Issuer: is.URL, Rules: rules, Scope: tollgate.ScopePackages}); err != nil {
+		t.Fatal(err)
+	}
+	jwt := is.Sign(oidcissuer.GitHubActions("acme/app", "tollgate:acme", e.clock.Now()))
+	for _, path := range []string{inRelease, "/apk/os/x86_64/APKINDEX.tar.gz"} {
+		if resp, body := e.get("GET", path, jwt); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s with the OIDC token: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := e.get("GET", "/apt/restricted/dists/stable/InRelease", jwt); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a repository the subscription lacks: %d, want 403", resp.StatusCode)
+	}
+	other := is.Sign(oidcissuer.GitHubActions("acme/other", "tollgate:acme", e.clock.Now()))
+	if resp, _ := e.get("GET", inRelease, other); resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("another repository's token: %d, want 401 with the Basic challenge", resp.StatusCode)
 	}
 }

@@ -29,7 +29,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri dev apt console policy keyless usage)
+#                       (docker podman skopeo crane containerd cri credprov dev apt console policy keyless usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -195,7 +195,7 @@ fi
 
 # crane, pinned, from the Go module proxy (or the module cache).
 crane=""
-if want crane || want dev || want policy; then
+if want crane || want dev || want policy || want credprov; then
   t0=$SECONDS
   if (cd "$tmp" && GOBIN=$tmp/bin GOFLAGS= go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION") >"$tmp/logs/crane-build.log" 2>&1; then
     crane=$tmp/bin/crane
@@ -331,6 +331,44 @@ dockerconfigjson() {
 snippets() {
   awk -v RS= -v re="$2" '$0 ~ "^# (" re ")\n" { print $0 "\n" }' "$1"
 }
+
+# A stand-in for kubectl (there is no cluster here): `create secret
+# docker-registry` writes the .dockerconfigjson kubectl would put in the
+# secret (KUBE_DIR/NAME.dockerconfigjson); `patch serviceaccount` keeps
+# the patch (KUBE_DIR/patch-NAME.json). Anything else is an error.
+write_kubectl() {
+  mkdir -p "$1"
+  cat >"$1/kubectl" <<'KUBECTL'
+#!/usr/bin/env bash
+set -euo pipefail
+case "$1 $2 ${3:-}" in
+"create secret docker-registry")
+  name=$4 server=https://index.docker.io/v1/ user="" pass=""
+  shift 4
+  for a in "$@"; do
+    case $a in
+    --docker-server=*) server=${a#*=} ;;
+    --docker-username=*) user=${a#*=} ;;
+    --docker-password=*) pass=${a#*=} ;;
+    *) echo "kubectl stand-in: unexpected argument $a" >&2; exit 2 ;;
+    esac
+  done
+  [ -n "$user" ] && [ -n "$pass" ] || { echo "kubectl stand-in: --docker-username and --docker-password are required" >&2; exit 2; }
+  auth=$(printf '%s:%s' "$user" "$pass" | base64 | tr -d '\n')
+  printf '{"auths":{"%s":{"username":"%s","password":"%s","auth":"%s"}}}\n' "$server" "$user" "$pass" "$auth" >"$KUBE_DIR/$name.dockerconfigjson"
+  echo "secret/$name created" ;;
+"patch serviceaccount "*)
+  [ "$4" = -p ] || { echo "kubectl stand-in: want patch serviceaccount NAME -p PATCH" >&2; exit 2; }
+  printf '%s\n' "$5" >"$KUBE_DIR/patch-$3.json"
+  echo "serviceaccount/$3 patched" ;;
+*) echo "kubectl stand-in: not supported: $*" >&2; exit 2 ;;
+esac
+KUBECTL
+  chmod 755 "$1/kubectl"
+}
+# secret_creds FILE: USER:PASSWORD of a .dockerconfigjson's one entry,
+# what kubelet decodes from a pull secret and hands the CRI.
+secret_creds() { sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$1" | base64 -d; }
 
 # hosts_toml DIR HOST: DIR/HOST/hosts.toml, what kubelet's containerd
 # reads from /etc/containerd/certs.d: the registry's own server, trusted
@@ -742,7 +780,7 @@ EOF
       check "ctr images ls lists the image" bash -c '"${@:2}" images ls -q | grep -qxF "$1"' _ "$tls_image" "${C[@]}"
       ok "ctr images pull --platform linux/arm64" ctr_pull "tollgate:$tls_token" "$tls_image" --platform linux/arm64
       # kubelet hands containerd the username/password decoded from the pull secret.
-      secret_user=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
+      secret_user=$(secret_creds "$tmp/tls.dockerconfigjson")
       secrets+=("$secret_user")
       ok "ctr images pull with the credentials of the kubectl .dockerconfigjson" ctr_pull "$secret_user" "$tls_image"
       refused "ctr images pull with a wrong token is refused" "$denied_re" ctr_pull "tollgate:$wrong_token" "$tls_image"
@@ -840,12 +878,20 @@ if want cri; then
     missing "cri: no TLS instance (openssl)"
   elif start_cri; then
     echo "   crictl $(go version -m "$(command -v crictl)" 2>/dev/null | awk '$1 == "mod" {print $3}'), containerd $(containerd --version 2>/dev/null | cut -d' ' -f3)"
-    # The user name and password a pull secret made by the printed
-    # `kubectl create secret docker-registry` holds.
-    secret_auth=$(sed -nE 's/.*"auth":"([^"]+)".*/\1/p' "$tmp/tls.dockerconfigjson" | base64 -d)
-    secrets+=("$secret_auth")
-    ok "crictl pull --creds with the pull secret's credentials" cri_pull "${secret_auth%%:*}" "${secret_auth#*:}" "$tls_image" &&
-      check "the CRI image service lists the pulled image" cri_has "$tls_image"
+    # The pull secret the printed `kubectl create secret docker-registry`
+    # line makes (token show --reveal of a fresh token, the kubectl
+    # stand-in), and the user name and password kubelet takes from it.
+    if new_token tls cri_tok; then
+      tg tls token show "$cri_tok_id" --reveal >"$tmp/cri/show.txt" 2>&1
+      snippets "$tmp/cri/show.txt" 'Kubernetes pull secret' >"$tmp/cri/kube.sh"
+      write_kubectl "$tmp/cri/kube"
+      ok "the printed kubectl create secret line, as printed (kubectl stand-in)" \
+        env PATH="$tmp/cri/kube:$PATH" KUBE_DIR="$tmp/cri/kube" bash -euo pipefail "$tmp/cri/kube.sh"
+      secret_auth=$(secret_creds "$tmp/cri/kube/tollgate-pull.dockerconfigjson")
+      secrets+=("$secret_auth")
+      ok "crictl pull --creds with the pull secret's credentials" cri_pull "${secret_auth%%:*}" "${secret_auth#*:}" "$tls_image" &&
+        check "the CRI image service lists the pulled image" cri_has "$tls_image"
+    fi
     refused "crictl pull with a wrong token is refused" "$denied_re" cri_pull tollgate "$wrong_token" "$tls_image"
     refused "crictl pull with a revoked token is refused" "$denied_re" cri_pull tollgate "$t_revoked" "$tls_image"
     refused "crictl pull of the non-entitled image is refused" "$denied_re" cri_pull tollgate "$tls_token" "$tls_denied"
@@ -929,6 +975,92 @@ if want dev; then
     done
     unset CONTAINERS_REGISTRIES_CONF CONTAINERS_STORAGE_CONF CONTAINERS_CONF
   fi
+fi
+
+# ---------------------------------------------------------------- credential provider
+
+# b64url: standard input as unpadded base64url (JWS segments).
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# sa_issuer DIR: a cluster's service-account signing key and its JWKS as
+# `kubectl get --raw /openid/v1/jwks` prints it (a static key set: the
+# cluster's issuer is not reachable from tollgate).
+sa_issuer() {
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1/sa.key" || return 1
+  local n
+  n=$(printf '%b' "$(openssl rsa -in "$1/sa.key" -noout -modulus | sed -e 's/^Modulus=//' -e 's/../\\x&/g')" | b64url)
+  printf '{"keys":[{"use":"sig","kty":"RSA","kid":"e2e-sa","alg":"RS256","n":"%s","e":"AQAB"}]}\n' "$n" >"$1/jwks.json"
+}
+
+# sa_token DIR NAMESPACE SERVICEACCOUNT AUDIENCE [AGE]: the token kubelet
+# mints for a pod (KEP-4412), signed with DIR's key; AGE seconds old
+# (a ten-minute token: 700 has expired).
+sa_token() {
+  local now h p
+  now=$(($(date +%s) - ${5:-0}))
+  h=$(printf '{"alg":"RS256","kid":"e2e-sa","typ":"JWT"}' | b64url)
+  p=$(printf '{"aud":["%s"],"exp":%d,"iat":%d,"nbf":%d,"iss":"%s","jti":"e2e-%s","sub":"system:serviceaccount:%s:%s","kubernetes.io":{"namespace":"%s","serviceaccount":{"name":"%s","uid":"0b7d5f9e-52a5-4c1d-9a3b-8f5c1e0d2a11"},"pod":{"name":"web-0","uid":"5a1c2e3f-6b7d-4e8f-9a0b-1c2d3e4f5a6b"},"node":{"name":"node-1","uid":"9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"}}}' \
+    "$4" $((now + 600)) "$now" "$now" "$sa_iss" "$RANDOM" "$2" "$3" "$2" "$3" | b64url)
+  printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$1/sa.key" -binary | b64url)"
+}
+
+# provide TOKEN: kubelet's request for the TLS demo image with TOKEN, through
+# the provider as the shipped CredentialProviderConfig runs it; the
+# CredentialProviderResponse lands in $cp/response.json.
+provide() {
+  printf '{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"%s","serviceAccountToken":"%s","serviceAccountAnnotations":{}}\n' "$tls_image" "$1" |
+    "$cp/tollgate-credential-provider" --url "$tls_url" --registry "$tls_host" --cache-key-type Registry --ca-file "$tmp/tls/ca.crt" >"$cp/response.json"
+}
+# answer FIELD: a string field of the last response (username, password, cacheKeyType).
+answer() { sed -nE 's/.*"'"$1"'":"([^"]*)".*/\1/p' "$cp/response.json"; }
+
+if want credprov; then
+  section "kubelet credential provider (a pod's service-account token exchanged at /oauth2/token; crictl pull --creds and crane with the answer)"
+  cp=$tmp/credprov
+  mkdir -p "$cp"
+  sa_iss=https://kubernetes.default.svc.cluster.local
+  if [ $tls_ok = 0 ]; then
+    missing "credprov: no TLS instance (openssl)"
+  elif ! go build -o "$cp/tollgate-credential-provider" ./cmd/tollgate-credential-provider >"$tmp/logs/credprov-build.log" 2>&1; then
+    fail "go build ./cmd/tollgate-credential-provider" "$tmp/logs/credprov-build.log"
+  elif ! sa_issuer "$cp" >"$tmp/logs/credprov-key.log" 2>&1; then
+    fail "credprov: a service-account signing key (openssl)" "$tmp/logs/credprov-key.log"
+  elif ok "tollgate trust create: the cluster's issuer with its static JWKS (docs/keyless.md), namespace shop's pullers" \
+    tg tls trust create --account demo --name e2e-cluster --issuer "$sa_iss" --jwks-file "$cp/jwks.json" \
+      --claim kubernetes.io/namespace=shop --claim 'kubernetes.io/serviceaccount/name~puller*'; then
+    pod=$(sa_token "$cp" shop puller tollgate:demo)
+    secrets+=("$pod")
+    if ok "the provider answers kubelet's request with the pod's token" provide "$pod"; then
+      cred_user=$(answer username) cred_pass=$(answer password)
+      secrets+=("$cred_pass")
+      check "the answer is a CredentialProviderResponse for $tls_host with an ephemeral (tge_) credential" \
+        bash -c 'grep -q "\"kind\":\"CredentialProviderResponse\"" "$1" && grep -q "\"auth\":{\"$2\":{" "$1" && [[ $3 == tge_* ]]' _ "$cp/response.json" "$tls_host" "$cred_pass"
+      check "kubelet may cache it for less than the pod token's ten minutes" \
+        grep -Eq '"cacheDuration":"([1-9]m[0-9.]*s|[0-9.]+s)"' "$cp/response.json"
+      # The CRI section's containerd, or one of our own when it did not run.
+      if [ -n "${cri_sock:-}" ] || { have crictl && have containerd && [ "$(id -u)" = 0 ] && start_cri; }; then
+        ok "crictl pull --creds with the provider's credential (kubelet's CRI PullImage)" cri_pull "$cred_user" "$cred_pass" "$tls_image"
+      else
+        missing "credprov: crictl and containerd (as root) are needed for the CRI pull"
+      fi
+      if [ -n "$crane" ]; then
+        cp_crane() { DOCKER_CONFIG=$cp/crane SSL_CERT_FILE=$tmp/tls/bundle.pem "$crane" "$@"; }
+        cp_crane auth login "$tls_host" -u "$cred_user" --password-stdin <<<"$cred_pass" >/dev/null 2>&1
+        ok "crane pull with the provider's credential" cp_crane pull "$tls_image" "$cp/pulled.tar"
+        refused "crane pull of the non-entitled image with it is refused" "$denied_re" cp_crane pull "$tls_denied" "$cp/denied.tar"
+      else
+        missing "credprov: crane was not built"
+      fi
+    fi
+    other=$(sa_token "$cp" other puller tollgate:demo)
+    expired=$(sa_token "$cp" shop puller tollgate:demo 700)
+    secrets+=("$other" "$expired")
+    refused "another namespace's service account gets nothing" 'tollgate refused the token exchange \(400 invalid_grant\)' provide "$other" &&
+      check "what kubelet logs is one line" test "$(wc -l <"$out")" = 1
+    refused "an expired pod token gets nothing" 'tollgate refused the token exchange \(400 invalid_grant\)' provide "$expired"
+    refused "a request without a service-account token is refused with the config to fix" 'no serviceAccountToken: give the provider tokenAttributes' provide ""
+  fi
+  section_end
 fi
 
 # ---------------------------------------------------------------- apt
@@ -1055,40 +1187,6 @@ console_reveal() {
   [ -s "$4" ]
 }
 
-# A stand-in for kubectl (there is no cluster here): `create secret
-# docker-registry` writes the .dockerconfigjson kubectl would put in the
-# secret (KUBE_DIR/NAME.dockerconfigjson); `patch serviceaccount` keeps
-# the patch (KUBE_DIR/patch-NAME.json). Anything else is an error.
-write_kubectl() {
-  mkdir -p "$1"
-  cat >"$1/kubectl" <<'KUBECTL'
-#!/usr/bin/env bash
-set -euo pipefail
-case "$1 $2 ${3:-}" in
-"create secret docker-registry")
-  name=$4 server=https://index.docker.io/v1/ user="" pass=""
-  shift 4
-  for a in "$@"; do
-    case $a in
-    --docker-server=*) server=${a#*=} ;;
-    --docker-username=*) user=${a#*=} ;;
-    --docker-password=*) pass=${a#*=} ;;
-    *) echo "kubectl stand-in: unexpected argument $a" >&2; exit 2 ;;
-    esac
-  done
-  [ -n "$user" ] && [ -n "$pass" ] || { echo "kubectl stand-in: --docker-username and --docker-password are required" >&2; exit 2; }
-  auth=$(printf '%s:%s' "$user" "$pass" | base64 | tr -d '\n')
-  printf '{"auths":{"%s":{"username":"%s","password":"%s","auth":"%s"}}}\n' "$server" "$user" "$pass" "$auth" >"$KUBE_DIR/$name.dockerconfigjson"
-  echo "secret/$name created" ;;
-"patch serviceaccount "*)
-  [ "$4" = -p ] || { echo "kubectl stand-in: want patch serviceaccount NAME -p PATCH" >&2; exit 2; }
-  printf '%s\n' "$5" >"$KUBE_DIR/patch-$3.json"
-  echo "serviceaccount/$3 patched" ;;
-*) echo "kubectl stand-in: not supported: $*" >&2; exit 2 ;;
-esac
-KUBECTL
-  chmod 755 "$1/kubectl"
-}
 
 if want console; then
   section "console (the set-up text a token card shows after Reveal, run as is)"

@@ -110,6 +110,12 @@ const (
 	storeRetry = time.Second
 )
 
+// redisLookupTimeout bounds each Redis command of a lookup (Redis answers
+// in well under a millisecond): a Redis that stopped answering costs the
+// lookup that finds out at most this, then none until Run's probe finds
+// it back (the rate limiter uses the same bound).
+const redisLookupTimeout = 250 * time.Millisecond
+
 // Options configure a Cache. Zero fields take the defaults.
 type Options struct {
 	// Store is the source of truth. Required.
@@ -405,7 +411,9 @@ func (c *Cache) resolveMiss(ctx context.Context, h hashKey) (string, error) {
 func (c *Cache) loadHash(ctx context.Context, h hashKey) (string, error) {
 	key := c.keys.hash(h)
 	if c.redisUsable() {
-		data, err := c.rdb.Get(ctx, key).Bytes()
+		rctx, cancel := context.WithTimeout(ctx, redisLookupTimeout)
+		data, err := c.rdb.Get(rctx, key).Bytes()
+		cancel()
 		switch {
 		case err == nil:
 			c.redisOK()
@@ -436,7 +444,10 @@ func (c *Cache) loadHash(ctx context.Context, h hashKey) (string, error) {
 	// The mapping never changes, so no generation guards it.
 	if c.redisUsable() {
 		data, _ := json.Marshal(wireHash{V: FormatVersion, TokenID: t.ID})
-		if err := c.rdb.Set(ctx, key, data, hashTTL).Err(); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, redisLookupTimeout)
+		err := c.rdb.Set(rctx, key, data, hashTTL).Err()
+		cancel()
+		if err != nil {
 			c.redisFailed(err)
 		} else {
 			c.redisOK()
@@ -566,7 +577,9 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 		unchanged := func() bool { return c.epoch.Load() == epoch }
 		gen, haveGen := "", false
 		if c.redisUsable() {
-			data, g, err := c.l2Get(ctx, dataKey, genKey)
+			rctx, cancel := context.WithTimeout(ctx, redisLookupTimeout)
+			data, g, err := c.l2Get(rctx, dataKey, genKey)
+			cancel()
 			if err != nil {
 				c.stats.l2.error.Add(1)
 				c.redisFailed(err)
@@ -620,7 +633,9 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 			if err != nil {
 				return zero, tollgate.Internal(err)
 			}
-			set, err := c.l2SetIfGen(ctx, dataKey, genKey, gen, data)
+			rctx, cancel := context.WithTimeout(ctx, redisLookupTimeout)
+			set, err := c.l2SetIfGen(rctx, dataKey, genKey, gen, data)
+			cancel()
 			switch {
 			case err != nil:
 				c.redisFailed(err)

@@ -15,8 +15,9 @@ import (
 
 // Pacing of the background work.
 const (
-	// invalidateTimeout bounds the Redis part of one Invalidate; what
-	// fails is retried by Run.
+	// invalidateTimeout bounds the Redis part of a retry or a repair by
+	// Run (Invalidate itself, on the writer's request path, gives Redis
+	// redisLookupTimeout).
 	invalidateTimeout = 2 * time.Second
 	// retryInterval is how often Run retries invalidations Redis refused.
 	retryInterval = time.Second
@@ -59,7 +60,11 @@ func (c *Cache) Invalidate(ctx context.Context, inv tollgate.Invalidation) {
 		c.addPending(inv)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), invalidateTimeout)
+	// Bounded like a lookup's Redis commands, not by invalidateTimeout:
+	// the API answers after this, and a blackholed Redis held it for the
+	// whole timeout; what fails here is retried by Run, and the log
+	// carries it to every replica meanwhile.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisLookupTimeout)
 	defer cancel()
 	if err := c.publish(ctx, inv); err != nil {
 		c.redisFailed(err)

@@ -102,7 +102,7 @@ func run(ctx context.Context, o options, out io.Writer) (failed int, err error) 
 	if err != nil {
 		return 0, err
 	}
-	if err := env.setup(ctx, int(o.duration/(5*time.Second))+2); err != nil {
+	if err := env.setup(ctx, int(o.duration/(3*time.Second))+2); err != nil { // the shortest fault takes 3s
 		return 0, err
 	}
 	rec := &recorder{}

@@ -170,21 +170,39 @@ func errText(err error) string {
 // faulted reports whether q ran while a fault (or its grace) made the
 // store or Redis unusable for its replica.
 func (s *schedule) faulted(q *request) bool {
-	return s.condition(q) != nil
+	return s.condition(q, true) != nil
 }
 
-// condition is the fault q ran under for its replica, nil for none.
-func (s *schedule) condition(q *request) *window {
+// condition is the fault q ran under for its replica, nil for none; with
+// deps, only faults of the store or Redis. A fault that was on while q
+// ran comes before one whose grace q fell in, and a replica's own
+// process fault before a shared one.
+func (s *schedule) condition(q *request, deps bool) *window {
+	var best *window
+	rank := 0
 	for _, w := range s.windows {
+		if (deps && !w.deps) || !w.affects(q.replica) {
+			continue
+		}
 		end := w.end
 		if end.IsZero() {
 			end = q.end
 		}
-		if w.affects(q.replica) && q.end.After(w.start) && q.start.Before(end.Add(grace)) {
-			return w
+		if !q.end.After(w.start) || !q.start.Before(end.Add(grace)) {
+			continue
+		}
+		r := 1
+		if q.start.Before(end) {
+			r = 2
+			if !w.deps {
+				r = 3
+			}
+		}
+		if r > rank {
+			best, rank = w, r
 		}
 	}
-	return nil
+	return best
 }
 
 // killedSoonAfter: a SIGKILL within a second of the answer may take the
@@ -203,6 +221,9 @@ func (s *schedule) killedSoonAfter(q *request) bool {
 func recovery(out io.Writer, e *env, s *schedule, reqs []*request) {
 	fmt.Fprintf(out, "\nrecovery (from the end of each fault to the first control-token pass on each affected replica):\n")
 	for _, w := range s.windows {
+		if !w.deps {
+			continue
+		}
 		var parts []string
 		for r := range e.reps {
 			if !w.affects(r) {
@@ -234,7 +255,7 @@ func latency(out io.Writer, s *schedule, reqs []*request) {
 			continue
 		}
 		cond := "normal"
-		if w := s.condition(q); w != nil {
+		if w := s.condition(q, false); w != nil {
 			cond = w.kind
 		}
 		by[cond] = append(by[cond], q.end.Sub(q.start))

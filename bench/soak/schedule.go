@@ -23,6 +23,9 @@ type window struct {
 	what       string // redis killed, redis link of replica 2: reset, ...
 	replicas   []int  // nil: all
 	start, end time.Time
+	// deps: the store or Redis was unusable (else only the replica's own
+	// process was: stopped, restarting).
+	deps bool
 }
 
 func (w *window) affects(r int) bool {
@@ -96,7 +99,16 @@ func (s *schedule) run(ctx context.Context, d time.Duration) error {
 }
 
 func (s *schedule) open(kind, what string, replicas []int) *window {
-	w := &window{kind: kind, what: what, replicas: replicas, start: time.Now()}
+	return s.openWindow(kind, what, replicas, true)
+}
+
+// openProcess opens a window in which replica r's process was down.
+func (s *schedule) openProcess(kind string, r int) *window {
+	return s.openWindow(kind, fmt.Sprintf("%s (r%d)", kind, r), []int{r}, false)
+}
+
+func (s *schedule) openWindow(kind, what string, replicas []int, deps bool) *window {
+	w := &window{kind: kind, what: what, replicas: replicas, start: time.Now(), deps: deps}
 	s.mu.Lock()
 	s.windows = append(s.windows, w)
 	s.mu.Unlock()
@@ -200,6 +212,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 		s.change(ctx, f, r)
 		p := rep.process()
 		rep.setDown(true)
+		pw := s.openProcess("writer "+how, r)
 		if f == "writer-killed" {
 			s.mu.Lock()
 			s.kills = append(s.kills, kill{replica: r, at: time.Now()})
@@ -227,6 +240,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 			p.Signal(syscall.SIGCONT)
 			rep.setDown(false)
 		}
+		s.close(pw)
 		return sleep(ctx, 1500*time.Millisecond)
 
 	case "replica-stopped":
@@ -234,6 +248,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 		// another revokes: when it resumes, requests that waited in its
 		// accept queue must not be judged by what it cached before.
 		rep.setDown(true)
+		pw := s.openProcess("replica stopped", r)
 		p := rep.process()
 		p.Signal(syscall.SIGSTOP)
 		if err := sleep(ctx, 300*time.Millisecond); err != nil {
@@ -255,12 +270,14 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 			return err
 		}
 		p.Signal(syscall.SIGCONT)
+		s.close(pw)
 		wg.Wait()
 		rep.setDown(false)
 		return sleep(ctx, 1500*time.Millisecond)
 
 	case "restart":
 		rep.setDown(true)
+		pw := s.openProcess("replica restarted", r)
 		p := rep.process()
 		stopped := make(chan error, 1)
 		go func() { stopped <- p.Stop() }()
@@ -271,6 +288,7 @@ func (s *schedule) episode(ctx context.Context, f string) error {
 		if err := rep.start(ctx, e.bin); err != nil {
 			return err
 		}
+		s.close(pw)
 		return sleep(ctx, 1500*time.Millisecond)
 	}
 	return fmt.Errorf("unknown fault %q", f)

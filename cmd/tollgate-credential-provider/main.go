@@ -195,7 +195,11 @@ func parseTollgateURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("--url is required: tollgate's address, e.g. https://registry.example.com")
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	if strings.Contains(raw, "@") || err == nil && u.User != nil {
+		// Not quoted: it may hold a password.
+		return nil, errors.New("--url: want https://HOST[:PORT] with no user or password in it")
+	}
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("--url %q: want https://HOST[:PORT] with no user, query or fragment", raw)
 	}
 	switch u.Scheme {

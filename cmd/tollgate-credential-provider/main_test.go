@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -20,13 +17,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	kubeletconfig "k8s.io/kubelet/config/v1"
 	credentialproviderapi "k8s.io/kubelet/pkg/apis/credentialprovider"
 	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tollgate/tollgate/internal/dev/oidcissuer"
 )
 
 // binary is the provider built once for the tests: kubelet runs a
@@ -44,6 +42,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if issuer != nil {
+		issuer.Close()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -73,29 +74,23 @@ func runProvider(t *testing.T, stdin string, env []string, args ...string) resul
 	return r
 }
 
-// saToken is a JWT shaped like the service-account token kubelet
-// projects for a pod with the provider's audience.
-func saToken(t *testing.T, aud string) string {
+// saToken is the service-account token kubelet projects for a pod with
+// the provider's audience, signed by a test issuer (the stand-in for
+// tollgate does not verify it; the end-to-end test in cmd/tollgate does).
+func saToken(t testing.TB, aud string) string {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"iss": "https://kubernetes.default.svc.cluster.local",
-		"sub": "system:serviceaccount:shop:puller",
-		"aud": []string{aud},
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"kubernetes.io": map[string]any{
-			"namespace":      "shop",
-			"serviceaccount": map[string]string{"name": "puller", "uid": "0b7d5f9e-52a5-4c1d-9a3b-8f5c1e0d2a11"},
-			"pod":            map[string]string{"name": "web-7d9f", "uid": "5a1c2e3f-6b7d-4e8f-9a0b-1c2d3e4f5a6b"},
-			"node":           map[string]string{"name": "node-1", "uid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
-		},
-	}).SignedString(key)
-	if err != nil {
-		t.Fatal(err)
+	issuerOnce.Do(func() { issuer, issuerErr = oidcissuer.Start() })
+	if issuerErr != nil {
+		t.Fatal(issuerErr)
 	}
-	return tok
+	return issuer.Sign(oidcissuer.ServiceAccount("shop", "puller", aud, time.Now()))
 }
+
+var (
+	issuerOnce sync.Once
+	issuer     *oidcissuer.Issuer
+	issuerErr  error
+)
 
 // kubeletRequest is the request kubelet writes on the plugin's stdin in
 // service-account-token mode (KEP-4412): its codec puts kind before
@@ -143,7 +138,7 @@ type exchangeServer struct {
 	answer   func(w http.ResponseWriter, subject string)
 }
 
-func newExchangeServer(t *testing.T, tlsServer bool, answer func(w http.ResponseWriter, subject string)) *exchangeServer {
+func newExchangeServer(t testing.TB, tlsServer bool, answer func(w http.ResponseWriter, subject string)) *exchangeServer {
 	t.Helper()
 	s := &exchangeServer{answer: answer}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -349,7 +344,7 @@ func TestFailuresExitNonZeroWithOneClearLine(t *testing.T) {
 		{"token file missing", nodeRequest("r/a"), []string{"--url", refused.URL, "--mode", "node", "--token-file", tokenFile + ".gone"}, []string{"--token-file " + tokenFile + ".gone: no such file or directory"}},
 		{"no url", req, nil, []string{"--url is required"}},
 		{"plain http off loopback", req, []string{"--url", "http://registry.example.com"}, []string{"plain http would send identity tokens in the clear; use https"}},
-		{"url with user", req, []string{"--url", "https://u:p@registry.example.com"}, []string{"want https://HOST[:PORT] with no user"}},
+		{"url with user", req, []string{"--url", "https://tollgate:hunter2@registry.example.com"}, []string{"--url: want https://HOST[:PORT] with no user or password in it"}},
 		{"bad cache key type", req, []string{"--url", refused.URL, "--cache-key-type", "Pod"}, []string{`--cache-key-type "Pod": want Image, Registry or Global`}},
 		{"node mode without file", req, []string{"--url", refused.URL, "--mode", "node"}, []string{"--mode node needs --token-file PATH"}},
 		{"unknown mode", req, []string{"--url", refused.URL, "--mode", "pod"}, []string{`--mode "pod": want service-account-token or node`}},
@@ -374,7 +369,7 @@ func TestFailuresExitNonZeroWithOneClearLine(t *testing.T) {
 					t.Errorf("stderr %q\nlacks %q", line, w)
 				}
 			}
-			if strings.Contains(r.stderr, tok) || strings.Contains(r.stderr, testCredential) {
+			if strings.Contains(r.stderr, tok) || strings.Contains(r.stderr, testCredential) || strings.Contains(r.stderr, "hunter2") {
 				t.Errorf("stderr leaks a token: %q", r.stderr)
 			}
 		})
@@ -436,6 +431,22 @@ func TestShippedConfigRunsTheProvider(t *testing.T) {
 	for _, m := range p.MatchImages {
 		if resp.Auth[m].Password != testCredential {
 			t.Errorf("no credential for matchImages entry %q: the provider's --registry must list them (got %v)", m, resp.Auth)
+		}
+	}
+}
+
+// BenchmarkProviderRun is what one kubelet invocation costs on the node:
+// starting the process, reading the request, one exchange over loopback
+// HTTP (tollgate's own verification is not in it) and writing the answer.
+// kubelet runs it once per cacheDuration per cache key, not per pull.
+func BenchmarkProviderRun(b *testing.B) {
+	srv := newExchangeServer(b, false, grant(testCredential, 15*time.Minute))
+	req := kubeletRequest("registry.example.com/acme/app", saToken(b, "tollgate:acme"))
+	for b.Loop() {
+		cmd := exec.Command(binary, "--url", srv.URL)
+		cmd.Stdin = strings.NewReader(req)
+		if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), testCredential) {
+			b.Fatalf("run: %v", err)
 		}
 	}
 }

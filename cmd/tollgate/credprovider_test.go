@@ -20,23 +20,6 @@ import (
 	"github.com/tollgate/tollgate/internal/dev/oidcissuer"
 )
 
-// podToken is the claim set of the service-account token kubelet mints
-// for a pod (KEP-4412) with the provider's audience: bound to the pod and
-// its node, ten minutes.
-func podToken(namespace, serviceAccount, aud string, now time.Time) map[string]any {
-	return map[string]any{
-		"aud": []string{aud}, "sub": "system:serviceaccount:" + namespace + ":" + serviceAccount,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-		"jti": "3f1c1e2a-8a4b-4d6e-9f0a-1b2c3d4e5f60",
-		"kubernetes.io": map[string]any{
-			"namespace":      namespace,
-			"serviceaccount": map[string]string{"name": serviceAccount, "uid": "0b7d5f9e-52a5-4c1d-9a3b-8f5c1e0d2a11"},
-			"pod":            map[string]string{"name": "web-7d9f", "uid": "5a1c2e3f-6b7d-4e8f-9a0b-1c2d3e4f5a6b"},
-			"node":           map[string]string{"name": "node-1", "uid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
-		},
-	}
-}
-
 // credentialProvider is cmd/tollgate-credential-provider built for a
 // test, run as kubelet runs it.
 type credentialProvider string
@@ -99,7 +82,7 @@ func TestCredentialProviderPullsWithAPodsServiceAccountToken(t *testing.T) {
 	image := e.host + "/demo/hello:latest"
 	url := "http://" + e.host
 
-	pod := is.Sign(podToken("shop", "puller", "tollgate:acme", time.Now()))
+	pod := is.Sign(oidcissuer.ServiceAccount("shop", "puller", "tollgate:acme", time.Now()))
 	resp, stderr, code := provider.ask(t, image, pod, "--url", url)
 	if code != 0 {
 		t.Fatalf("provider exit %d: %s", code, stderr)
@@ -120,7 +103,7 @@ func TestCredentialProviderPullsWithAPodsServiceAccountToken(t *testing.T) {
 	// Node mode: the same exchange with a token from a file; kubelet's
 	// request then carries the image only.
 	file := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(file, []byte(is.Sign(podToken("shop", "node-agent", "tollgate:acme", time.Now()))+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(is.Sign(oidcissuer.ServiceAccount("shop", "node-agent", "tollgate:acme", time.Now()))+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	resp, stderr, code = provider.ask(t, image, "", "--url", url, "--mode", "node", "--token-file", file)
@@ -133,10 +116,10 @@ func TestCredentialProviderPullsWithAPodsServiceAccountToken(t *testing.T) {
 	}
 
 	for name, tok := range map[string]string{
-		"another namespace's service account": is.Sign(podToken("other", "puller", "tollgate:acme", time.Now())),
-		"another audience":                    is.Sign(podToken("shop", "puller", "tollgate:globex", time.Now())),
-		"a key the issuer never published":    is.SignUnknownKey(podToken("shop", "puller", "tollgate:acme", time.Now())),
-		"an expired token":                    is.Sign(podToken("shop", "puller", "tollgate:acme", time.Now().Add(-time.Hour))),
+		"another namespace's service account": is.Sign(oidcissuer.ServiceAccount("other", "puller", "tollgate:acme", time.Now())),
+		"another audience":                    is.Sign(oidcissuer.ServiceAccount("shop", "puller", "tollgate:globex", time.Now())),
+		"a key the issuer never published":    is.SignUnknownKey(oidcissuer.ServiceAccount("shop", "puller", "tollgate:acme", time.Now())),
+		"an expired token":                    is.Sign(oidcissuer.ServiceAccount("shop", "puller", "tollgate:acme", time.Now().Add(-time.Hour))),
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp, stderr, code := provider.ask(t, image, tok, "--url", url)

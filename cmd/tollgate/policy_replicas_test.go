@@ -3,11 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/api"
 )
 
@@ -89,5 +95,69 @@ func TestPolicyChangeReachesEveryReplica(t *testing.T) {
 		slices.Sort(worst)
 		t.Logf("%s propagation to 2 other replicas over %d runs (from the API call): median %v, worst %v",
 			ch.name, runs, worst[runs/2].Round(10*time.Microsecond), worst[runs-1].Round(10*time.Microsecond))
+	}
+}
+
+// TestCardShowsCapUsageCountedOnAnotherReplica: a capped token pulls
+// through replica 2; the console of replica 1 shows those pulls against
+// the cap, read from the counter the edges share in Redis.
+func TestCardShowsCapUsageCountedOnAnotherReplica(t *testing.T) {
+	ms := startReplicas(t, 2)
+	ctx := context.Background()
+	cl := &api.Client{BaseURL: ms[0].URL, Key: ms[0].AdminKey.Reveal()}
+	if _, _, err := cl.CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SetSubscription(ctx, "acme", []string{"demo/**"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cl.CreateToken(ctx, "acme", api.CreateTokenRequest{Name: "capped", MaxPulls: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := jwtFrom(t, ms[1], tok.Secret, "repository:demo/hello:pull")
+	for range 2 {
+		req, _ := http.NewRequest("GET", ms[1].URL+"/v2/demo/hello/manifests/latest", nil)
+		req.Header.Set("Authorization", "Bearer "+jwt)
+		req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("pull through replica 2: %d", resp.StatusCode)
+		}
+	}
+	// A console user of acme signs in on replica 1.
+	users := ms[0].users()
+	const email, pw = "ann@acme.example", "a long test passphrase"
+	_, link, err := users.CreateUser(ctx, "operator", tollgate.UserCreate{Account: "acme", Email: email, Role: tollgate.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.SetPassword(ctx, link.Reveal(), pw); err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	page := func(resp *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page(c.Get(ms[0].URL + "/console/sign-in")))
+	if csrf == nil {
+		t.Fatal("no CSRF token on the sign-in page")
+	}
+	page(c.PostForm(ms[0].URL+"/console/sign-in", url.Values{"csrf": {csrf[1]}, "email": {email}, "password": {pw}}))
+	body := page(c.Get(ms[0].URL + "/console/tokens?open=" + tok.ID))
+	if !strings.Contains(body, `class="cap-pulls">2 of 5<`) {
+		t.Fatalf("replica 1's card does not show the 2 pulls made through replica 2 against the cap of 5:\n%s", body)
 	}
 }

@@ -48,10 +48,15 @@ func (t *tx) AddRefusals(ctx context.Context, rs []tollgate.TokenRefusal, keep i
 	return dbError(t.q.SendBatch(ctx, b).Close(), "", "")
 }
 
-func (t *tx) TokenRefusals(ctx context.Context, tokenID string, limit int) ([]tollgate.TokenRefusal, error) {
+func (t *tx) TokenRefusals(ctx context.Context, tokenIDs []string, limit int) ([]tollgate.TokenRefusal, error) {
+	if len(tokenIDs) == 0 {
+		return nil, nil
+	}
 	rows, err := t.q.Query(ctx, `
-		SELECT token_id, at, address, user_agent, reason FROM token_refusals
-		WHERE token_id = $1 ORDER BY at DESC, id DESC LIMIT $2`, tokenID, limit)
+		SELECT token_id, at, address, user_agent, reason FROM (
+			SELECT r.*, row_number() OVER (PARTITION BY token_id ORDER BY at DESC, id DESC) AS n
+			FROM token_refusals r WHERE token_id = ANY($1::text[])) x
+		WHERE n <= $2 ORDER BY token_id, at DESC, id DESC`, tokenIDs, limit)
 	if err != nil {
 		return nil, dbError(err, "", "")
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -42,10 +43,19 @@ func (t *tx) AddRefusals(ctx context.Context, rs []tollgate.TokenRefusal, keep i
 	return nil
 }
 
-func (t *tx) TokenRefusals(ctx context.Context, tokenID string, limit int) ([]tollgate.TokenRefusal, error) {
+func (t *tx) TokenRefusals(ctx context.Context, tokenIDs []string, limit int) ([]tollgate.TokenRefusal, error) {
+	if len(tokenIDs) == 0 {
+		return nil, nil
+	}
+	ids, err := json.Marshal(tokenIDs)
+	if err != nil {
+		return nil, tollgate.Internal(err)
+	}
 	rows, err := t.q.QueryContext(ctx, `
-		SELECT token_id, at, address, user_agent, reason FROM token_refusals
-		WHERE token_id = ? ORDER BY at DESC, id DESC LIMIT ?`, tokenID, limit)
+		SELECT token_id, at, address, user_agent, reason FROM (
+			SELECT r.*, row_number() OVER (PARTITION BY token_id ORDER BY at DESC, id DESC) AS n
+			FROM token_refusals r WHERE token_id IN (SELECT value FROM json_each(?)))
+		WHERE n <= ? ORDER BY token_id, at DESC, id DESC`, string(ids), limit)
 	if err != nil {
 		return nil, dbError(err, "", "")
 	}

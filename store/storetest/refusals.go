@@ -22,6 +22,7 @@ func testRefusals(t *testing.T, newStore NewStore) {
 		{"NewestFirstAndOnlyTheLastKeptPerToken", refusalsKeepLast},
 		{"ConcurrentReplicasKeepTheBound", refusalsConcurrent},
 		{"OneTokensRefusalsNeverShowOnAnother", refusalsIsolation},
+		{"SeveralTokensReadInOneQueryWithTheLimitPerToken", refusalsSeveral},
 		{"TextIsClippedToValidUTF8", refusalsClipped},
 		{"UnknownTokenIsNotFound", refusalsUnknownToken},
 		{"ViewRejectsRefusalWrites", refusalsViewReadOnly},
@@ -126,6 +127,39 @@ func refusalsIsolation(t *testing.T, s tollgate.Store) {
 	}
 	if rs := refusalsOf(t, svc, theirs.ID); len(rs) != 1 {
 		t.Errorf("refusals = %+v, want one", rs)
+	}
+}
+
+func refusalsSeveral(t *testing.T, s tollgate.Store) {
+	a := txInsertAccount(t, s, "acme")
+	x, y, z := txInsertToken(t, s, a, "x", txT0), txInsertToken(t, s, a, "y", txT0), txInsertToken(t, s, a, "z", txT0)
+	var rs []tollgate.TokenRefusal
+	for i := range 25 {
+		rs = append(rs, refusalAt(x, txT0.Add(time.Duration(i)*time.Second), fmt.Sprintf("192.0.2.%d", i)))
+	}
+	rs = append(rs, refusalAt(y, txT0, "198.51.100.1"), refusalAt(z, txT0, "203.0.113.1"))
+	txUpdate(t, s, func(tx tollgate.Tx) error { return tx.(tollgate.PolicyTx).AddRefusals(t.Context(), rs, 100) })
+	var got []tollgate.TokenRefusal
+	err := s.View(t.Context(), func(tx tollgate.Tx) (err error) {
+		got, err = tx.(tollgate.PolicyTx).TokenRefusals(t.Context(), []string{x.ID, y.ID}, 20)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, r := range got {
+		per[r.TokenID]++
+	}
+	if per[x.ID] != 20 || per[y.ID] != 1 || per[z.ID] != 0 {
+		t.Fatalf("per token = %v, want x 20 (the limit), y 1, z none (not asked)", per)
+	}
+	if got[0].TokenID == x.ID && got[0].Address != "192.0.2.24" {
+		t.Errorf("x's first = %+v, want the newest", got[0])
+	}
+	m, err := usageService(s, usageDay0).RefusalsOf(t.Context(), []string{y.ID, z.ID})
+	if err != nil || len(m[y.ID]) != 1 || len(m[z.ID]) != 1 || len(m[x.ID]) != 0 {
+		t.Errorf("RefusalsOf = %v, %v", m, err)
 	}
 }
 

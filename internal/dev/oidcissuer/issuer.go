@@ -30,6 +30,7 @@ type Issuer struct {
 	keys    []*rsa.PrivateKey // keys[len-1] signs; all are published
 	kids    []string
 	fetches atomic.Int64
+	disc    atomic.Int64
 	// JWKSHook, if set, answers JWKS requests instead (bounds tests).
 	JWKSHook http.HandlerFunc
 }
@@ -49,6 +50,7 @@ func start(signing bool) (*Issuer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		is.disc.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"issuer": is.URL, "jwks_uri": is.URL + "/jwks.json",
@@ -81,6 +83,9 @@ func start(signing bool) (*Issuer, error) {
 
 // Close stops the issuer.
 func (is *Issuer) Close() { is.srv.Close() }
+
+// DiscoveryFetches is how often the discovery document was fetched.
+func (is *Issuer) DiscoveryFetches() int64 { return is.disc.Load() }
 
 // JWKSFetches is how often the JWKS was fetched.
 func (is *Issuer) JWKSFetches() int64 { return is.fetches.Load() }
@@ -197,5 +202,25 @@ func GitHubActions(repository, aud string, now time.Time) map[string]any {
 		"job_workflow_sha": "d5b7b5c1b3b8b8f0a1c9e6f4e2d0c7a5b3a1f9e7",
 		"head_ref":         "", "base_ref": "", "event_name": "push", "ref_type": "branch", "ref_protected": "true",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+	}
+}
+
+// ServiceAccount is the claim set of the token kubelet mints for a pod's
+// service account and hands to an image credential provider (KEP-4412;
+// a projected service-account token): subject
+// system:serviceaccount:NAMESPACE:NAME, audience aud as a list, the pod,
+// its node and the service account under "kubernetes.io", valid from now
+// for ten minutes.
+func ServiceAccount(namespace, name, aud string, now time.Time) map[string]any {
+	return map[string]any{
+		"aud": []string{aud}, "sub": "system:serviceaccount:" + namespace + ":" + name,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+		"jti": fmt.Sprintf("%x", now.UnixNano()),
+		"kubernetes.io": map[string]any{
+			"namespace":      namespace,
+			"serviceaccount": map[string]string{"name": name, "uid": "0b7d5f9e-52a5-4c1d-9a3b-8f5c1e0d2a11"},
+			"pod":            map[string]string{"name": "web-7d9f", "uid": "5a1c2e3f-6b7d-4e8f-9a0b-1c2d3e4f5a6b"},
+			"node":           map[string]string{"name": "node-1", "uid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
+		},
 	}
 }
