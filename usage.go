@@ -261,6 +261,9 @@ func (s *Service) RecordPulls(ctx context.Context, deltas []UsageDelta) error {
 			if err != nil {
 				continue // deleted meanwhile: nobody to tell
 			}
+			if t.Ephemeral() {
+				continue // a workload's minutes-long credential: CI runners' addresses vary by design
+			}
 			a, err := tx.AccountByID(ctx, t.AccountID, false)
 			if err != nil {
 				return err

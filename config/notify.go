@@ -24,6 +24,10 @@ type NotifyConfig struct {
 	// RetryFor is how long a failing delivery is retried, with back-off,
 	// before it is given up.
 	RetryFor Duration `yaml:"retry_for"`
+	// Lease is how long a replica holds a delivery it claimed: a replica
+	// that dies mid-delivery leaves it to another after this long. Keep
+	// it above the webhook timeout (10 s) and the SMTP one (30 s).
+	Lease Duration `yaml:"lease"`
 	// AllowPrivateWebhooks lets webhooks reach loopback and private
 	// addresses (tests, in-cluster receivers). Off: customers cannot aim
 	// the deliverer at the internal network.
@@ -50,6 +54,7 @@ func defaultNotify() NotifyConfig {
 		ExpiryWarnings: []string{"30d", "7d", "1d"},
 		Interval:       Duration(30 * time.Second),
 		RetryFor:       Duration(24 * time.Hour),
+		Lease:          Duration(2 * time.Minute),
 	}
 }
 
@@ -93,6 +98,9 @@ func (n NotifyConfig) validate(p *problems) {
 	}
 	if d := n.RetryFor.Duration(); d < time.Minute || d > 7*24*time.Hour {
 		p.add("notify.retry_for", "must be between 1m and 168h")
+	}
+	if d := n.Lease.Duration(); d < time.Second || d > time.Hour {
+		p.add("notify.lease", "must be between 1s and 1h")
 	}
 	if n.ConsoleURL != "" {
 		if u, err := url.Parse(n.ConsoleURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

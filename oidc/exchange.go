@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func (e *Exchanger) Exchange(ctx context.Context, raw, client string) (*tollgate
 			}
 			verified[p.JWKS] = c
 		}
-		if c == nil || !contains(c.Audience, p.Audience) {
+		if c == nil || !slices.Contains(c.Audience, p.Audience) {
 			continue
 		}
 		matched, ok := p.Match(c.All)
@@ -133,15 +134,6 @@ func (e *Exchanger) Exchange(ctx context.Context, raw, client string) (*tollgate
 		e.log.Info("oidc token refused", "reason", "claims_match_no_policy", "issuer", un.Issuer)
 	}
 	return nil, "", refused()
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Credential is Exchange for a token presented as a password, again and

@@ -35,24 +35,27 @@ type Exchanger interface {
 // secrets, only a failure is charged to the address: a valid OIDC token
 // passes even from an address others have blocked.
 func (f *front) byOIDC(r *http.Request, raw string) (caller, error) {
-	ip := obs.ClientIP(r)
-	for _, fresh := range []bool{false, true} {
-		secret, err := f.exchanger.Credential(r.Context(), raw, ip, fresh)
-		switch tollgate.ErrorCode(err) {
-		case "":
-		case tollgate.EUNAUTHORIZED:
-			return caller{}, f.guess(r, raw, "invalid credentials")
-		default:
-			return caller{}, err
-		}
-		c, err := f.bySecret(r, secret.Reveal())
-		var ref *refusal
-		if !fresh && asRefusal(err, &ref) && ref.reason == string(authz.Revoked) {
-			continue // its policy was edited since: exchange again under the new rules
-		}
-		return c, err
+	c, err := f.byOIDCCredential(r, raw, false)
+	var ref *refusal
+	if asRefusal(err, &ref) && ref.reason == string(authz.Revoked) {
+		// The credential issued for this token was revoked: its policy was
+		// edited since. Exchange again, under the new rules.
+		return f.byOIDCCredential(r, raw, true)
 	}
-	panic("unreachable")
+	return c, err
+}
+
+// byOIDCCredential exchanges raw (or reuses its credential unless fresh)
+// and authenticates the credential.
+func (f *front) byOIDCCredential(r *http.Request, raw string, fresh bool) (caller, error) {
+	secret, err := f.exchanger.Credential(r.Context(), raw, obs.ClientIP(r), fresh)
+	switch tollgate.ErrorCode(err) {
+	case "":
+		return f.bySecret(r, secret.Reveal())
+	case tollgate.EUNAUTHORIZED:
+		return caller{}, f.guess(r, raw, "invalid credentials")
+	}
+	return caller{}, err
 }
 
 func asRefusal(err error, out **refusal) bool {

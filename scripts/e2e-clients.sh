@@ -589,6 +589,35 @@ if want podman; then
       revoke plain "$pm_later_id"
       refused "podman pull with the stored login after the revocation is refused" "$denied_re" podman_pull "$plain_image" --authfile "$pd/later.json"
     fi
+    # Rotation (#13): the old secret keeps pulling through its grace and
+    # stops at its end (here: a second rotation with --grace now), while
+    # the newest pulls; the Warning header is on the wire for the old
+    # secret and for a token expiring soon, and absent otherwise.
+    if new_token plain pm_rot; then
+      pm_rot_new=$(tg plain token rotate "$pm_rot_id" --grace 1h -o json 2>"$tmp/logs/token.err" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
+      [ -n "$pm_rot_new" ] || fail "tollgate token rotate --grace 1h" "$tmp/logs/token.err"
+      secrets+=("$pm_rot_new")
+      warning_of() { # warning_of SECRET: the Warning header of /token with it
+        curl -sS -o /dev/null -D - -u "tollgate:$1" "$plain_url/token?service=$plain_host&scope=repository:demo/hello:pull" |
+          tr -d '\r' | grep -i '^warning: 299 - "registry token '
+      }
+      ok "podman pull with the old secret during the rotation's grace" podman_pull "$plain_image" --creds "tollgate:$pm_rot"
+      ok "podman pull with the new secret" podman_pull "$plain_image" --creds "tollgate:$pm_rot_new"
+      ok "Warning: 299 on the wire for the rotated-out secret" warning_of "$pm_rot" &&
+        check "the warning says it was rotated" grep -q 'was rotated' "$out"
+      no_warning_of() { ! warning_of "$1"; }
+      ok "no Warning for the new secret of a token without expiry" no_warning_of "$pm_rot_new"
+      if create_token plain pm_exp demo --expires "$(date -u -d '+3 days' +%Y-%m-%d)"; then
+        ok "Warning: 299 on the wire for a token expiring in 3 days" warning_of "$pm_exp" &&
+          check "the warning names the expiry" grep -q 'expires on ' "$out"
+      fi
+      pm_rot_last=$(tg plain token rotate "$pm_rot_id" --grace now -o json 2>"$tmp/logs/token.err" | sed -nE 's/^ *"secret": *"([^"]+)".*/\1/p')
+      [ -n "$pm_rot_last" ] || fail "tollgate token rotate --grace now" "$tmp/logs/token.err"
+      secrets+=("$pm_rot_last")
+      refused "podman pull with the old secret after its grace is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$pm_rot"
+      refused "podman pull with the secret rotated out with --grace now is refused" "$denied_re" podman_pull "$plain_image" --creds "tollgate:$pm_rot_new"
+      ok "podman pull with the newest secret" podman_pull "$plain_image" --creds "tollgate:$pm_rot_last"
+    fi
     if [ $tls_ok = 1 ]; then
       mkdir -p "$pd/certs.d/$tls_host" && cp "$tmp/tls/ca.crt" "$pd/certs.d/$tls_host/ca.crt"
       ok "podman pull over TLS, verified with the CA (--cert-dir)" \

@@ -80,7 +80,7 @@ func (m *Main) startNotify(ctx context.Context) error {
 		consoleURL = strings.TrimRight(m.Config.PublicURL, "/") + "/console"
 	}
 	d, err := notify.New(notify.Options{
-		Service: m.Service, Logger: m.Logger, Interval: n.Interval.Duration(), RetryFor: n.RetryFor.Duration(),
+		Service: m.Service, Logger: m.Logger, Interval: n.Interval.Duration(), RetryFor: n.RetryFor.Duration(), Lease: n.Lease.Duration(),
 		Thresholds: n.Thresholds(), AllowPrivate: n.AllowPrivateWebhooks, SMTP: mail, ConsoleURL: consoleURL,
 	})
 	if err != nil {

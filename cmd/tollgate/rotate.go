@@ -51,3 +51,24 @@ func withExpiring(f *clientFlags, list *cobra.Command) *cobra.Command {
 		},
 		func(n int, v string) string { return fmt.Sprintf("%d tokens expiring within %s", n, v) })
 }
+
+// previousText tells the previous secret apart for `token show`: "valid
+// until …, last used … from ADDRESS by CLIENT", so that one sees whether
+// the last system has moved over.
+func previousText(p *api.PreviousSecret) string {
+	out := "valid until " + p.ValidUntil.Format(time.RFC3339)
+	if !p.Live {
+		out = "stopped on " + p.ValidUntil.Format(time.RFC3339)
+	}
+	if p.LastUsedAt == nil {
+		return out + ", not used since the rotation"
+	}
+	out += ", last used " + fmtTime(p.LastUsedAt)
+	if p.LastUsedIP != "" {
+		out += " from " + p.LastUsedIP
+	}
+	if p.LastUsedUA != "" {
+		out += " by " + p.LastUsedUA
+	}
+	return out
+}

@@ -329,6 +329,9 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], tollgate.EscapeText(kv[1]))
 	}
+	if t.Previous != nil && t.RevokedAt == nil {
+		fmt.Fprintf(tw, "Previous secret:\t%s\n", tollgate.EscapeText(previousText(t.Previous))) // rotate.go
+	}
 	secret := t.Secret
 	if secret == "" {
 		secret = "<TOKEN>"

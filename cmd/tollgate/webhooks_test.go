@@ -102,6 +102,9 @@ func TestWebhookSetUpTestAndRedeliverThroughCLI(t *testing.T) {
 	var tok struct{ ID string }
 	c.json(&tok, "token", "create", "--account", "demo", "--name", "ci")
 	c.ok("token", "rotate", tok.ID, "--grace", "1h")
+	if show := c.ok("token", "show", tok.ID); !strings.Contains(show, "Previous secret:") || !strings.Contains(show, "valid until ") {
+		t.Fatalf("token show after a rotation:\n%s", show)
+	}
 	deliver()
 	var dl struct {
 		Deliveries []struct {

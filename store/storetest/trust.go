@@ -191,6 +191,24 @@ func testTrust(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("EphemeralCredentialFromManyNetworksIsNoNewNetworkEvent", func(t *testing.T) {
+		s, c := newService(t, newStore)
+		must2(t)(s.CreateAccount(ctx, "operator", "acme"))
+		if _, _, err := s.CreateWebhook(ctx, "operator", tollgate.WebhookCreate{Account: "acme", URL: "https://hooks.example.com/tollgate",
+			Events: []string{tollgate.EventTokenNewNetwork}}); err != nil {
+			t.Fatal(err)
+		}
+		p := must[*tollgate.TrustPolicy](t)(s.CreateTrustPolicy(ctx, "operator", "acme", trustPolicy()))
+		tok, _ := must3(t)(s.IssueEphemeral(ctx, exchangeOf(p, c.Now().Add(time.Hour))))
+		day := c.Now().UTC().Truncate(24 * time.Hour)
+		for _, addr := range []string{"10.0.0.1", "192.0.2.7", "198.51.100.3"} {
+			usageRecord(t, s, usageDelta(txStoredToken{Token: tok}, "app", day, addr, "docker/27"))
+		}
+		if ds := must[[]*tollgate.Delivery](t)(s.ListDeliveries(ctx, "acme", 0)); len(ds) != 0 {
+			t.Fatalf("%d token.new_network deliveries for a CI job's credential", len(ds))
+		}
+	})
+
 	t.Run("SweepDeletesEndedEphemeralCredentialsOnly", func(t *testing.T) {
 		s, c := newService(t, newStore)
 		_, def := must2(t)(s.CreateAccount(ctx, "operator", "acme"))
