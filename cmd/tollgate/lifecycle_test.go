@@ -413,6 +413,7 @@ func TestCacheStateIsExported(t *testing.T) {
 		`tollgate_cache_invalidation_log_lag_seconds`, `tollgate_cache_invalidations_replayed_total`,
 		`tollgate_cache_redis_repairs_total`, `tollgate_cache_l2_ignored_total`,
 		`tollgate_cache_invalidation_log_reads_total{result="error"}`,
+		`tollgate_cache_invalidation_log_pruned_total`, `tollgate_cache_pruned_behind_total`,
 	} {
 		if _, ok := metricValue(body, series); !ok {
 			t.Errorf("%s missing", series)

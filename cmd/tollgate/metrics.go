@@ -43,6 +43,10 @@ var (
 		"Time since a read of the invalidation log last reached its head (0 before the first).", nil, nil)
 	cacheLogReads = prometheus.NewDesc("tollgate_cache_invalidation_log_reads_total",
 		"Reads of the invalidation log by result (ok: reached its head, error).", []string{"result"}, nil)
+	cacheLogPruned = prometheus.NewDesc("tollgate_cache_invalidation_log_pruned_total",
+		"Invalidation log entries this replica deleted as older than cache.invalidation_retention.", nil, nil)
+	cachePrunedBehind = prometheus.NewDesc("tollgate_cache_pruned_behind_total",
+		"Times this replica found the invalidation log pruned past its last read and dropped its whole cache.", nil, nil)
 )
 
 // cacheModes are the values of tollgate_cache_mode's mode label.
@@ -50,7 +54,7 @@ var cacheModes = []tokencache.Mode{tokencache.ModeNormal, tokencache.ModeRevalid
 
 func (c CacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{cacheLookups, cacheInvalidations, usageWrites, redisUp, cacheStale, cacheUnavailable,
-		cacheMode, cacheReplayed, cachePending, cacheRepairs, cacheL2Ignored, cacheLogSeq, cacheLogLag, cacheLogReads} {
+		cacheMode, cacheReplayed, cachePending, cacheRepairs, cacheL2Ignored, cacheLogSeq, cacheLogLag, cacheLogReads, cacheLogPruned, cachePrunedBehind} {
 		ch <- d
 	}
 }
@@ -89,4 +93,6 @@ func (c CacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheLogLag, prometheus.GaugeValue, s.LogLag.Seconds())
 	ch <- prometheus.MustNewConstMetric(cacheLogReads, prometheus.CounterValue, float64(s.LogReads), "ok")
 	ch <- prometheus.MustNewConstMetric(cacheLogReads, prometheus.CounterValue, float64(s.LogErrors), "error")
+	ch <- prometheus.MustNewConstMetric(cacheLogPruned, prometheus.CounterValue, float64(s.LogPruned))
+	ch <- prometheus.MustNewConstMetric(cachePrunedBehind, prometheus.CounterValue, float64(s.PrunedBehind))
 }
