@@ -393,3 +393,55 @@ func TestRefusalFloodIsOneEventPerTokenAnHour(t *testing.T) {
 		t.Fatalf("receiver got %v, want two token.refused (one per hour)", r.types)
 	}
 }
+
+// TestSlackFormatIsAPlainTextFieldSignedLikeJSON: a webhook in the slack
+// format gets {"text": ...} with the event's sentence and the card's
+// link — what a chat channel's incoming webhook shows as is — still
+// signed and carrying the idempotency key.
+func TestSlackFormatIsAPlainTextFieldSignedLikeJSON(t *testing.T) {
+	s, c := newService(t)
+	ctx := t.Context()
+	a, tok, _, err := s.CreateAccount(ctx, "operator", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []map[string]any
+	var secret string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts, v1, _ := strings.Cut(strings.TrimPrefix(r.Header.Get("Tollgate-Signature"), "t="), ",v1=")
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(ts + "."))
+		m.Write(body)
+		var v map[string]any
+		if err := json.Unmarshal(body, &v); err != nil || !hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), []byte(v1)) ||
+			!strings.HasPrefix(r.Header.Get("Tollgate-Idempotency-Key"), "evt_") {
+			t.Errorf("slack delivery %s: %v, signature %q", body, err, r.Header.Get("Tollgate-Signature"))
+		}
+		mu.Lock()
+		got = append(got, v)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	_, sec, err := s.CreateWebhook(ctx, "operator", tollgate.WebhookCreate{Account: a.Name, URL: srv.URL, Format: tollgate.WebhookSlack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret = sec.Reveal()
+	if _, err := s.PauseToken(ctx, "operator", tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deliverer(t, s, c, nil).Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || len(got[0]) != 1 {
+		t.Fatalf("slack bodies = %v, want one with a text field only", got)
+	}
+	text, _ := got[0]["text"].(string)
+	if text != "Registry token default was paused\nhttps://registry.example.com/console/tokens#"+tok.ID {
+		t.Fatalf("text = %q", text)
+	}
+}
