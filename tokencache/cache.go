@@ -55,7 +55,12 @@
 // EUNAVAILABLE (503), never EUNAUTHORIZED and never a pass; a revoked
 // token stays revoked (its stamp rule holds without the store). A replica
 // that never read the log does not trust Redis. Redis down costs one log
-// line and the Redis layer; it is retried and used again when back.
+// line and the Redis layer: each Redis command of a lookup (and of a
+// write's Invalidate) is bounded by 250ms, the first failure stops them
+// on the request path, and Run probes Redis in the background until it is
+// back. A process that did not run for longer than revalidate_after
+// (SIGSTOP, a frozen VM: Run's pulse, on the real clock, shows the gap)
+// trusts no feed until it has read the log again.
 //
 // Usage: RecordUse aggregates last-used data in memory; Run writes it in
 // batches through Store.RecordUsage, once per usage_interval.
