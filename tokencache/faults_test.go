@@ -3,15 +3,14 @@ package tokencache
 import (
 	"context"
 	"encoding/hex"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/faultnet"
 )
 
 // TestRedisDown kills Redis under a running cache: lookups go on from L1
@@ -228,34 +227,14 @@ func assertNoSecret(t *testing.T, s string, f *fixture) {
 // passes. (Probing from the request path held one request per second
 // for the whole I/O timeout: a /token p99 of 2s.)
 func TestNoLookupWaitsOnBlackholedRedis(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	hole, err := faultnet.ListenBlackhole("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, conn)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
+	t.Cleanup(func() { hole.Close() })
 	const ioTimeout = 5 * time.Second
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: []string{ln.Addr().String()}, DialTimeout: ioTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout,
+		Addrs: []string{hole.Addr()}, DialTimeout: ioTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout,
 		ContextTimeoutEnabled: true, MaxRetries: -1,
 	})
 	t.Cleanup(func() { rdb.Close() })

@@ -193,7 +193,12 @@ func (c *Cache) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if pages == 0 && initialized && len(entries) > 0 && entries[0].Seq > after+1 && after > 0 {
+		// A gap after the last entry applied. The first read of a
+		// replica starts below the window it applies, which is no entry;
+		// any other after is one, and if it is gone, the gap may hide
+		// entries pruned while this replica was behind (or between two
+		// pages of this very catch-up).
+		if len(entries) > 0 && entries[0].Seq > after+1 && after > 0 && (initialized || pages > 0) {
 			pruned, err := c.prunedPast(ctx, after)
 			if err != nil {
 				return err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/internal/faultnet"
 	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/postgres"
 )
@@ -91,32 +92,12 @@ func closedPort(t *testing.T) string {
 // blackhole accepts connections and never answers (a firewall that
 // drops, a server that hangs): it returns its address.
 func blackhole(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := faultnet.ListenBlackhole("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
+	t.Cleanup(func() { l.Close() })
+	return l.Addr()
 }
 
 func checkOneLineReason(t *testing.T, stderr string, want ...string) {

@@ -63,6 +63,18 @@ func Listen(addr, target string) (*Link, error) {
 	return l, nil
 }
 
+// ListenBlackhole opens a link on addr that leads nowhere and starts
+// as a Blackhole: it accepts connections and never answers (a firewall
+// that drops, a server that hangs).
+func ListenBlackhole(addr string) (*Link, error) {
+	l, err := Listen(addr, "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	l.Set(Blackhole)
+	return l, nil
+}
+
 // Addr is the address clients dial.
 func (l *Link) Addr() string { return l.ln.Addr().String() }
 
