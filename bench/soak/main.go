@@ -122,5 +122,12 @@ func run(ctx context.Context, o options, out io.Writer) (failed int, err error) 
 	if err != nil {
 		return 0, err
 	}
-	return report(out, env, sched, rec.all(), logs, stopErr), nil
+	failed = report(out, env, sched, rec.all(), logs, stopErr)
+	if failed > 0 {
+		// Kept for whoever looks into it: the replicas' JSON logs (every
+		// request by its X-Request-Id), configs, redis.log.
+		env.keep = true
+		fmt.Fprintf(out, "logs and configs kept in %s\n", env.dir)
+	}
+	return failed, nil
 }
