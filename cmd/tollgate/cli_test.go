@@ -382,18 +382,7 @@ keys:
 // TestTokenPolicyThroughCLI: restrictions, networks, valid-from, pause and
 // resume from the command line; a bad flag names its field.
 func TestTokenPolicyThroughCLI(t *testing.T) {
-	data := t.TempDir()
-	startDev(t, data, &syncBuffer{})
-	raw, err := os.ReadFile(filepath.Join(data, "dev.env"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		env[k] = v
-	}
-	c := &cli{t: t, env: env}
+	c, _ := devCLI(t) // webhooks_test.go
 	var tok struct {
 		ID           string
 		Status       string
