@@ -274,8 +274,9 @@ type AccountPolicy struct {
 	// Networks every token of the account is limited to, whatever its own
 	// networks (judged by Decide on every request). Empty: anywhere.
 	Networks []netip.Prefix
-	// AutoPauseAfter pauses tokens unused for that long (a sweep every
-	// replica may run: pausing is idempotent). 0: never.
+	// AutoPauseAfter pauses tokens unused for that long (Service.AutoPause,
+	// which the server runs on one replica per interval: JobAutoPause). 0:
+	// never.
 	AutoPauseAfter time.Duration
 	// RequireRestrictions: the account's own keys and console users may
 	// create only tokens limited by images, packages or networks.
@@ -357,8 +358,11 @@ func (s *Service) SetAccountPolicy(ctx context.Context, actor, name string, p Ac
 }
 
 // AutoPause pauses, in every account whose policy says so, the tokens
-// unused for longer than its AutoPauseAfter, and returns how many. Any
-// replica may run it at any time: pausing a paused token changes nothing.
+// unused for longer than its AutoPauseAfter, and returns how many. The
+// server runs it on one replica per interval (ClaimJob with JobAutoPause),
+// so that one sweep does the work and its log line; should two runs still
+// meet (a caller that does not claim), pausing a paused token changes
+// nothing, so a token is paused, audited and notified once.
 func (s *Service) AutoPause(ctx context.Context) (int, error) {
 	accts, err := s.ListAccounts(ctx)
 	if err != nil {

@@ -39,6 +39,7 @@ type Tx interface {
 	RotationTx // rotation.go
 	OutboxTx   // outbox.go
 	TrustTx    // trust.go
+	JobTx      // jobs.go
 
 	// InsertAccount stores a new account. ECONFLICT if the name is taken.
 	InsertAccount(ctx context.Context, a *Account) error

@@ -615,7 +615,9 @@ func (s *Service) IssueEphemeral(ctx context.Context, x Exchange) (*Token, Secre
 }
 
 // SweepEphemeral deletes ephemeral credentials that ended (expired or
-// revoked) more than keep ago; any replica may run it.
+// revoked) more than keep ago. Any caller may run it (the delete is
+// idempotent); the server runs it on one replica per interval
+// (ClaimJob with JobSweepEphemeral).
 func (s *Service) SweepEphemeral(ctx context.Context, keep time.Duration) (int, error) {
 	n := 0
 	err := s.Store.Update(ctx, func(tx Tx) (err error) {

@@ -43,6 +43,7 @@ var metricLabels = map[string]map[string][]string{
 	"tollgate_cache_invalidation_log_reads_total":  {"result": {"ok", "error"}},
 	"tollgate_cache_invalidation_log_pruned_total": {},
 	"tollgate_cache_pruned_behind_total":           {},
+	"tollgate_background_jobs_total":               {"task": {"auto_pause", "sweep_ephemeral"}, "outcome": {"ran", "failed", "not_due"}},
 }
 
 var routes = []string{"v2", "token", "apt", "apk", "api", "console", "other"}

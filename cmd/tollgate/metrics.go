@@ -96,3 +96,27 @@ func (c CacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheLogPruned, prometheus.CounterValue, float64(s.LogPruned))
 	ch <- prometheus.MustNewConstMetric(cachePrunedBehind, prometheus.CounterValue, float64(s.PrunedBehind))
 }
+
+// JobStats counts one background job's rounds on this replica.
+type JobStats struct{ Ran, Failed, NotDue uint64 }
+
+// JobsCollector exports how this replica's rounds of the background jobs
+// went (jobs_wiring.go): summed over replicas, ran grows by one per job
+// and interval.
+type JobsCollector struct {
+	Stats func() map[string]JobStats // by job name
+}
+
+var backgroundJobs = prometheus.NewDesc("tollgate_background_jobs_total",
+	"Rounds of a background job (task: auto_pause, sweep_ephemeral) on this replica by outcome (ran: this replica won the claim and ran it; failed: the claim or the run failed; not_due: another replica ran it within the interval).",
+	[]string{"task", "outcome"}, nil)
+
+func (c JobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- backgroundJobs }
+
+func (c JobsCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, s := range c.Stats() {
+		ch <- prometheus.MustNewConstMetric(backgroundJobs, prometheus.CounterValue, float64(s.Ran), name, "ran")
+		ch <- prometheus.MustNewConstMetric(backgroundJobs, prometheus.CounterValue, float64(s.Failed), name, "failed")
+		ch <- prometheus.MustNewConstMetric(backgroundJobs, prometheus.CounterValue, float64(s.NotDue), name, "not_due")
+	}
+}

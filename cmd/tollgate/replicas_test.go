@@ -27,6 +27,13 @@ import (
 // deployment's replicas do.
 func startReplicas(t testing.TB, n int) []*Main {
 	t.Helper()
+	return startReplicasWith(t, n, nil)
+}
+
+// startReplicasWith is startReplicas with tweak applied to every
+// replica's config (nil: none) before it is validated.
+func startReplicasWith(t testing.TB, n int, tweak func(*config.Config)) []*Main {
+	t.Helper()
 	dsn := testenv.PostgresDSN(t)
 	redisAddr := testenv.RedisAddr(t)
 	keys := filepath.Join(t.TempDir(), "keys")
@@ -57,6 +64,9 @@ func startReplicas(t testing.TB, n int) []*Main {
 		cfg.Redis.Mode = "single"
 		cfg.Redis.Addrs = []string{redisAddr}
 		cfg.Redis.KeyPrefix = prefix
+		if tweak != nil {
+			tweak(cfg)
+		}
 		cfg.Normalize()
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)

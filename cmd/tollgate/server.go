@@ -59,15 +59,14 @@ type Main struct {
 
 	redis     redis.UniversalClient
 	stopCache context.CancelFunc
-	// stopAutoPause ends the auto-pause sweep (wiring.go).
-	stopAutoPause context.CancelFunc
-	cacheDone     chan error
-	server        *http.Server
-	inflight      atomic.Int64 // requests in the public server's handler
-	done          chan error
-	usage         usageWiring    // pull insight (usage_wiring.go)
-	refusals      refusalWiring  // refused attempts (refusals_wiring.go)
-	quota         *quota.Counter // capped tokens' months, for the edge and the console
+	cacheDone chan error
+	server    *http.Server
+	inflight  atomic.Int64 // requests in the public server's handler
+	done      chan error
+	usage     usageWiring    // pull insight (usage_wiring.go)
+	refusals  refusalWiring  // refused attempts (refusals_wiring.go)
+	jobs      jobWiring      // background jobs, one replica each (jobs_wiring.go)
+	quota     *quota.Counter // capped tokens' months, for the edge and the console
 }
 
 // Run opens the store (applying migrations), loads the keys, builds the
@@ -104,7 +103,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startNotify(ctx); err != nil { // notify.go
 		return err
 	}
-	m.startAutoPause() // wiring.go
+	m.startJobs() // jobs_wiring.go
 	m.limiter = ratelimit.New(ratelimit.Options{
 		PerMinute: m.Config.Limits.AuthFailuresPerMinute, Burst: m.Config.Limits.AuthFailureBurst,
 		Redis: m.redis, KeyPrefix: m.Config.Redis.KeyPrefix, Logger: m.Logger,
@@ -207,10 +206,7 @@ func (m *Main) Close() error {
 		m.server = nil
 	}
 	m.stopNotify() // notify.go
-	if m.stopAutoPause != nil {
-		m.stopAutoPause()
-		m.stopAutoPause = nil
-	}
+	m.stopJobs()   // jobs_wiring.go
 	if m.stopCache != nil {
 		m.stopCache()
 		<-m.cacheDone

@@ -170,37 +170,3 @@ func dispatch(apiHandler, registry, metrics, keys http.Handler) http.Handler {
 		}
 	})
 }
-
-// autoPauseInterval is how often this replica pauses the tokens that
-// accounts' policies say have gone unused too long.
-const autoPauseInterval = 10 * time.Minute
-
-// startAutoPause runs Service.AutoPause now and then. Every replica runs
-// it: pausing a paused token changes nothing, so they need no lock.
-func (m *Main) startAutoPause() {
-	ctx, cancel := context.WithCancel(context.Background())
-	m.stopAutoPause = cancel
-	go func() {
-		t := time.NewTicker(autoPauseInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if n, err := m.Service.AutoPause(ctx); err != nil {
-					m.Logger.Warn("auto-pause sweep failed", "err", err)
-				} else if n > 0 {
-					m.Logger.Info("auto-pause: tokens unused past their account's limit paused", "tokens", n)
-				}
-				// Ended ephemeral credentials (keyless pulls): any
-				// replica may delete them.
-				if n, err := m.Service.SweepEphemeral(ctx, m.Config.OIDC.EphemeralRetention.Duration()); err != nil {
-					m.Logger.Warn("ephemeral credential sweep failed", "err", err)
-				} else if n > 0 {
-					m.Logger.Info("ended ephemeral credentials deleted", "credentials", n)
-				}
-			}
-		}
-	}()
-}

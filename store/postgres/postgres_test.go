@@ -68,7 +68,7 @@ func TestTablesLiveInSearchPathSchema(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := "accounts audit deliveries events invalidations schema_migrations sessions token_networks token_refusals tokens trust_policies usage_addresses usage_agents usage_days users webhooks"; strings.Join(tables, " ") != want {
+	if want := "accounts audit deliveries events invalidations jobs schema_migrations sessions token_networks token_refusals tokens trust_policies usage_addresses usage_agents usage_days users webhooks"; strings.Join(tables, " ") != want {
 		t.Fatalf("tables in %s = %q, want %s", schema, tables, want)
 	}
 }

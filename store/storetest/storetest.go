@@ -25,4 +25,5 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Webhooks", func(t *testing.T) { testWebhooks(t, newStore) })
 	t.Run("Trust", func(t *testing.T) { testTrust(t, newStore) })
 	t.Run("Refusals", func(t *testing.T) { testRefusals(t, newStore) })
+	t.Run("Jobs", func(t *testing.T) { testJobs(t, newStore) })
 }

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/config"
+)
+
+// TestAutoPauseRunsOnOneReplica runs two replicas on one PostgreSQL and
+// has both look for due background jobs at the same moment, five times
+// in a row, as their tickers would within one interval. The token left
+// unused past its account's auto-pause limit is paused once: one audit
+// entry, one token.paused event at the account's webhook; and of the ten
+// looks exactly one ran each sweep (tollgate_background_jobs_total summed
+// over the replicas), so a sweep's work and log line are not repeated by
+// every replica.
+func TestAutoPauseRunsOnOneReplica(t *testing.T) {
+	ms := startReplicasWith(t, 2, func(c *config.Config) {
+		c.Notify.AllowPrivateWebhooks = true // the receiver is on loopback
+		c.Notify.Interval = config.Duration(200 * time.Millisecond)
+	})
+	ctx := context.Background()
+
+	// The account and its default token as they were made 40 days ago
+	// (a Service on the shared store with the clock back then), never
+	// used since; its policy pauses tokens unused for 30 days.
+	keys, err := config.LoadKeys(ms[0].Config.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := tollgate.NewKeys(keys.Lookup, keys.Seal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	then := tollgate.NewService(ms[0].Store, tk)
+	then.Now = func() time.Time { return time.Now().Add(-40 * 24 * time.Hour) }
+	_, stale, _, err := then.CreateAccount(ctx, "operator", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms[0].Service.SetAccountPolicy(ctx, "operator", "acme", tollgate.AccountPolicy{AutoPauseAfter: 30 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := ms[0].Service.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "fresh", Expiry: tollgate.Expiry{Never: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hookReceiver{t: t, keys: map[string]int{}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	_, secret, err := ms[0].Service.CreateWebhook(ctx, "operator", tollgate.WebhookCreate{Account: "acme", URL: srv.URL + "/hook", Events: []string{tollgate.EventTokenPaused}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.secret = secret.Reveal() // the receiver checks signatures with it
+	h.mu.Unlock()
+
+	for range 5 {
+		var wg sync.WaitGroup
+		for _, m := range ms {
+			wg.Go(func() { m.runJobs(ctx) })
+		}
+		wg.Wait()
+	}
+
+	for _, job := range []string{tollgate.JobAutoPause, tollgate.JobSweepEphemeral} {
+		var ran, failed float64
+		for _, m := range ms {
+			rec := httptest.NewRecorder()
+			m.metricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			r, _ := metricValue(rec.Body.String(), `tollgate_background_jobs_total{outcome="ran",task="`+job+`"}`)
+			f, _ := metricValue(rec.Body.String(), `tollgate_background_jobs_total{outcome="failed",task="`+job+`"}`)
+			ran, failed = ran+r, failed+f
+		}
+		if ran != 1 || failed != 0 {
+			t.Errorf("%s: ran %v times and failed %v times over both replicas' ten looks, want one run", job, ran, failed)
+		}
+	}
+
+	tok, a, err := ms[1].Service.Token(ctx, stale.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := tok.Status(a, time.Now()); st != tollgate.TokenPaused {
+		t.Fatalf("the token unused for 40 days is %s, want paused", st)
+	}
+	if tok, a, _ := ms[1].Service.Token(ctx, fresh.ID); tok.Status(a, time.Now()) != tollgate.TokenActive {
+		t.Fatalf("the token made today is %s, want active", tok.Status(a, time.Now()))
+	}
+	events, err := ms[0].Service.ListAudit(ctx, "acme", tollgate.AuditPage{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pauses []string
+	for _, e := range events {
+		if e.Action == tollgate.ActionTokenPaused {
+			pauses = append(pauses, e.Actor+" "+e.Target)
+		}
+	}
+	if len(pauses) != 1 || pauses[0] != tollgate.ActorSystem+" "+stale.ID {
+		t.Fatalf("token.paused audit entries = %q, want one by %s for %s", pauses, tollgate.ActorSystem, stale.ID)
+	}
+
+	waitDelivered(t, ms[0].Service, "acme")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.types) != 1 || h.types[0] != tollgate.EventTokenPaused {
+		t.Fatalf("the webhook got %q, want one token.paused", strings.Join(h.types, ", "))
+	}
+	for key, n := range h.keys {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times", key, n)
+		}
+	}
+}
