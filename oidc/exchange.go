@@ -113,9 +113,12 @@ func (e *Exchanger) Exchange(ctx context.Context, raw, client string) (*tollgate
 		if !ok {
 			continue
 		}
+		// The credential ends with the workload's token, never later: the
+		// leeway admits a clock's skew when exp is checked, it does not
+		// lengthen the workload's authority.
 		tok, secret, err := e.policies.IssueEphemeral(ctx, tollgate.Exchange{
 			PolicyID: p.ID, Issuer: c.Issuer, Subject: c.Subject, Claims: matched,
-			ExpiresAt: c.Expiry.Add(e.verifier.o.Leeway), Client: client,
+			ExpiresAt: c.Expiry, Client: client,
 		})
 		switch tollgate.ErrorCode(err) {
 		case "":

@@ -108,9 +108,49 @@ func TestGitHubActionsTokenIsExchangedForAnEphemeralCredential(t *testing.T) {
 	if want := f.clock.Now().Add(15 * time.Minute); tok.ExpiresAt.After(want) {
 		t.Fatalf("expires %v, after the policy's lifetime (%v)", tok.ExpiresAt, want)
 	}
-	if want := f.clock.Now().Add(10*time.Minute + time.Minute); !tok.ExpiresAt.Equal(want) {
-		t.Fatalf("expires %v, want the OIDC token's expiry plus leeway %v", tok.ExpiresAt, want)
+	if want := f.clock.Now().Add(10 * time.Minute); !tok.ExpiresAt.Equal(want) {
+		t.Fatalf("expires %v, want the OIDC token's own expiry %v", tok.ExpiresAt, want)
 	}
+}
+
+// TestCredentialNeverOutlivesTheWorkloadsToken: the credential ends at
+// the OIDC token's expiry or the policy's lifetime, whichever is first;
+// the verification leeway admits clock skew on exp, it never lengthens
+// the credential. A token past its expiry but within the leeway gets
+// nothing: its credential would be born dead.
+func TestCredentialNeverOutlivesTheWorkloadsToken(t *testing.T) {
+	f := newFixture(t, oidc.Options{Leeway: 2 * time.Minute})
+	for _, c := range []struct {
+		name    string
+		expires time.Duration // the OIDC token's exp, from now
+		want    time.Duration // the credential's expiry, from now
+	}{
+		{"token ends first", 30 * time.Second, 30 * time.Second},
+		{"token ends first, by less than the leeway", 14*time.Minute + 30*time.Second, 14*time.Minute + 30*time.Second},
+		{"policy ends first", time.Hour, 15 * time.Minute},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			claims := f.claims()
+			claims["exp"] = f.clock.Now().Add(c.expires).Unix()
+			tok, err := f.exchange(t, f.issuer.Sign(claims))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := f.clock.Now().Add(c.want); !tok.ExpiresAt.Equal(want) {
+				t.Fatalf("credential expires %v, want %v", tok.ExpiresAt, want)
+			}
+		})
+	}
+	t.Run("token expired within the leeway", func(t *testing.T) {
+		claims := f.claims()
+		claims["exp"] = f.clock.Now().Add(-time.Minute).Unix()
+		raw := f.issuer.Sign(claims)
+		if _, err := f.ver.Verify(t.Context(), raw, f.issuer.URL, "", f.policy.Audience); err != nil {
+			t.Fatalf("the verifier refused a token within its leeway: %v", err)
+		}
+		_, err := f.exchange(t, raw)
+		wantRefused(t, err)
+	})
 }
 
 // TestForgedAndMismatchedTokensAreRefused: each is the refusal of a
