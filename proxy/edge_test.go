@@ -498,3 +498,37 @@ func TestExpiresInNeverBelowSixtySeconds(t *testing.T) {
 		t.Fatalf("token expiring in 45 s: %d %q", resp.StatusCode, refusal.Description)
 	}
 }
+
+// TestFirstChallengeCarriesNoError: the first 401 of a client that sent
+// no credentials (docker login's ping, containerd's first manifest
+// request) is a plain challenge with no error= parameter (RFC 6750 §3.1:
+// a request without authentication gets no error code); a request with
+// bad or dead credentials gets error="invalid_token", which is what makes
+// containerd drop its cached token and fetch a new one. Clients treat the
+// two differently, so the two must not be mixed up.
+func TestFirstChallengeCarriesNoError(t *testing.T) {
+	e := newEnv(t)
+	tok, secret := e.token(tollgate.TokenCreate{})
+	bearer := e.bearer(secret, "repository:demo/hello:pull")
+	plain := func(what string, resp *http.Response, scope string) {
+		t.Helper()
+		ch := resp.Header.Get("WWW-Authenticate")
+		wantChallenge(t, resp, scope, "")
+		if strings.Contains(ch, "error=") {
+			t.Fatalf("%s without credentials: challenge %q has an error parameter", what, ch)
+		}
+	}
+	plain("GET /v2/", e.do("GET", "/v2/", nil), "")
+	plain("GET a manifest", e.do("GET", "/v2/demo/hello/manifests/latest", nil), "repository:demo/hello:pull")
+	plain("GET a repository not entitled", e.do("GET", "/v2/private/secret/manifests/latest", nil), "repository:private/secret:pull")
+
+	wrong := tollgate.NewSecret(tollgate.TokenPrefix).Reveal()
+	wantChallenge(t, e.do("GET", "/v2/", map[string]string{"Authorization": "Basic " + basicAuth("tollgate", wrong)}), "", "invalid_token")
+	wantChallenge(t, e.do("GET", "/v2/", map[string]string{"Authorization": "Bearer not-a-jwt"}), "", "invalid_token")
+	if _, err := e.svc.RevokeToken(context.Background(), "operator", tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantChallenge(t, e.do("GET", "/v2/", map[string]string{"Authorization": "Bearer " + bearer}), "", "invalid_token")
+	wantChallenge(t, e.do("GET", "/v2/demo/hello/manifests/latest", map[string]string{"Authorization": "Bearer " + bearer}), "repository:demo/hello:pull", "invalid_token")
+	wantChallenge(t, e.do("GET", "/v2/", map[string]string{"Authorization": "Basic " + basicAuth("tollgate", secret)}), "", "invalid_token")
+}
