@@ -17,7 +17,8 @@ type OIDCConfig struct {
 	// FetchTimeout bounds one discovery or JWKS fetch (default 5s).
 	FetchTimeout Duration `yaml:"fetch_timeout"`
 	// MinRefetch is the least time between two fetches of one issuer
-	// URL, however many unknown key ids arrive (default 30s).
+	// URL, however many unknown key ids arrive, and how long a fetched
+	// key set is trusted before it is fetched again (default 30s).
 	MinRefetch Duration `yaml:"min_refetch"`
 	// EphemeralRetention is how long ended (expired or revoked) ephemeral
 	// credentials stay listed before the sweep deletes them (default 24h).

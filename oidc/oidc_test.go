@@ -222,12 +222,10 @@ func TestDeletedPolicyRefusesAndEndsItsCredentials(t *testing.T) {
 }
 
 // TestKeysRotatedMidTestAreFetchedOnUnknownKid: a new key is picked up
-// by one refetch; a key dropped from the JWKS stops verifying once the
-// set is fetched again.
+// by one refetch, and a known key costs no fetch while the set is fresh.
 func TestKeysRotatedMidTestAreFetchedOnUnknownKid(t *testing.T) {
 	f := newFixture(t, oidc.Options{MinInterval: time.Minute})
-	oldRaw := f.issuer.Sign(f.claims())
-	if _, err := f.exchange(t, oldRaw); err != nil {
+	if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.issuer.JWKSFetches(); n != 1 {
@@ -243,30 +241,74 @@ func TestKeysRotatedMidTestAreFetchedOnUnknownKid(t *testing.T) {
 	if err := f.issuer.Rotate(false); err != nil {
 		t.Fatal(err)
 	}
-	newRaw := f.issuer.Sign(f.claims())
-	if _, err := f.exchange(t, newRaw); err != nil {
+	if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
 		t.Fatalf("token of the rotated-in key: %v", err)
 	}
 	if n := f.issuer.JWKSFetches(); n != 2 {
 		t.Fatalf("JWKS fetched %d times after rotation, want 2", n)
 	}
-	// Rotation completed: the old key leaves the set.
-	f.clock.Add(2 * time.Minute)
-	if err := f.issuer.Rotate(true); err != nil {
-		t.Fatal(err)
+}
+
+// TestKeyDroppedFromTheJWKSStopsVerifying: the issuer rotates from K1 to
+// K2 and drops K1 from its JWKS. Once min_refetch has passed since the
+// set was fetched, a new token signed with K1 is refused and a K2 token
+// verifies, whichever of them comes first.
+func TestKeyDroppedFromTheJWKSStopsVerifying(t *testing.T) {
+	for _, order := range []string{"old key first", "new key first"} {
+		t.Run(order, func(t *testing.T) {
+			f := newFixture(t, oidc.Options{MinInterval: time.Minute})
+			k1 := f.issuer.Current()
+			if _, err := f.exchange(t, f.issuer.SignWith(k1, f.claims())); err != nil {
+				t.Fatalf("K1 before the rotation: %v", err)
+			}
+			if err := f.issuer.Rotate(true); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(f.issuer.JWKS(), k1.ID()) {
+				t.Fatal("the issuer still publishes K1")
+			}
+			f.clock.Add(time.Minute)
+			oldKey := func() {
+				t.Helper()
+				_, err := f.exchange(t, f.issuer.SignWith(k1, f.claims()))
+				wantRefused(t, err)
+			}
+			newKey := func() {
+				t.Helper()
+				if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
+					t.Fatalf("K2 after the rotation: %v", err)
+				}
+			}
+			if order == "old key first" {
+				oldKey()
+				newKey()
+			} else {
+				newKey()
+				oldKey()
+			}
+			oldKey()
+		})
 	}
+}
+
+// TestIssuerOutageKeepsItsLastKeysForABoundedTime: an issuer that cannot
+// be fetched does not refuse its workloads at once; the keys it last
+// published serve for a bounded time (15 minutes since they were
+// fetched), then its tokens are refused.
+func TestIssuerOutageKeepsItsLastKeysForABoundedTime(t *testing.T) {
+	f := newFixture(t, oidc.Options{MinInterval: time.Minute})
 	if _, err := f.exchange(t, f.issuer.Sign(f.claims())); err != nil {
 		t.Fatal(err)
 	}
-	c := f.claims()
-	_, err := f.exchange(t, signedWithDroppedKey(t, f, c))
+	raw := func() string { return f.issuer.Sign(f.claims()) }
+	f.issuer.Close()
+	f.clock.Add(2 * time.Minute)
+	if _, err := f.exchange(t, raw()); err != nil {
+		t.Fatalf("2 minutes into the issuer's outage: %v", err)
+	}
+	f.clock.Add(13 * time.Minute)
+	_, err := f.exchange(t, raw())
 	wantRefused(t, err)
-}
-
-// signedWithDroppedKey returns a token by a key no longer published.
-func signedWithDroppedKey(t *testing.T, f *fixture, c map[string]any) string {
-	t.Helper()
-	return f.issuer.SignUnknownKey(c)
 }
 
 // TestJWKSFetchIsBounded: a huge or hanging JWKS fails the verification

@@ -9,8 +9,11 @@
 // to the asymmetric ones the issuer publishes in its discovery document
 // (or the static key set's keys allow): "none" and HS* never parse.
 // Keys come from the issuer's discovery document and JWKS, cached per
-// issuer and fetched again on an unknown "kid", or from a policy's static
-// JWKS.
+// issuer, fetched again on an unknown "kid" and before the first token
+// once the set is older than Options.MinInterval (a key the issuer
+// dropped stops verifying within that interval; while the issuer cannot
+// be fetched the set last fetched serves for at most staleKeysFor), or
+// from a policy's static JWKS.
 //
 // Every fetch is bounded: in time (Options.Timeout), in size
 // (Options.MaxBody, the rest is refused, not truncated), in frequency (one
@@ -73,7 +76,8 @@ type Options struct {
 	Timeout time.Duration
 	// MaxBody bounds a fetched document; default 256 KiB.
 	MaxBody int64
-	// MinInterval is the least time between two fetches of one URL;
+	// MinInterval is the least time between two fetches of one URL, and
+	// how long a fetched key set is trusted before it is fetched again;
 	// default 30 s.
 	MinInterval time.Duration
 	// Leeway is the clock skew allowed on exp and nbf; default 1 min.
@@ -87,8 +91,9 @@ type Options struct {
 }
 
 // Verifier verifies OIDC tokens against issuers' keys. Safe for
-// concurrent use; it starts no goroutine of its own (go-oidc runs one per
-// JWKS refresh, bounded by the fetch timeout).
+// concurrent use; the only goroutine it starts is one per JWKS fetch,
+// bounded by the fetch timeout (the fetch is shared by the verifications
+// that wait for it).
 type Verifier struct {
 	o      Options
 	client *http.Client
@@ -98,12 +103,11 @@ type Verifier struct {
 	issuers *bounded.Map[string, *issuerKeys]
 }
 
-// issuerKeys is one issuer's discovered provider (nil until discovery
-// succeeded) and its key set.
+// issuerKeys is one issuer's discovered key set and algorithms.
 type issuerKeys struct {
-	provider *gooidc.Provider
-	algs     []string
-	at       time.Time // when discovery answered
+	keys *remoteKeys
+	algs []string
+	at   time.Time // when discovery answered
 }
 
 // rediscoverAfter is how long a discovery document is used before it is
@@ -214,7 +218,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, issuer, jwks, audience strin
 			return nil, err
 		}
 		cfg.SupportedSigningAlgs = ik.algs
-		verifier = ik.provider.Verifier(cfg)
+		verifier = gooidc.NewVerifier(issuer, ik.keys, cfg)
 	}
 	tok, err := verifier.Verify(ctx, raw)
 	if err != nil {
@@ -265,20 +269,24 @@ func (v *Verifier) issuer(ctx context.Context, issuer string) (*issuerKeys, erro
 }
 
 func (v *Verifier) discover(ctx context.Context, issuer string) (*issuerKeys, error) {
-	// A background context for the key set: go-oidc keeps it for every
-	// later JWKS fetch. Its client carries the bounds.
-	pctx := gooidc.ClientContext(context.WithoutCancel(ctx), v.client)
-	p, err := gooidc.NewProvider(pctx, issuer)
+	// go-oidc fetches the document (with the bounded client) and checks
+	// that it names the issuer it was fetched for.
+	p, err := gooidc.NewProvider(gooidc.ClientContext(ctx, v.client), issuer)
 	if err != nil {
 		return nil, err
 	}
 	var disc struct {
+		JWKS string   `json:"jwks_uri"`
 		Algs []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := p.Claims(&disc); err != nil {
 		return nil, err
 	}
-	return &issuerKeys{provider: p, algs: publishedAlgs(disc.Algs), at: v.o.Now()}, nil
+	if disc.JWKS == "" {
+		return nil, fmt.Errorf("oidc: issuer %s publishes no jwks_uri", issuer)
+	}
+	keys := &remoteKeys{url: disc.JWKS, client: v.client, now: v.o.Now, maxAge: v.o.MinInterval}
+	return &issuerKeys{keys: keys, algs: publishedAlgs(disc.Algs), at: v.o.Now()}, nil
 }
 
 // publishedAlgs keeps the asymmetric algorithms an issuer publishes; an

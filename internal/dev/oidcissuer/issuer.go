@@ -121,11 +121,28 @@ func (is *Issuer) JWKS() string {
 
 // Sign signs claims with the current key (RS256). Claims without "iss"
 // get the issuer's URL.
-func (is *Issuer) Sign(claims map[string]any) string {
+func (is *Issuer) Sign(claims map[string]any) string { return is.SignWith(is.Current(), claims) }
+
+// Key is one of the issuer's signing keys, kept by a test to sign with
+// it after the issuer dropped it (as a leaked key would be used).
+type Key struct {
+	priv *rsa.PrivateKey
+	kid  string
+}
+
+// ID is the key's "kid".
+func (k Key) ID() string { return k.kid }
+
+// Current is the key that signs now.
+func (is *Issuer) Current() Key {
 	is.mu.Lock()
-	k, kid := is.keys[len(is.keys)-1], is.kids[len(is.kids)-1]
-	is.mu.Unlock()
-	return signRSA(k, kid, is.withIssuer(claims))
+	defer is.mu.Unlock()
+	return Key{priv: is.keys[len(is.keys)-1], kid: is.kids[len(is.kids)-1]}
+}
+
+// SignWith signs claims with k (RS256, its "kid"), published or not.
+func (is *Issuer) SignWith(k Key, claims map[string]any) string {
+	return signRSA(k.priv, k.kid, is.withIssuer(claims))
 }
 
 // SignUnknownKey signs with a fresh key the issuer never published.
