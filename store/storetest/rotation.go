@@ -26,7 +26,7 @@ func testRotation(t *testing.T, newStore NewStore) {
 		{"RevealShowsTheNewSecretNotTheOld", rotReveal},
 		{"GraceNowStopsTheOldSecretAtOnceAndIsRecordedOnce", rotGraceNow},
 		{"PreviousSecretExpiredRecordedOnceAcrossConcurrentSweeps", rotSweepOnce},
-		{"ExpiringEventsFireOncePerThresholdAcrossReplicasAndRestarts", rotExpiringOnce},
+		{"ExpiringEventsFireOncePerThresholdAcrossConcurrentSweeps", rotExpiringOnce},
 		{"DeliveryNeverClaimedTwiceWhileLeasedButNeverLost", rotClaimExclusive},
 		{"UsageOfPreviousSecretKeptApart", rotUsage},
 		{"RotatedEventWrittenInTheSameTransaction", rotEventRollsBack},
@@ -259,6 +259,9 @@ func rotSweepOnce(t *testing.T, newStore NewStore) {
 	}
 }
 
+// rotExpiringOnce: three sweeps at once on one Service, at every step.
+// Separate replicas (a store handle and a Service each) restarted between
+// sweeps: store/postgres TestExpiringEventsOnceAcrossThreeReplicasAndRestarts.
 func rotExpiringOnce(t *testing.T, newStore NewStore) {
 	s, c, a, _, _ := rotSetup(t, newStore)
 	ctx := t.Context()
@@ -274,7 +277,7 @@ func rotExpiringOnce(t *testing.T, newStore NewStore) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		total := 0
-		for range 3 { // three replicas
+		for range 3 { // three sweeps at once
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -296,7 +299,7 @@ func rotExpiringOnce(t *testing.T, newStore NewStore) {
 	}{
 		{0, 0},                   // 40 days left
 		{10 * 24 * time.Hour, 1}, // 30 days left: 30d
-		{time.Hour, 0},           // a restart, nothing new
+		{time.Hour, 0},           // an hour on, nothing new
 		{22 * 24 * time.Hour, 0}, // 8 days left
 		{24 * time.Hour, 1},      // 7 days left: 7d
 		{6 * 24 * time.Hour, 1},  // 1 day left: 1d
