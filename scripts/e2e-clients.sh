@@ -10,6 +10,11 @@
 # Reveal, shown to be the same bytes), in a private root; the console's
 # kubectl lines run against a kubectl stand-in (no cluster here) that
 # writes the secret's .dockerconfigjson, which skopeo then pulls with.
+# apk: the text `token show --reveal` prints for apk-tools runs in a
+# private root, whole where apk-tools is installed; here (Debian has no
+# apk-tools) all but its apk lines, then the index and package fetched
+# as apk-tools' libfetch fetches them and the index signature verified
+# with the key the printed step installed (see the apk section).
 #
 # Two throwaway `tollgate dev` instances, each with its own data directory
 # and a port the kernel picks:
@@ -29,7 +34,7 @@
 # Environment:
 #   TOLLGATE_BIN=PATH   use this tollgate binary instead of building ./cmd/tollgate
 #   E2E_ONLY="crane containerd"   run only these sections
-#                       (docker podman skopeo crane containerd cri credprov dev apt console policy keyless usage)
+#                       (docker podman skopeo crane containerd cri credprov dev apt apk console policy keyless usage)
 #   E2E_KEEP=1          keep the temporary directory (it holds tokens!)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -1170,6 +1175,200 @@ if want apt; then
     revoke plain "$apt_id"
     refused "apt-get update with the printed credentials of a revoked token fails" '401 +Unauthorized' in_root "$ap/deb822-run.sh"
   fi
+fi
+
+# ---------------------------------------------------------------- apk
+
+# apk-tools itself cannot be installed here: Debian packages no
+# apk-tools (not in bookworm, bookworm-backports, trixie or sid),
+# Alpine's mirrors are out of reach, and the Go module proxy refuses
+# chainguard.dev/apko. So, without an `apk` binary, the section runs the
+# printed text as is but for its apk lines (the key download with wget,
+# the /etc/apk/repositories line, the HTTP_AUTH export), and then does
+# what `apk update` and `apk add` do over HTTP with apk-fetch below:
+# the index and the package fetched the way apk-tools' libfetch asks for
+# them, the index signature verified with the key the printed step
+# installed, as apk verifies it. Where apk-tools is installed (an Alpine
+# machine, apk-tools-static), the printed text runs whole, apk included.
+
+# apk_root SCRIPT: runs SCRIPT as root in a mount namespace of its own in
+# which /etc, /usr, /var and /lib (unless it is a link into /usr) are
+# overlays whose changes stay in memory: what the printed steps write
+# (/etc/apk/keys, /etc/apk/repositories, the CA) and what apk installs
+# (/lib/apk/db, /usr/share/..., /var/cache/apk) is seen by SCRIPT alone
+# and gone after. It starts as a fresh Alpine machine has it:
+# /etc/apk/keys, an empty /etc/apk/repositories and, with apk-tools, a
+# package database.
+apk_root() {
+  local r=$tmp/apk/root-$ncheck
+  mkdir -p "$r"
+  unshare --mount --propagation private bash -euo pipefail -c '
+    mount -t tmpfs -o mode=700 tmpfs "$2"
+    for d in /etc /usr /var /lib; do
+      [ -L "$d" ] && continue # merged /usr: /lib is /usr/lib
+      mkdir -p "$2$d/upper" "$2$d/work"
+      mount -t overlay overlay -o "lowerdir=$d,upperdir=$2$d/upper,workdir=$2$d/work" "$d"
+    done
+    mkdir -p /etc/apk/keys
+    : >/etc/apk/repositories
+    if command -v apk >/dev/null; then apk add --initdb --quiet; fi
+    bash -euo pipefail "$1"
+  ' _ "$1" "$r"
+}
+
+# apk-fetch URL OUT: GETs URL as apk-tools' libfetch does (libfetch/http.c,
+# http_request and http_authorize): credentials in the URL are sent at
+# once; otherwise none, and after a 401 once more with Basic from
+# $HTTP_AUTH, read the way http_authorize reads it: "basic:", a realm
+# field skipped up to the next colon (never compared), the user name up
+# to the next colon, the password the rest. Writes the body to OUT and
+# prints the last HTTP status.
+write_apk_fetch() {
+  cat >"$1" <<'FETCH'
+#!/usr/bin/env bash
+set -euo pipefail
+url=$1 out=$2
+code=$(curl -sS -o "$out" -w '%{http_code}' "$url")
+a=${HTTP_AUTH:-}
+if [ "$code" = 401 ] && [[ $url != *://*@* ]] && [[ ${a,,} == basic:*:*:* ]]; then
+  a=${a:6}
+  a=${a#*:}
+  # (the user:password pair goes to curl on stdin, never on its command line)
+  code=$(printf 'user = "%s"\n' "$a" | curl -sS -K - -o "$out" -w '%{http_code}' "$url")
+fi
+echo "$code"
+FETCH
+  chmod 755 "$1"
+}
+
+# apk_install_check PKG DIR: the text that does what `apk update` and
+# `apk add PKG` do, with the last line of /etc/apk/repositories: fetch
+# the index, find the key its signature names in /etc/apk/keys and verify
+# the signature with it (RSA over the SHA-1, or SHA-256, of the index's
+# second gzip stream), then fetch PKG and list it. Each failure says why,
+# with tollgate's answer.
+apk_install_check() {
+  cat <<CHECK
+pkg=$1 d=$2 arch=$apk_arch fetch=$tmp/bin/apk-fetch
+CHECK
+  cat <<'CHECK'
+# (Every reader below reads its pipe to the end: a writer killed by
+# SIGPIPE would fail the script silently under pipefail.)
+repo=$(grep -v '^#' /etc/apk/repositories | tail -n 1)
+code=$("$fetch" "$repo/$arch/APKINDEX.tar.gz" "$d/APKINDEX.tar.gz")
+[ "$code" = 200 ] || { echo "APKINDEX: HTTP $code: $(head -c 300 "$d/APKINDEX.tar.gz")"; exit 1; }
+sig=$(tar -tzf "$d/APKINDEX.tar.gz" | sed -n 1p)
+key=$(printf '%s\n' "$sig" | sed -nE 's/^\.SIGN\.RSA(256)?\.//p')
+[ -n "$key" ] && [ -s "/etc/apk/keys/$key" ] || { echo "the index is signed as $sig: no such key in /etc/apk/keys ($(ls /etc/apk/keys))"; exit 1; }
+tar -xzOf "$d/APKINDEX.tar.gz" "$sig" >"$d/index.sig"
+python3 -c 'import sys, zlib; d = zlib.decompressobj(31); d.decompress(open(sys.argv[1], "rb").read()); open(sys.argv[2], "wb").write(d.unused_data)' "$d/APKINDEX.tar.gz" "$d/index.signed"
+dgst=-sha1
+case $sig in .SIGN.RSA256.*) dgst=-sha256 ;; esac
+openssl dgst "$dgst" -verify "/etc/apk/keys/$key" -signature "$d/index.sig" "$d/index.signed"
+v=$(tar -xzOf "$d/APKINDEX.tar.gz" APKINDEX | awk -v p="P:$pkg" '$0 == p { f = 1 } f && /^V:/ && v == "" { v = substr($0, 3) } END { print v }')
+[ -n "$v" ] || { echo "$pkg is not in the index"; exit 1; }
+code=$("$fetch" "$repo/$arch/$pkg-$v.apk" "$d/$pkg.apk")
+[ "$code" = 200 ] || { echo "$pkg-$v.apk: HTTP $code: $(head -c 300 "$d/$pkg.apk")"; exit 1; }
+tar -tzf "$d/$pkg.apk" 2>/dev/null | grep -x "usr/share/$pkg/hello.txt"
+CHECK
+}
+
+if want apk; then
+  section "apk (the exact text \`token show --reveal\` and the TLS dev printout print for apk-tools, in a private /etc, /usr and /var)"
+  if ! have unshare || ! have curl || ! have wget || ! have openssl || ! have python3; then
+    missing "apk: unshare, curl, wget, openssl or python3 is not installed"
+  elif [ "$(id -u)" != 0 ]; then
+    missing "apk: needs root (unshare --mount with overlays over /etc, /usr and /var)"
+  elif [ $plain_ok = 0 ]; then
+    fail "apk: no tollgate instance"
+  else
+    ak=$tmp/apk
+    mkdir -p "$ak/files"
+    write_apk_fetch "$tmp/bin/apk-fetch"
+    apk_arch=$(sed -n 's/^TOLLGATE_APK_ARCH=//p' "$tmp/plain/dev.env")
+    apk_pkg=$(sed -n 's/^TOLLGATE_APK_PACKAGE=//p' "$tmp/plain/dev.env")
+    apk_denied=$(sed -n 's/^TOLLGATE_APK_DENIED_URL=//p' "$tmp/plain/dev.env")
+    create_token plain apk_secret demo --scope images,packages
+    apk_id=${apk_secret_id:-}
+    ok "tollgate token show --reveal (images,packages token)" tg plain token show "$apk_id" --reveal &&
+      cp "$out" "$ak/show.txt"
+    snippets "$ak/show.txt" 'apk signing key os' >"$ak/key.sh"
+    snippets "$ak/show.txt" 'apk repository os [(]token in HTTP_AUTH[)]' >"$ak/auth.sh"
+    snippets "$ak/show.txt" 'apk repository os [(]token in the URL[^)]*[)]' >"$ak/url.sh"
+    check "token show prints the apk key step (into /etc/apk/keys, from tollgate's public key URL)" \
+      grep -q '^[^#]*wget .* -O /etc/apk/keys/[^ ]* http://[^ ]*/keys/apk/os/' "$ak/key.sh"
+    check "token show prints the HTTP_AUTH repository step: the line, HTTP_AUTH=basic:HOST:tollgate:TOKEN (no port), apk update" \
+      bash -c 'grep -qx "echo '\''$2/apk/os'\'' | .*tee -a /etc/apk/repositories >/dev/null" "$1" &&
+        grep -qx "export HTTP_AUTH='\''basic:${3%:*}:tollgate:$4'\''" "$1" && grep -q "apk update$" "$1"' _ "$ak/auth.sh" "$plain_url" "$plain_host" "$apk_secret"
+    check "token show prints the token-in-URL repository step" grep -qF "http://tollgate:$apk_secret@$plain_host/apk/os'" "$ak/url.sh"
+    # The apk line of the dev printout, after the steps ("then: ...").
+    apk_add=$(sed -nE 's/^then: .* or (.* apk add [^ ]+) +\(apk\)$/\1/p' "$tmp/logs/plain.out")
+    check "the dev printout's apk add line passes HTTP_AUTH on" bash -c '[[ $1 == *"env HTTP_AUTH=\"\$HTTP_AUTH\" apk add $2" ]]' _ "$apk_add" "$apk_pkg"
+    if have apk; then
+      # The printed text whole, apk update and apk add included.
+      for form in auth url; do
+        {
+          cat "$ak/key.sh" "$ak/$form.sh"
+          if [ $form = auth ]; then printf '%s\n' "$apk_add"; else echo '$(command -v sudo) apk add '"$apk_pkg"; fi
+          echo "apk info -e $apk_pkg"
+          echo "cat /usr/share/$apk_pkg/hello.txt"
+        } >"$ak/$form-run.sh"
+        ok "apk ($form): the printed key and repository steps, apk update and apk add $apk_pkg" apk_root "$ak/$form-run.sh" &&
+          check "apk ($form) installed $apk_pkg" grep -q 'Hello from a package' "$out"
+      done
+      { cat "$ak/key.sh" "$ak/auth.sh"; echo "echo '$apk_denied' | tee -a /etc/apk/repositories"; echo 'env HTTP_AUTH="$HTTP_AUTH" apk update'; } >"$ak/denied-run.sh"
+      refused "apk update of a repository the account is not entitled to fails" 'permission denied|forbidden|403' apk_root "$ak/denied-run.sh"
+    else
+      skip "apk update and apk add as printed: apk-tools is not installed (Debian has no apk-tools package; see the comment above apk_root): the steps below run without their apk lines"
+    fi
+    # The printed text but its apk lines, then what apk update and apk add do.
+    drop_apk() { grep -Ev '(^|[ ])apk( |$)' "$@"; }
+    {
+      drop_apk "$ak/key.sh"
+      drop_apk "$ak/auth.sh"
+      apk_install_check "$apk_pkg" "$ak/files"
+    } >"$ak/auth-fetch.sh"
+    ok "apk (HTTP_AUTH): the printed steps as is but the apk line, then the index (401, then Basic from HTTP_AUTH as libfetch sends it), its signature with the installed key, and $apk_pkg" \
+      apk_root "$ak/auth-fetch.sh" &&
+      check "the package holds usr/share/$apk_pkg/hello.txt" grep -qx "usr/share/$apk_pkg/hello.txt" "$out"
+    { drop_apk "$ak/key.sh"; drop_apk "$ak/url.sh"; apk_install_check "$apk_pkg" "$ak/files"; } >"$ak/url-fetch.sh"
+    ok "apk (token in the URL): the printed steps as is but the apk line, then the index, its signature and $apk_pkg" apk_root "$ak/url-fetch.sh"
+    # Over TLS with a private CA: the TLS dev printout's CA, key and
+    # repository steps (wget and the fetches verify the certificate).
+    if [ $tls_ok = 1 ]; then
+      {
+        snippets "$tmp/logs/tls.out" "packages: trust tollgate's CA [(][^)]*[)]|apk signing key os|apk repository os [(]token in HTTP_AUTH[)]" | drop_apk
+        apk_install_check "$apk_pkg" "$ak/files"
+      } >"$ak/tls-fetch.sh"
+      check "the TLS printout's apk steps trust the CA and use https" \
+        bash -c 'grep -q update-ca-certificates "$1" && grep -q "wget .* https://" "$1" && grep -q "^echo '\''https://" "$1"' _ "$ak/tls-fetch.sh"
+      ok "apk over https with a private CA: the TLS dev printout's CA, key and HTTP_AUTH repository steps but the apk line, then the index, its signature and $apk_pkg" \
+        apk_root "$ak/tls-fetch.sh"
+    fi
+    # Without the key step the signature names a key that is not there.
+    { drop_apk "$ak/auth.sh"; apk_install_check "$apk_pkg" "$ak/files"; } >"$ak/nokey-fetch.sh"
+    refused "apk without the printed key step: the index's signing key is not in /etc/apk/keys" 'no such key in /etc/apk/keys' apk_root "$ak/nokey-fetch.sh"
+    # Refusals, with the reason tollgate gives (apk itself shows only the
+    # HTTP status): a repository the account is not entitled to, a token
+    # without the packages scope, a revoked token.
+    { drop_apk "$ak/key.sh"; drop_apk "$ak/auth.sh"; echo "echo '$apk_denied' | tee -a /etc/apk/repositories"; apk_install_check "$apk_pkg" "$ak/files"; } >"$ak/denied-fetch.sh"
+    refused "apk: the repository the account is not entitled to is refused, with the reason" \
+      'HTTP 403: forbidden: the subscription does not include package repository' apk_root "$ak/denied-fetch.sh"
+    create_token plain apk_images demo --scope images
+    ok "tollgate token show --reveal (images-only token)" tg plain token show "${apk_images_id:-}" --reveal &&
+      check "a token without the packages scope is shown no apk steps" bash -c '! grep -q "/etc/apk/" "$1"' _ "$out"
+    sed "s/$apk_secret/$apk_images/g" "$ak/auth-fetch.sh" >"$ak/images-fetch.sh"
+    refused "apk: the printed HTTP_AUTH steps with a token without the packages scope are refused, with the reason" \
+      'HTTP 403: forbidden: this token does not have the packages scope' apk_root "$ak/images-fetch.sh"
+    revoke plain "$apk_id"
+    refused "apk: the printed HTTP_AUTH steps of a revoked token are refused" 'APKINDEX: HTTP 401' apk_root "$ak/auth-fetch.sh"
+    refused "apk: the printed token-in-URL steps of a revoked token are refused" 'APKINDEX: HTTP 401' apk_root "$ak/url-fetch.sh"
+    if have apk; then
+      { cat "$ak/key.sh" "$ak/auth.sh"; } >"$ak/revoked-run.sh"
+      refused "apk update with the printed HTTP_AUTH of a revoked token fails" 'permission denied|unauthori[sz]ed|401' apk_root "$ak/revoked-run.sh"
+    fi
+  fi
+  section_end
 fi
 
 # ---------------------------------------------------------------- console
