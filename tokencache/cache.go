@@ -582,6 +582,12 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 		unchanged := func() bool { return c.epoch.Load() == epoch }
 		gen, haveGen := "", false
 		if c.redisUsable() {
+			// A Redis hit confirms the entry as of when Redis was asked,
+			// not when the answer was handled: the entry was alive then,
+			// so with the store down the entry is served at most
+			// redis_ttl + max_stale after the store read that wrote it,
+			// however late this goroutine runs.
+			asked := c.now().UnixNano()
 			rctx, cancel := context.WithTimeout(ctx, redisLookupTimeout)
 			data, g, err := c.l2Get(rctx, dataKey, genKey)
 			cancel()
@@ -595,7 +601,7 @@ func (e *entity[V]) load(ctx context.Context, id string, haveStale bool) (V, err
 						c.stats.l2.hit.Add(1)
 						// Refused: an invalidation came while we read,
 						// maybe of this entry; read again once.
-						if e.l1.putIf(id, v, c.now().UnixNano(), unchanged) || attempt > 0 {
+						if e.l1.putIf(id, v, asked, unchanged) || attempt > 0 {
 							return v, nil
 						}
 						continue

@@ -207,6 +207,123 @@ func TestBothDown(t *testing.T) {
 	})
 }
 
+// TestStoreDownRedisUp: the store is cut while Redis and every replica's
+// subscription stay up. A token revoked before the cut never comes back:
+// not on the replica that revoked it, not on one that heard of it, not
+// with Redis holding an entry written before the revocation (as a writer
+// cut from Redis leaves it), not on a replica started during the outage,
+// and not after the store returns. A token known before the cut is
+// confirmed by Redis while Redis's entry lives, then served from L1 for
+// max_stale: never later than redis_ttl + max_stale after the cut
+// (docs/operations.md), then refused with EUNAVAILABLE (503), never
+// EUNAUTHORIZED.
+func TestStoreDownRedisUp(t *testing.T) {
+	srv := startRedis(t)
+	dsn, proxy := proxiedPostgres(t)
+	f := newFixture(t, postgresStore(t, dsn))
+	const l1TTL, redisTTL, maxStale = 100 * time.Millisecond, 2 * time.Second, time.Second
+	opts := func() Options {
+		return Options{Store: f.store, Redis: redisClient(t, srv.addr), L1TTL: l1TTL, RedisTTL: redisTTL, MaxStale: maxStale}
+	}
+	writer, reader := newCache(t, opts()), newCache(t, opts())
+	for _, c := range []*Cache{writer, reader} {
+		run(t, c)
+		waitFor(t, 5*time.Second, "subscription", func() bool { return c.Stats().Subscribed })
+	}
+	f.svc.Changed = writer.Invalidate
+	ctx := context.Background()
+	rdb := redisClient(t, srv.addr)
+
+	revoked, revokedHash := f.newToken(t)
+	for _, c := range []*Cache{writer, reader} {
+		mustToken(t, c, f.hash())
+		if !allowed(c, revoked.ID, revokedHash) {
+			t.Fatal("test broken: the token to revoke is not allowed")
+		}
+	}
+	key, _ := writer.keys.entity("t", revoked.ID)
+	before, err := rdb.Get(ctx, key).Bytes() // the entry as it was before the revocation
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.RevokeToken(ctx, "test", revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Cache{writer, reader} {
+		untilDenied(t, c, revoked.ID, revokedHash, time.Now(), 5*time.Second)
+		mustToken(t, c, f.hash()) // the known token confirmed with the store just before the cut
+	}
+	// Redis gets the pre-revocation entry back, for longer than the test.
+	if err := rdb.Set(ctx, key, before, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !staleInRedis(t, writer, revoked.ID) {
+		t.Fatal("test broken: Redis does not hold the pre-revocation entry")
+	}
+
+	// Redis times expiry in whole milliseconds: leave the entries' last
+	// store read well before the cut, so that the bound below is exact.
+	time.Sleep(50 * time.Millisecond)
+	cut := time.Now()
+	proxy.Stop()
+	late := newCache(t, opts()) // started during the outage: it never read the log
+	run(t, late)
+
+	bound := cut.Add(redisTTL + maxStale)
+	var lastServed time.Time
+	refusedAfterBound := map[*Cache]int{}
+	for time.Now().Before(bound.Add(500 * time.Millisecond)) {
+		for name, c := range map[string]*Cache{"writer": writer, "reader": reader, "late": late} {
+			if allowed(c, revoked.ID, revokedHash) {
+				t.Fatalf("%s, %v into the store outage: the token revoked before it was allowed", name, time.Since(cut).Round(time.Millisecond))
+			}
+		}
+		for name, c := range map[string]*Cache{"writer": writer, "reader": reader} {
+			start := time.Now()
+			_, _, err1 := c.Token(ctx, f.hash())
+			_, _, err2 := c.TokenByID(ctx, f.tok.ID)
+			for _, err := range []error{err1, err2} {
+				switch {
+				case err == nil && !start.Before(bound):
+					t.Fatalf("%s served the known token %v after the cut, past redis_ttl + max_stale (%v)",
+						name, start.Sub(cut).Round(time.Millisecond), redisTTL+maxStale)
+				case err == nil:
+					if start.After(lastServed) {
+						lastServed = start
+					}
+				case tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE:
+					t.Fatalf("%s, store down: %v, want EUNAVAILABLE", name, err)
+				case !start.Before(bound):
+					refusedAfterBound[c]++
+				}
+			}
+		}
+		if _, _, err := late.Token(ctx, f.hash()); err != nil && tollgate.ErrorCode(err) != tollgate.EUNAVAILABLE {
+			t.Fatalf("a replica started during the outage: %v, want EUNAVAILABLE", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if refusedAfterBound[writer] == 0 || refusedAfterBound[reader] == 0 {
+		t.Fatalf("no lookup after the bound was refused: %v", refusedAfterBound)
+	}
+	if !lastServed.IsZero() {
+		t.Logf("store down, Redis up: the known token served until %v after the cut (bound %v)",
+			lastServed.Sub(cut).Round(time.Millisecond), redisTTL+maxStale)
+	}
+	if s := reader.Stats(); s.Mode != ModeStale || s.L2Ignored == 0 {
+		t.Errorf("reader stats with the store down: %+v", s)
+	}
+
+	proxy.Start()
+	waitFor(t, 10*time.Second, "the store to answer again", func() bool {
+		_, _, err := reader.Token(ctx, f.hash())
+		return err == nil
+	})
+	for _, c := range []*Cache{writer, reader, late} {
+		neverAllowed(t, c, revoked.ID, revokedHash, 200*time.Millisecond, "the store back")
+	}
+}
+
 // assertNoSecret fails if the fixture's secret, or its lookup hash, is in
 // s.
 func assertNoSecret(t *testing.T, s string, f *fixture) {
