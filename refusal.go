@@ -23,6 +23,29 @@ type TokenRefusal struct {
 	Reason    string // the decision label: paused, address_not_allowed, …
 }
 
+// refusalReasons says in words what a refusal's reason label means.
+var refusalReasons = map[string]string{
+	"address_not_allowed": "outside its networks",
+	"paused":              "paused",
+	"revoked":             "revoked",
+	"expired":             "expired",
+	"suspended":           "account suspended",
+	"not_yet_valid":       "before its valid-from date",
+	"restricted":          "outside its restrictions",
+	"not_entitled":        "not in the subscription",
+	"wrong_scope":         "scope does not cover it",
+	"cap_reached":         "monthly cap reached",
+}
+
+// RefusalReasonText says in words why a token was refused, for people
+// (the console's card, the CLI); an unknown label comes back as it is.
+func RefusalReasonText(reason string) string {
+	if s, ok := refusalReasons[reason]; ok {
+		return s
+	}
+	return reason
+}
+
 // RefusalsKept is how many refused attempts are kept per token: the most
 // recent ones.
 const RefusalsKept = 20

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/tollgate/tollgate"
 )
@@ -63,4 +64,50 @@ func (c *Client) ListNeverUsedTokens(ctx context.Context, account string) (*Toke
 // last 30 days.
 func (c *Client) ListTokensFromManyAddresses(ctx context.Context, account string, min int) (*TokenList, error) {
 	return c.listTokens(ctx, account, url.Values{"min_addresses": {strconv.Itoa(min)}})
+}
+
+// Refusal is one refused attempt of a known token at the edge: when, from
+// which client address (as ops.trusted_proxies defines it) and client
+// (user agent), and why (the decision's label: address_not_allowed,
+// paused, cap_reached, restricted, …). It never holds a secret.
+type Refusal struct {
+	At        time.Time `json:"at"`
+	Address   string    `json:"address"`
+	UserAgent string    `json:"user_agent"`
+	Reason    string    `json:"reason"`
+}
+
+// RefusalList answers GET /api/v1/tokens/{id}/refusals: the token's last
+// refused attempts (at most tollgate.RefusalsKept), newest first; what
+// its card in the console shows.
+type RefusalList struct {
+	Token    string    `json:"token"`
+	Refusals []Refusal `json:"refusals"` // always an array
+}
+
+// tokenRefusals: the operator may read any token's, an account its own
+// tokens' (another account's token is not found, as everywhere).
+func (s *Server) tokenRefusals(r *http.Request, who *actor) (int, any, error) {
+	t, _, err := s.token(r.Context(), who, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	rs, err := s.Service.Refusals(r.Context(), t.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := RefusalList{Token: t.ID, Refusals: make([]Refusal, 0, len(rs))}
+	for _, x := range rs {
+		out.Refusals = append(out.Refusals, Refusal{At: x.At, Address: x.Address, UserAgent: x.UserAgent, Reason: x.Reason})
+	}
+	return http.StatusOK, out, nil
+}
+
+// TokenRefusals returns the token's last refused attempts, newest first.
+func (c *Client) TokenRefusals(ctx context.Context, id string) (*RefusalList, error) {
+	var out RefusalList
+	if err := c.do(ctx, "GET", "tokens/"+url.PathEscape(id)+"/refusals", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

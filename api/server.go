@@ -100,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", p + "/tokens/{id}/extend", false, s.extendToken},
 		{"POST", p + "/tokens/{id}/revoke", false, s.revokeToken},
 		{"POST", p + "/tokens/{id}/pause", false, s.pauseToken},
+		{"GET", p + "/tokens/{id}/refusals", false, s.tokenRefusals}, // policy.go
 		{"POST", p + "/accounts/{name}/tokens/revoke-all", false, s.revokeAllTokens},
 		{"POST", p + "/accounts/{name}/tokens/pause-all", false, s.pauseAllTokens},
 		{"POST", p + "/tokens/{id}/resume", false, s.resumeToken},

@@ -49,20 +49,6 @@ type refusalView struct {
 	Time, Address, Client, Reason string
 }
 
-// refusalReasons says in words what a refusal's reason label means.
-var refusalReasons = map[string]string{
-	"address_not_allowed": "outside its networks",
-	"paused":              "paused",
-	"revoked":             "revoked",
-	"expired":             "expired",
-	"suspended":           "account suspended",
-	"not_yet_valid":       "before its valid-from date",
-	"restricted":          "outside its restrictions",
-	"not_entitled":        "not in the subscription",
-	"wrong_scope":         "scope does not cover it",
-	"cap_reached":         "monthly cap reached",
-}
-
 // attachPolicy puts caps usage and refused attempts on the cards of
 // tokens that are not revoked. A source that cannot answer leaves its
 // part out: the token list still works.
@@ -93,10 +79,7 @@ func (c *Console) attachPolicy(ctx context.Context, cards []*tokenView, toks map
 			p.Cap = capOf(t.Policy, pulls, bytes, now)
 		}
 		for _, r := range refusals[t.ID] {
-			reason := refusalReasons[r.Reason]
-			if reason == "" {
-				reason = r.Reason
-			}
+			reason := tollgate.RefusalReasonText(r.Reason)
 			p.Refusals = append(p.Refusals, refusalView{Time: fmtTime(r.At), Address: tollgate.EscapeText(r.Address),
 				Client: tollgate.EscapeText(r.UserAgent), Reason: tollgate.EscapeText(reason)})
 		}

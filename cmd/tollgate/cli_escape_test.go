@@ -21,7 +21,10 @@ func TestCLIOutputCannotCarryTerminalEscapes(t *testing.T) {
 	if err := printTokens(&list, []api.Token{tok}); err != nil {
 		t.Fatal(err)
 	}
-	if err := printTokenDetail(&detail, &tok, "https://registry.example.com", nil); err != nil {
+	// A refused client chooses its user agent: it is printed too.
+	rl := &api.RefusalList{Token: tok.ID, Refusals: []api.Refusal{{At: time.Unix(60, 0), Address: "192.0.2.7",
+		UserAgent: "curl\x1b[2J\ndocker login evil.example", Reason: "address_not_allowed"}}}
+	if err := printTokenDetail(&detail, &tok, "https://registry.example.com", nil, rl); err != nil {
 		t.Fatal(err)
 	}
 	for what, out := range map[string]string{"list": list.String(), "detail": detail.String()} {

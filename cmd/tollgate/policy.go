@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -36,4 +37,48 @@ func withStale(f *clientFlags, list *cobra.Command) *cobra.Command {
 		func(n int, v string) string {
 			return fmt.Sprintf("%d tokens used from %s or more addresses in 30 days (lock one to its addresses: token edit ID --networks ...)", n, v)
 		})
+}
+
+// newTokenRefusalsCmd prints a token's last refused attempts alone (with
+// -o json, the API's answer), for scripts; `token show` prints them too.
+func newTokenRefusalsCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use: "refusals ID", Short: "Show a token's last refused attempts: time, address, client, why", Args: cobra.ExactArgs(1),
+		RunE: f.run(func(c *cobra.Command, args []string, cl *api.Client) error {
+			rl, err := cl.TokenRefusals(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(c.OutOrStdout(), rl)
+			}
+			return printRefusals(c.OutOrStdout(), rl)
+		}),
+	}
+}
+
+// printRefusals prints refused attempts newest first: time, client
+// address, client (user agent) and why, in words and as the reason label
+// the logs and metrics use. A refusal holds no secret; what the client
+// sent (its user agent) is escaped like every other cell. rl nil: the
+// server could not say.
+func printRefusals(w io.Writer, rl *api.RefusalList) error {
+	switch {
+	case rl == nil:
+		_, err := fmt.Fprintln(w, "Refused attempts: unavailable")
+		return err
+	case len(rl.Refusals) == 0:
+		_, err := fmt.Fprintln(w, "Refused attempts: none")
+		return err
+	}
+	fmt.Fprintf(w, "Refused attempts (newest first; the last %d are kept):\n", tollgate.RefusalsKept)
+	rows := make([][]string, 0, len(rl.Refusals))
+	for _, r := range rl.Refusals {
+		why := tollgate.RefusalReasonText(r.Reason)
+		if why != r.Reason {
+			why += " (" + r.Reason + ")"
+		}
+		rows = append(rows, []string{fmtTime(&r.At), orDash(r.Address), orDash(r.UserAgent), why})
+	}
+	return table(w, "TIME\tADDRESS\tCLIENT\tWHY", rows)
 }

@@ -27,6 +27,7 @@ func newTokenCmd(f *clientFlags) *cobra.Command {
 		newTokenRevokeCmd(f),
 		newTokenPauseCmd(f),
 		newTokenResumeCmd(f),
+		newTokenRefusalsCmd(f),                          // policy.go
 		newTokenRotateCmd(f),                            // rotate.go
 		newTokenRevokeAllCmd(f), newTokenPauseAllCmd(f), // incident.go
 	)
@@ -164,7 +165,10 @@ func newTokenShowCmd(f *clientFlags) *cobra.Command {
 				}
 				repos = entitledRepos(served, tollgate.Subscription{Packages: acct.Subscription.Packages})
 			}
-			return printTokenDetail(c.OutOrStdout(), tok, info.PublicURL, repos)
+			// The refused attempts are a help, like on the console's
+			// card: without them the token is still shown.
+			rl, _ := cl.TokenRefusals(c.Context(), tok.ID)
+			return printTokenDetail(c.OutOrStdout(), tok, info.PublicURL, repos, rl)
 		}),
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "include the secret (audited)")
@@ -314,7 +318,10 @@ func printTokens(w io.Writer, toks []api.Token) error {
 	return table(w, "ID\tACCOUNT\tNAME\tSCOPE\tSTATUS\tEXPIRES\tLAST USED", rows)
 }
 
-func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollgate.PackageRepo) error {
+// printTokenDetail prints a token, its last refused attempts (rl, nil
+// when the server could not say) and, unless it is revoked, its set-up
+// commands.
+func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollgate.PackageRepo, rl *api.RefusalList) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, kv := range [][2]string{
 		{"ID", t.ID}, {"Account", t.Account}, {"Name", t.Name}, {"Description", orDash(t.Description)},
@@ -340,6 +347,10 @@ func printTokenDetail(w io.Writer, t *api.Token, publicURL string, repos []tollg
 		fmt.Fprintf(tw, "Secret:\t%s\n", secret)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if err := printRefusals(w, rl); err != nil { // policy.go
 		return err
 	}
 	if t.Status == string(tollgate.TokenRevoked) {
