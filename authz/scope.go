@@ -2,7 +2,6 @@ package authz
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/tollgate/tollgate"
@@ -44,19 +43,6 @@ func (s ResourceScope) String() string {
 	return b.String()
 }
 
-var (
-	// resourcetype := /[a-z0-9]+/ [ '(' /[a-z0-9]+/ ')' ]
-	scopeTypeRE = regexp.MustCompile(`^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$`)
-	// resourcename := [ hostname '/' ] component [ '/' component ]*
-	// hostname     := hostcomponent [ '.' hostcomponent ]* [ ':' port ]
-	// The spec's separator /[_.]|__|[-]*/ is read as the reference
-	// grammar's [_.]|__|[-]+ (an empty separator adds nothing).
-	scopeNameRE = regexp.MustCompile(`^(?:` +
-		`[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/` +
-		`)?` +
-		`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
-)
-
 // ParseResourceScope parses one resource scope:
 //
 //	resourcetype ':' resourcename ':' action [ ',' action ]*
@@ -77,14 +63,14 @@ func ParseResourceScope(s string) (ResourceScope, error) {
 	if len(typ) > maxScopeTypeLen {
 		return ResourceScope{}, scopeError(s, "resource type too long")
 	}
-	m := scopeTypeRE.FindStringSubmatch(typ)
-	if m == nil {
+	typ, class, ok := parseScopeType(typ)
+	if !ok {
 		return ResourceScope{}, scopeError(s, "bad resource type")
 	}
 	if len(name) > maxScopeNameLen {
 		return ResourceScope{}, scopeError(s, fmt.Sprintf("resource name longer than %d characters", maxScopeNameLen))
 	}
-	if !scopeNameRE.MatchString(name) {
+	if !validScopeName(name) {
 		return ResourceScope{}, scopeError(s, "bad resource name")
 	}
 	if len(acts) > maxScopeActsLen {
@@ -99,7 +85,7 @@ func ParseResourceScope(s string) (ResourceScope, error) {
 			actions = append(actions, a)
 		}
 	}
-	return ResourceScope{Type: m[1], Class: m[2], Name: name, Actions: actions}, nil
+	return ResourceScope{Type: typ, Class: class, Name: name, Actions: actions}, nil
 }
 
 // ParseResourceScopes parses the scope parameters of a token request. Each

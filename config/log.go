@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"io"
 	"log/slog"
 )
@@ -39,13 +40,48 @@ func (l LogConfig) SlogLevel() slog.Level {
 }
 
 // NewLogger returns a logger writing to w in the configured format and
-// level.
+// level. When w batches its writes (it has a Flush method, like
+// obs.LogSink), warnings and errors are flushed at once: only info and
+// debug lines wait.
 func (l LogConfig) NewLogger(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	var h slog.Handler
 	if l.Format == LogText {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	if f, ok := w.(flusher); ok {
+		h = flushingHandler{Handler: h, f: f}
+	}
+	return slog.New(h)
+}
+
+type flusher interface{ Flush() error }
+
+// flushingHandler flushes its writer after every record of level warning
+// or above.
+type flushingHandler struct {
+	slog.Handler
+	f flusher
+}
+
+func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		if ferr := h.f.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func (h flushingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return flushingHandler{Handler: h.Handler.WithAttrs(as), f: h.f}
+}
+
+func (h flushingHandler) WithGroup(name string) slog.Handler {
+	return flushingHandler{Handler: h.Handler.WithGroup(name), f: h.f}
 }
 
 func (l LogConfig) validate(p *problems) {

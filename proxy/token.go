@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -60,7 +62,53 @@ func (reg *Registry) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	// The answer is a credential: no cache may keep it.
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, resp)
+	resp.write(w)
+}
+
+// tokenBodies holds the buffers token answers are built in.
+var tokenBodies = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// write sends r as the JSON that json.Marshal would give, without
+// reflection: this is the hottest answer tollgate gives. A JWT is
+// base64url segments and dots and the time is RFC 3339, so nothing in it
+// needs escaping; any other text goes through json.Marshal.
+func (r *tokenResponse) write(w http.ResponseWriter) {
+	if !jsonSafe(r.Token) || !jsonSafe(r.AccessToken) || !jsonSafe(r.IssuedAt) {
+		writeJSON(w, http.StatusOK, r)
+		return
+	}
+	bp := tokenBodies.Get().(*[]byte)
+	b := append((*bp)[:0], `{"token":"`...)
+	b = append(b, r.Token...)
+	b = append(b, `","access_token":"`...)
+	b = append(b, r.AccessToken...)
+	b = append(b, `","expires_in":`...)
+	b = strconv.AppendInt(b, int64(r.ExpiresIn), 10)
+	b = append(b, `,"issued_at":"`...)
+	b = append(b, r.IssuedAt...)
+	b = append(b, `"}`...)
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	*bp = b
+	tokenBodies.Put(bp)
+}
+
+var contentTypeJSON = []string{"application/json"}
+
+// jsonSafe reports whether s can stand in a JSON string as it is, and
+// encoding/json would write it unchanged: printable ASCII other than '"',
+// '\\' and the characters it escapes for HTML.
+func jsonSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // token decides a token request and signs the JWT it grants.

@@ -42,17 +42,17 @@ type route struct {
 }
 
 var (
-	v2Router = v2.Router()
-	// A repository name is path components only (no domain part, so no
-	// upper case and no ':'), as the OCI distribution spec defines it.
-	anchoredName    = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	v2Router        = v2.Router()
 	anchoredDigest  = regexp.MustCompile(`^` + reference.DigestRegexp.String() + `$`)
 	referrersPathRe = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]+)$`)
 	errBadPath      = errors.New("invalid path")
 )
 
+// validRepoName: a repository name is path components only (no domain
+// part, so no upper case and no ':'), as the OCI distribution spec
+// defines it.
 func validRepoName(name string) bool {
-	return len(name) <= 255 && anchoredName.MatchString(name)
+	return len(name) <= 255 && authz.ValidRepositoryPath(name)
 }
 
 // parseRoute validates the request path once: no percent-encoding at

@@ -44,6 +44,7 @@ type edgeOptions struct {
 	postgres string // DSN; "" skips the PostgreSQL + Redis token run
 	redis    string
 	tollgate string
+	driver   string // "wrk" or "go"
 }
 
 func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
@@ -55,16 +56,27 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.StringVar(&o.postgres, "postgres", "", "also measure /token on PostgreSQL (this DSN) + Redis (-redis)")
 	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for the -postgres run")
 	fs.StringVar(&o.tollgate, "tollgate", "", "use this tollgate binary instead of building ./cmd/tollgate")
+	defaultDriver := "go"
+	if load.WrkPath() != "" {
+		defaultDriver = "wrk"
+	}
+	fs.StringVar(&o.driver, "driver", defaultDriver, "load driver: wrk (2 threads; the default when installed) or go (this program, wrk's load shape)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.driver != "wrk" && o.driver != "go" {
+		return fmt.Errorf("-driver: want wrk or go, not %q", o.driver)
+	}
+	if o.driver == "wrk" && load.WrkPath() == "" {
+		return errors.New("-driver wrk: wrk is not installed (apt-get install wrk), or use -driver go")
 	}
 	tmp, err := os.MkdirTemp("", "bench-edge-")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
-	fmt.Fprintf(out, "bench edge: %d CPUs (GOMAXPROCS %d), %s/%s, %s; %d connections, %v per target; nothing pinned: load driver and targets share these CPUs\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.conns, o.duration)
+	fmt.Fprintf(out, "bench edge: %d CPUs (GOMAXPROCS %d), %s/%s, %s; load driver %s (HEAD: go), %d connections, %v per target; nothing pinned: load driver and targets share these CPUs\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.driver, o.conns, o.duration)
 	if rev, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		fmt.Fprintf(out, "commit %s\n", strings.TrimSpace(string(rev)))
 	}
@@ -137,16 +149,32 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		}
 	}
 	type target struct {
-		name string
-		req  func() *http.Request
+		name   string
+		method string
+		req    func() *http.Request
 	}
 	measure := func(title string, targets []target) ([]chart.Bar, error) {
 		fmt.Fprintf(out, "\n%s\n", title)
 		var bars []chart.Bar
 		for _, t := range targets {
-			// A short warm-up (connections, caches, JIT of nothing).
-			load.Run(ctx, o.conns, o.duration/5, http.StatusOK, t.req)
-			res := load.Run(ctx, o.conns, o.duration, http.StatusOK, t.req)
+			var res load.Result
+			if o.driver == "wrk" && t.method == http.MethodGet {
+				// wrk only tells 2xx/3xx from the rest: one request
+				// first, whose status must be exactly 200.
+				if err := expectStatus(ctx, t.req(), http.StatusOK); err != nil {
+					return nil, fmt.Errorf("%s: %w", t.name, err)
+				}
+				if _, err := load.RunWrk(ctx, load.WrkPath(), o.conns, time.Second, t.req()); err != nil {
+					return nil, fmt.Errorf("%s: %w", t.name, err) // the warm-up
+				}
+				if res, err = load.RunWrk(ctx, load.WrkPath(), o.conns, o.duration, t.req()); err != nil {
+					return nil, fmt.Errorf("%s: %w", t.name, err)
+				}
+			} else {
+				// A short warm-up (connections, caches, JIT of nothing).
+				load.Run(ctx, o.conns, o.duration/5, http.StatusOK, t.req)
+				res = load.Run(ctx, o.conns, o.duration, http.StatusOK, t.req)
+			}
 			fmt.Fprintf(out, "  %-34s %s\n", t.name, res)
 			if res.Errors > 0 {
 				return nil, fmt.Errorf("%s: %d of %d requests failed (first: %s)", t.name, res.Errors, res.Requests, res.FirstError)
@@ -158,8 +186,8 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 
 	scope := "repository:bench/img:pull"
 	tokenTargets := []target{
-		{"tollgate /token (SQLite)", basicReq("GET", cached.url+"/token?service="+cached.host+"&scope="+scope, "bench", cachedSecret)},
-		{"constant-answer server (ceiling)", basicReq("GET", controls[controlConstant]+"/token", "", "")},
+		{"tollgate /token (SQLite)", "GET", basicReq("GET", cached.url+"/token?service="+cached.host+"&scope="+scope, "bench", cachedSecret)},
+		{"constant-answer server (ceiling)", "GET", basicReq("GET", controls[controlConstant]+"/token", "", "")},
 	}
 	if o.postgres != "" {
 		// A schema of its own, dropped at the end: runs never meet.
@@ -183,7 +211,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 			return err
 		}
 		tokenTargets = append(tokenTargets[:1], append([]target{{"tollgate /token (PostgreSQL+Redis)",
-			basicReq("GET", pg.url+"/token?service="+pg.host+"&scope="+scope, "bench", pgSecret)}}, tokenTargets[1:]...)...)
+			"GET", basicReq("GET", pg.url+"/token?service="+pg.host+"&scope="+scope, "bench", pgSecret)}}, tokenTargets[1:]...)...)
 	}
 	tokenBars, err := measure("GET /token, Basic, one scope (tokens/s)", tokenTargets)
 	if err != nil {
@@ -218,11 +246,11 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	manifest := "/v2/bench/img/manifests/latest"
 	manifestBars, err := measure("HEAD manifest by tag (requests/s)", []target{
-		{"upstream direct (distribution)", basicReq("HEAD", reg.URL+manifest, creds.User, creds.Password, "Accept", accept)},
-		{"bare httputil.ReverseProxy", basicReq("HEAD", controls[controlReverseProxy]+manifest, creds.User, creds.Password, "Accept", accept)},
-		{"TCP relay (splice)", basicReq("HEAD", controls[controlTCP]+manifest, creds.User, creds.Password, "Accept", accept)},
-		{"tollgate, no manifest cache", basicReq("HEAD", uncached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+uncachedJWT)},
-		{"tollgate, manifest cache", basicReq("HEAD", cached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+cachedJWT)},
+		{"upstream direct (distribution)", "HEAD", basicReq("HEAD", reg.URL+manifest, creds.User, creds.Password, "Accept", accept)},
+		{"bare httputil.ReverseProxy", "HEAD", basicReq("HEAD", controls[controlReverseProxy]+manifest, creds.User, creds.Password, "Accept", accept)},
+		{"TCP relay (splice)", "HEAD", basicReq("HEAD", controls[controlTCP]+manifest, creds.User, creds.Password, "Accept", accept)},
+		{"tollgate, no manifest cache", "HEAD", basicReq("HEAD", uncached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+uncachedJWT)},
+		{"tollgate, manifest cache", "HEAD", basicReq("HEAD", cached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+cachedJWT)},
 	})
 	if err != nil {
 		return err
@@ -257,6 +285,20 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 			}
 		}
 		fmt.Fprintf(out, "charts written to %s (tokens.svg, manifests.svg)\n", o.charts)
+	}
+	return nil
+}
+
+// expectStatus sends req once and checks its status.
+func expectStatus(ctx context.Context, req *http.Request, want int) error {
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		return fmt.Errorf("answered %s, want %d", resp.Status, want)
 	}
 	return nil
 }

@@ -73,7 +73,7 @@ func (d *devServer) Start(ctx context.Context) error {
 	}
 	logger := d.logger
 	if logger == nil {
-		logger = config.Default().Log.NewLogger(os.Stderr)
+		logger = config.Default().Log.NewLogger(logOut)
 	}
 	// The embedded upstream registry, seeded on first start.
 	reg, err := upstream.Start(ctx, upstream.Options{Dir: filepath.Join(d.Data, "registry"), Logger: logger})

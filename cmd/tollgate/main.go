@@ -15,14 +15,21 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate/internal/obs"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
 	stop()
+	logOut.Flush()
 	os.Exit(code)
 }
+
+// logOut is where the server's log goes: standard error, in batches
+// (obs.LogSink); main flushes it before the process exits.
+var logOut = obs.NewLogSink(os.Stderr)
 
 // env looks up an environment variable; tests pass their own.
 type env func(string) (string, bool)

@@ -73,7 +73,7 @@ type Main struct {
 // handlers and starts serving. It returns once the listener is up.
 func (m *Main) Run(ctx context.Context) (err error) {
 	if m.Logger == nil {
-		m.Logger = m.Config.Log.NewLogger(os.Stderr)
+		m.Logger = m.Config.Log.NewLogger(logOut)
 	}
 	defer func() {
 		if err != nil {
