@@ -114,7 +114,7 @@ func (w *pullWriter) end(returned bool) {
 	}
 	w.sink.Pull(ev)
 	if len(w.index) > 0 && ev.Complete {
-		w.platforms.learn(ev.Repository, w.index)
+		w.platforms.learn(ev.Repository, ev.Digest, w.index)
 	}
 }
 
@@ -142,9 +142,15 @@ type platforms struct {
 type platformSeen struct {
 	platform string
 	at       time.Time
+	index    bool // an index read at at (its own digest carries no platform)
 }
 
-const platformTTL = time.Hour
+// platformTTL is how long a platform is remembered; an index seen again
+// within platformRelearn is not read again (a digest names its content).
+const (
+	platformTTL     = time.Hour
+	platformRelearn = 10 * time.Minute
+)
 
 func newPlatforms(now func() time.Time) *platforms {
 	return &platforms{now: now, m: bounded.New(bounded.Options[string, platformSeen]{
@@ -166,14 +172,30 @@ func (p *platforms) get(repo, digest string) string {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if v, ok := p.m.Get(repo + "@" + digest); ok && p.now().Sub(v.at) <= platformTTL {
+	if v, ok := p.m.Get(repo + "@" + digest); ok && !v.index && p.now().Sub(v.at) <= platformTTL {
 		return v.platform
 	}
 	return ""
 }
 
-// learn reads an index body and remembers its manifests' platforms.
-func (p *platforms) learn(repo string, body []byte) {
+// learn reads an index body and remembers its manifests' platforms. An
+// index pulled again by digest within platformRelearn is not read again:
+// kubelet asks for the same index on every pod start.
+func (p *platforms) learn(repo, digest string, body []byte) {
+	if p == nil {
+		return
+	}
+	indexKey := ""
+	if strings.HasPrefix(digest, "sha256:") && len(digest) <= 100 {
+		indexKey = repo + "@" + digest
+		p.mu.Lock()
+		v, ok := p.m.Get(indexKey)
+		fresh := ok && v.index && p.now().Sub(v.at) < platformRelearn
+		p.mu.Unlock()
+		if fresh {
+			return
+		}
+	}
 	var idx struct {
 		Manifests []struct {
 			Digest   string `json:"digest"`
@@ -184,12 +206,15 @@ func (p *platforms) learn(repo string, body []byte) {
 			} `json:"platform"`
 		} `json:"manifests"`
 	}
-	if p == nil || json.Unmarshal(body, &idx) != nil {
+	if json.Unmarshal(body, &idx) != nil {
 		return
 	}
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if indexKey != "" {
+		p.m.Put(indexKey, platformSeen{at: now, index: true})
+	}
 	for i, m := range idx.Manifests {
 		if i >= 64 || m.Platform == nil || !strings.HasPrefix(m.Digest, "sha256:") || len(m.Digest) > 100 {
 			continue

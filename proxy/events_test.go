@@ -180,3 +180,40 @@ func TestEventsHoldNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// An index pulled again is not read again while its platforms are fresh
+// (kubelet pulls the same index on every pod start), and is read again
+// after platformRelearn, which keeps its platforms from expiring while it
+// is in use.
+func TestPlatformsReadAnIndexOncePerRelearn(t *testing.T) {
+	now := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	p := newPlatforms(func() time.Time { return now })
+	index := func(arch string) []byte {
+		return []byte(`{"manifests":[{"digest":"sha256:aaaa","platform":{"os":"linux","architecture":"` + arch + `"}}]}`)
+	}
+	p.learn("demo/hello", "sha256:1111", index("amd64"))
+	if got := p.get("demo/hello", "sha256:aaaa"); got != "linux/amd64" {
+		t.Fatalf("platform %q after the first pull", got)
+	}
+	// The same digest names the same bytes; a different body here shows
+	// whether it was read again.
+	now = now.Add(platformRelearn / 2)
+	p.learn("demo/hello", "sha256:1111", index("arm64"))
+	if got := p.get("demo/hello", "sha256:aaaa"); got != "linux/amd64" {
+		t.Fatalf("platform %q: the index was read again within platformRelearn", got)
+	}
+	if got := p.get("demo/hello", "sha256:1111"); got != "" {
+		t.Fatalf("the index itself has platform %q", got)
+	}
+	now = now.Add(platformRelearn)
+	p.learn("demo/hello", "sha256:1111", index("arm64"))
+	if got := p.get("demo/hello", "sha256:aaaa"); got != "linux/arm64" {
+		t.Fatalf("platform %q: the index was not read again after platformRelearn", got)
+	}
+	// Without a digest (an upstream that sends none) it is always read.
+	p.learn("demo/other", "", index("s390x"))
+	p.learn("demo/other", "", index("ppc64le"))
+	if got := p.get("demo/other", "sha256:aaaa"); got != "linux/ppc64le" {
+		t.Fatalf("platform %q for an index without digest", got)
+	}
+}

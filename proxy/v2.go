@@ -72,6 +72,16 @@ func parseRoute(r *http.Request) (route, error) {
 			return route{}, errBadPath
 		}
 	}
+	if rt, ok := fastRoute(p); ok {
+		return rt, nil
+	}
+	return routeTable(p)
+}
+
+// routeTable is parseRoute's answer from distribution's own route table
+// (and the referrers API, which it lacks), for a path already checked
+// for encoding and dot segments.
+func routeTable(p string) (route, error) {
 	if m := referrersPathRe.FindStringSubmatch(p); m != nil {
 		if !validRepoName(m[1]) || !anchoredDigest.MatchString(m[2]) {
 			return route{}, errBadPath
@@ -99,6 +109,123 @@ func parseRoute(r *http.Request) (route, error) {
 		return route{}, errBadPath
 	}
 	return rt, nil
+}
+
+// fastRoute recognizes the routes every pull takes (manifest, blob, tag
+// list, referrers) without regular expressions; ok is false for anything
+// else, which routeTable then decides. Where it answers, it answers as
+// routeTable would (a fuzz test holds them together).
+func fastRoute(p string) (rt route, ok bool) {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return route{}, false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return route{}, false
+	}
+	head, last := rest[:i], rest[i+1:]
+	j := strings.LastIndexByte(head, '/')
+	if j < 0 {
+		return route{}, false
+	}
+	name, kind := head[:j], head[j+1:]
+	if !validRepoName(name) {
+		return route{}, false
+	}
+	switch {
+	case kind == "manifests" && (validTag(last) || validDigest(last)):
+		return route{kind: routeManifest, name: name, ref: last}, true
+	case kind == "blobs" && validDigest(last):
+		return route{kind: routeBlob, name: name, ref: last}, true
+	case kind == "tags" && last == "list":
+		return route{kind: routeTags, name: name}, true
+	case kind == "referrers" && validReferenceDigest(last):
+		return route{kind: routeReferrers, name: name, ref: last}, true
+	}
+	return route{}, false
+}
+
+// validTag: [\w][\w.-]{0,127} (reference.TagRegexp).
+func validTag(s string) bool {
+	if s == "" || len(s) > 128 || !isWord(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isWord(c) && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isWord(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// validDigest: [a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+
+// (go-digest's DigestRegexp, which distribution's routes use).
+func validDigest(s string) bool {
+	alg, enc, ok := strings.Cut(s, ":")
+	if !ok || enc == "" {
+		return false
+	}
+	run := 0
+	for i := 0; i < len(alg); i++ {
+		switch c := alg[i]; {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			run++
+		case c == '.' || c == '+' || c == '_' || c == '-':
+			if run == 0 {
+				return false
+			}
+			run = 0
+		default:
+			return false
+		}
+	}
+	if run == 0 {
+		return false
+	}
+	for i := 0; i < len(enc); i++ {
+		if c := enc[i]; !isWord(c) && c != '=' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validReferenceDigest:
+// [A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}
+// (reference.DigestRegexp, which the referrers route uses).
+func validReferenceDigest(s string) bool {
+	alg, hex, ok := strings.Cut(s, ":")
+	if !ok || len(hex) < 32 {
+		return false
+	}
+	start := true // the next character begins a component: a letter
+	for i := 0; i < len(alg); i++ {
+		c := alg[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		switch {
+		case start && letter:
+			start = false
+		case !start && (letter || c >= '0' && c <= '9'):
+		case !start && (c == '-' || c == '_' || c == '+' || c == '.'):
+			start = true
+		default:
+			return false
+		}
+	}
+	if start {
+		return false // empty, or ends with a separator
+	}
+	for i := 0; i < len(hex); i++ {
+		if c := hex[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // serveV2 answers /v2/: the ping and the catalog itself, everything else

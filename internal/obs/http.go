@@ -175,7 +175,8 @@ func (o *Observer) account(r *http.Request, info *Info, rec *recorder, kind stri
 	if o.Logger == nil {
 		return
 	}
-	attrs := []slog.Attr{
+	attrs := make([]slog.Attr, 0, 15) // room for every optional one: no regrowth
+	attrs = append(attrs,
 		slog.String("request_id", info.ID),
 		slog.String("method", r.Method),
 		slog.String("route", info.Route),
@@ -186,7 +187,7 @@ func (o *Observer) account(r *http.Request, info *Info, rec *recorder, kind stri
 		slog.String("outcome", outcome),
 		slog.String("client_ip", info.ClientIP),
 		slog.String("user_agent", r.UserAgent()),
-	}
+	)
 	if info.Repo != "" {
 		attrs = append(attrs, slog.String("repository", RedactPath(info.Repo)))
 	}
