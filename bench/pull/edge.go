@@ -60,7 +60,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	if load.WrkPath() != "" {
 		defaultDriver = "wrk"
 	}
-	fs.StringVar(&o.driver, "driver", defaultDriver, "load driver: wrk (2 threads; the default when installed) or go (this program, wrk's load shape)")
+	fs.StringVar(&o.driver, "driver", defaultDriver, "load driver: wrk (GET with wrk -t2, HEAD with this program's raw HTTP/1.1 driver, which wrk cannot replace; the default when wrk is installed) or go (net/http clients, wrk's load shape)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,8 +75,8 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
-	fmt.Fprintf(out, "bench edge: %d CPUs (GOMAXPROCS %d), %s/%s, %s; load driver %s (HEAD: go), %d connections, %v per target; nothing pinned: load driver and targets share these CPUs\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.driver, o.conns, o.duration)
+	fmt.Fprintf(out, "bench edge: %d CPUs (GOMAXPROCS %d), %s/%s, %s; load driver %s, %d connections, %v per target; nothing pinned: load driver and targets share these CPUs\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), map[string]string{"wrk": "wrk (GET), raw HTTP/1.1 (HEAD)", "go": "net/http"}[o.driver], o.conns, o.duration)
 	if rev, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		fmt.Fprintf(out, "commit %s\n", strings.TrimSpace(string(rev)))
 	}
@@ -170,6 +170,11 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 				if res, err = load.RunWrk(ctx, load.WrkPath(), o.conns, o.duration, t.req()); err != nil {
 					return nil, fmt.Errorf("%s: %w", t.name, err)
 				}
+			} else if o.driver == "wrk" {
+				// HEAD: wrk cannot read HEAD answers; the raw driver
+				// costs about what wrk does.
+				load.RunRaw(ctx, o.conns, o.duration/5, http.StatusOK, t.req())
+				res = load.RunRaw(ctx, o.conns, o.duration, http.StatusOK, t.req())
 			} else {
 				// A short warm-up (connections, caches, JIT of nothing).
 				load.Run(ctx, o.conns, o.duration/5, http.StatusOK, t.req)

@@ -1,0 +1,144 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// RunRaw is Run with a driver that costs the CPUs it shares with the
+// target little more than wrk does: each connection writes req's bytes,
+// prepared once, and reads the answer's status line, headers and
+// Content-Length body itself. It exists for HEAD, which wrk (4.1) cannot
+// drive, and takes only answers with a Content-Length (or HEAD answers);
+// a chunked answer counts as an error.
+func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http.Request) Result {
+	var raw bytes.Buffer
+	target := req.URL.RequestURI()
+	fmt.Fprintf(&raw, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, target, req.URL.Host)
+	req.Header.Write(&raw)
+	raw.WriteString("\r\n")
+	wire := raw.Bytes()
+	head := req.Method == http.MethodHead
+
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	var all []time.Duration
+	res := Result{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conns {
+		wg.Go(func() {
+			var lat []time.Duration
+			var n, errs int
+			var first string
+			fail := func(err error) {
+				errs++
+				if first == "" {
+					first = err.Error()
+				}
+			}
+			var c net.Conn
+			var br *bufio.Reader
+			for ctx.Err() == nil {
+				if c == nil {
+					var err error
+					if c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", req.URL.Host); err != nil {
+						if ctx.Err() == nil {
+							n++
+							fail(err)
+						}
+						continue
+					}
+					br = bufio.NewReaderSize(c, 64<<10)
+					stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+					defer stop()
+				}
+				t0 := time.Now()
+				status, err := exchange(c, br, wire, head)
+				if ctx.Err() != nil {
+					break // cut by the deadline: not a sample
+				}
+				n++
+				lat = append(lat, time.Since(t0))
+				switch {
+				case err != nil:
+					fail(err)
+					c.Close()
+					c = nil
+				case status != want:
+					fail(fmt.Errorf("status %d", status))
+				}
+			}
+			if c != nil {
+				c.Close()
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			res.Requests += n
+			res.Errors += errs
+			if res.FirstError == "" {
+				res.FirstError = first
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	slices.Sort(all)
+	res.P50, res.P90, res.P99 = pct(all, 50), pct(all, 90), pct(all, 99)
+	return res
+}
+
+var errChunked = errors.New("an answer without Content-Length (chunked): RunRaw cannot read it")
+
+// exchange sends one request and reads its whole answer.
+func exchange(c net.Conn, br *bufio.Reader, wire []byte, head bool) (int, error) {
+	if _, err := c.Write(wire); err != nil {
+		return 0, err
+	}
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	// HTTP/1.1 200 OK
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length := int64(-1)
+	for {
+		h, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(h) <= 2 { // the empty line
+			break
+		}
+		if k, v, ok := bytes.Cut(h, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			if length, err = strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64); err != nil {
+				return 0, fmt.Errorf("bad Content-Length %q", v)
+			}
+		}
+	}
+	if head || status == http.StatusNoContent || status == http.StatusNotModified {
+		return status, nil
+	}
+	if length < 0 {
+		return 0, errChunked
+	}
+	_, err = br.Discard(int(length))
+	return status, err
+}

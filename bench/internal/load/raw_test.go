@@ -1,0 +1,73 @@
+package load
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The raw driver reads whole answers on kept-alive connections: HEAD
+// answers that announce a body (what wrk cannot read), GET bodies, and it
+// counts wrong statuses and unreadable answers as errors.
+func TestRunRaw(t *testing.T) {
+	var heads, conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/manifest":
+			if r.Method == http.MethodHead && r.Header.Get("Accept") == "application/json" {
+				heads.Add(1)
+			}
+			w.Header().Set("Content-Length", "5000")
+			if r.Method != http.MethodHead {
+				w.Write([]byte(strings.Repeat("m", 5000)))
+			}
+		case "/refused":
+			http.Error(w, "no", http.StatusForbidden)
+		case "/chunked":
+			w.Write([]byte("a"))
+			w.(http.Flusher).Flush()
+			w.Write([]byte("b"))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	req := func(method, path string) *http.Request {
+		r, _ := http.NewRequest(method, srv.URL+path, nil)
+		r.Header.Set("Accept", "application/json")
+		return r
+	}
+	ctx := context.Background()
+
+	res := RunRaw(ctx, 4, 500*time.Millisecond, http.StatusOK, req(http.MethodHead, "/manifest"))
+	if res.Requests < 10 || res.Errors != 0 || res.P99 < res.P50 || res.P50 <= 0 {
+		t.Errorf("HEAD: %+v", res)
+	}
+	if heads.Load() < int64(res.Requests) {
+		t.Errorf("the server saw %d HEADs with the header for %d requests", heads.Load(), res.Requests)
+	}
+	if c := conns.Load(); c != 4 {
+		t.Errorf("%d connections for 4 kept alive", c)
+	}
+	res = RunRaw(ctx, 2, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/manifest"))
+	if res.Requests < 10 || res.Errors != 0 {
+		t.Errorf("GET with a body: %+v", res)
+	}
+	res = RunRaw(ctx, 2, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/refused"))
+	if res.Requests == 0 || res.Errors != res.Requests || res.FirstError != "status 403" {
+		t.Errorf("refused: %+v", res)
+	}
+	res = RunRaw(ctx, 1, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/chunked"))
+	if res.Requests == 0 || res.Errors != res.Requests {
+		t.Errorf("chunked: %+v", res)
+	}
+}
