@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate"
 )
@@ -50,4 +51,38 @@ func BenchmarkBearerAuthorization(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkManifestFromCache measures what kubelet's imagePullPolicy:
+// Always costs per pod start once warm: HEAD manifest by tag, authorized
+// and answered from the manifest cache, through the whole edge.
+func BenchmarkManifestFromCache(b *testing.B) {
+	e := newEnv(b, withManifestCache(64<<20, time.Minute))
+	_, secret := e.token(tollgate.TokenCreate{})
+	jwt := e.bearer(secret, "repository:demo/hello:pull")
+	h := e.edge
+	req := httptest.NewRequest("HEAD", "/v2/demo/hello/manifests/latest", nil)
+	req.Header.Set("Authorization", "Bearer "+jwt)
+	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req) // fills the cache
+	if w.Code != http.StatusOK {
+		b.Fatalf("status %d", w.Code)
+	}
+	e.up.ResetRequests()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK || w.Header().Get("Docker-Content-Digest") == "" {
+				b.Fatalf("status %d", w.Code)
+			}
+		}
+	})
+	b.StopTimer()
+	if n := len(e.up.Requests()); n > 0 {
+		b.Fatalf("%d requests reached the upstream: not answered from the cache", n)
+	}
 }

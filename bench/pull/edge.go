@@ -153,22 +153,23 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		method string
 		req    func() *http.Request
 	}
-	measure := func(title string, targets []target) ([]chart.Bar, error) {
+	measure := func(title string, targets []target) ([]chart.Bar, []chart.Row, error) {
 		fmt.Fprintf(out, "\n%s\n", title)
 		var bars []chart.Bar
+		var rows []chart.Row
 		for _, t := range targets {
 			var res load.Result
 			if o.driver == "wrk" && t.method == http.MethodGet {
 				// wrk only tells 2xx/3xx from the rest: one request
 				// first, whose status must be exactly 200.
 				if err := expectStatus(ctx, t.req(), http.StatusOK); err != nil {
-					return nil, fmt.Errorf("%s: %w", t.name, err)
+					return nil, nil, fmt.Errorf("%s: %w", t.name, err)
 				}
 				if _, err := load.RunWrk(ctx, load.WrkPath(), o.conns, time.Second, t.req()); err != nil {
-					return nil, fmt.Errorf("%s: %w", t.name, err) // the warm-up
+					return nil, nil, fmt.Errorf("%s: %w", t.name, err) // the warm-up
 				}
 				if res, err = load.RunWrk(ctx, load.WrkPath(), o.conns, o.duration, t.req()); err != nil {
-					return nil, fmt.Errorf("%s: %w", t.name, err)
+					return nil, nil, fmt.Errorf("%s: %w", t.name, err)
 				}
 			} else if o.driver == "wrk" {
 				// HEAD: wrk cannot read HEAD answers; the raw driver
@@ -182,11 +183,13 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 			}
 			fmt.Fprintf(out, "  %-34s %s\n", t.name, res)
 			if res.Errors > 0 {
-				return nil, fmt.Errorf("%s: %d of %d requests failed (first: %s)", t.name, res.Errors, res.Requests, res.FirstError)
+				return nil, nil, fmt.Errorf("%s: %d of %d requests failed (first: %s)", t.name, res.Errors, res.Requests, res.FirstError)
 			}
-			bars = append(bars, chart.Bar{Label: t.name, Value: res.Rate(), Note: fmt.Sprintf("p99 %.1f ms", float64(res.P99)/float64(time.Millisecond))})
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+			bars = append(bars, chart.Bar{Label: t.name, Value: res.Rate(), Note: fmt.Sprintf("p99 %.1f ms", ms(res.P99))})
+			rows = append(rows, chart.Row{Label: t.name, Values: []float64{ms(res.P50), ms(res.P90), ms(res.P99)}})
 		}
-		return bars, nil
+		return bars, rows, nil
 	}
 
 	scope := "repository:bench/img:pull"
@@ -218,7 +221,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		tokenTargets = append(tokenTargets[:1], append([]target{{"tollgate /token (PostgreSQL+Redis)",
 			"GET", basicReq("GET", pg.url+"/token?service="+pg.host+"&scope="+scope, "bench", pgSecret)}}, tokenTargets[1:]...)...)
 	}
-	tokenBars, err := measure("GET /token, Basic, one scope (tokens/s)", tokenTargets)
+	tokenBars, tokenRows, err := measure("GET /token, Basic, one scope (tokens/s)", tokenTargets)
 	if err != nil {
 		return err
 	}
@@ -250,7 +253,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		return err
 	}
 	manifest := "/v2/bench/img/manifests/latest"
-	manifestBars, err := measure("HEAD manifest by tag (requests/s)", []target{
+	manifestBars, manifestRows, err := measure("HEAD manifest by tag (requests/s)", []target{
 		{"upstream direct (distribution)", "HEAD", basicReq("HEAD", reg.URL+manifest, creds.User, creds.Password, "Accept", accept)},
 		{"bare httputil.ReverseProxy", "HEAD", basicReq("HEAD", controls[controlReverseProxy]+manifest, creds.User, creds.Password, "Accept", accept)},
 		{"TCP relay (splice)", "HEAD", basicReq("HEAD", controls[controlTCP]+manifest, creds.User, creds.Password, "Accept", accept)},
@@ -269,19 +272,27 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		if err := os.MkdirAll(o.charts, 0o755); err != nil {
 			return err
 		}
-		for name, c := range map[string]struct {
-			title string
-			unit  string
-			bars  []chart.Bar
-		}{
-			"tokens.svg":    {"GET /token, Basic, one scope: " + fmt.Sprint(o.conns) + " connections, 2 shared CPUs", "tokens/s", tokenBars},
-			"manifests.svg": {"HEAD manifest by tag: " + fmt.Sprint(o.conns) + " connections, 2 shared CPUs", "req/s", manifestBars},
-		} {
+		shape := fmt.Sprintf("%d connections, 2 shared CPUs", o.conns)
+		charts := map[string]func(io.Writer) error{
+			"tokens.svg": func(w io.Writer) error {
+				return chart.Bars(w, "GET /token, Basic, one scope: "+shape, "tokens/s", tokenBars)
+			},
+			"manifests.svg": func(w io.Writer) error {
+				return chart.Bars(w, "HEAD manifest by tag: "+shape, "req/s", manifestBars)
+			},
+			"tokens-latency.svg": func(w io.Writer) error {
+				return chart.Grouped(w, "GET /token latency: "+shape, "ms", []string{"p50", "p90", "p99"}, tokenRows)
+			},
+			"manifests-latency.svg": func(w io.Writer) error {
+				return chart.Grouped(w, "HEAD manifest latency: "+shape, "ms", []string{"p50", "p90", "p99"}, manifestRows)
+			},
+		}
+		for name, draw := range charts {
 			f, err := os.Create(filepath.Join(o.charts, name))
 			if err != nil {
 				return err
 			}
-			err = chart.Bars(f, c.title, c.unit, c.bars)
+			err = draw(f)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -289,7 +300,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 				return err
 			}
 		}
-		fmt.Fprintf(out, "charts written to %s (tokens.svg, manifests.svg)\n", o.charts)
+		fmt.Fprintf(out, "charts written to %s (tokens.svg, manifests.svg, tokens-latency.svg, manifests-latency.svg)\n", o.charts)
 	}
 	return nil
 }

@@ -74,3 +74,58 @@ func Number(v float64) string {
 	}
 	return fmt.Sprintf("%.2f", v)
 }
+
+// Row is one labelled group of values, one per series.
+type Row struct {
+	Label  string
+	Values []float64
+}
+
+// seriesColors tell a group's bars apart (light to dark: p50, p90, p99).
+var seriesColors = []string{"#9ecae1", "#4292c6", "#08519c", "#08306b"}
+
+// Grouped writes a horizontal chart with one group of bars per row, one
+// bar per series (e.g. latency percentiles), with a legend.
+func Grouped(w io.Writer, title, unit string, series []string, rows []Row) error {
+	const (
+		width = 720
+		left  = 230
+		right = 110
+		barH  = 12
+		gap   = 10
+		top   = 62
+	)
+	maxV := 0.0
+	for _, r := range rows {
+		for _, v := range r.Values {
+			maxV = math.Max(maxV, v)
+		}
+	}
+	if maxV == 0 {
+		maxV = 1
+	}
+	groupH := barH*len(series) + gap
+	height := top + groupH*len(rows) + 16
+	var s strings.Builder
+	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" font-family="sans-serif" font-size="13">`+"\n", width, height)
+	fmt.Fprintf(&s, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", width, height)
+	fmt.Fprintf(&s, `<text x="12" y="26" font-size="16" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
+	for i, name := range series {
+		x := left + i*90
+		fmt.Fprintf(&s, `<rect x="%d" y="38" width="12" height="12" fill="%s"/><text x="%d" y="49">%s</text>`+"\n", x, seriesColors[i%len(seriesColors)], x+16, html.EscapeString(name))
+	}
+	span := float64(width - left - right)
+	for i, r := range rows {
+		y := top + i*groupH
+		fmt.Fprintf(&s, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+barH*len(series)/2+5, html.EscapeString(r.Label))
+		for j, v := range r.Values {
+			by := y + j*barH
+			bw := int(math.Round(v / maxV * span))
+			fmt.Fprintf(&s, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>`+"\n", left, by, max(bw, 1), barH-2, seriesColors[j%len(seriesColors)])
+			fmt.Fprintf(&s, `<text x="%d" y="%d" font-size="11">%s %s</text>`+"\n", left+bw+4, by+barH-3, Number(v), html.EscapeString(unit))
+		}
+	}
+	s.WriteString("</svg>\n")
+	_, err := io.WriteString(w, s.String())
+	return err
+}

@@ -42,3 +42,35 @@ func TestBarsIsWellFormedSVG(t *testing.T) {
 		t.Fatalf("%d rects in\n%s", rects, out)
 	}
 }
+
+// A latency chart: one bar per percentile per target, a legend, escaped
+// labels, well-formed.
+func TestGroupedIsWellFormedSVG(t *testing.T) {
+	var b bytes.Buffer
+	err := Grouped(&b, "latency <ms>", "ms", []string{"p50", "p90", "p99"}, []Row{
+		{Label: "tollgate & cache", Values: []float64{1.2, 4.5, 9.8}},
+		{Label: "direct", Values: []float64{5, 12, 30}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	d := xml.NewDecoder(strings.NewReader(out))
+	rects := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			rects++
+		}
+	}
+	// background + 3 legend swatches + 2×3 bars
+	if rects != 10 || !strings.Contains(out, "30.0 ms") || !strings.Contains(out, "p99") {
+		t.Fatalf("%d rects in\n%s", rects, out)
+	}
+}
