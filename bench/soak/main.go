@@ -4,8 +4,10 @@
 // (internal/faultnet: reset or blackhole), an in-process upstream
 // registry, steady authorized pulls (HEAD manifest with an earlier JWT)
 // and /token requests from every replica, and, one after another, faults
-// drawn from a seed with a narrowing change (revoke a token, suspend or
-// de-entitle an account) through one replica's API in each:
+// drawn from a seed with a narrowing change through one replica's API in
+// each (drawn in shuffled rounds too: revoke, pause or restrict a token,
+// move its expiry into the past or 2-3s ahead, suspend or de-entitle an
+// account; see kinds):
 //
 //	none            the change alone (Redis and store up)
 //	redis-kill      redis-server killed; the change; Redis restarted
@@ -16,11 +18,13 @@
 //	restart         a replica stopped (SIGTERM) and started again; the change through another
 //
 // Every request is recorded (start, end, replica, credential, answer) and
-// checked: no request started later than the change's acknowledgement +
-// 1s is let in with a credential it narrowed; no random credential is
+// checked: no request started later than the change's acknowledgement
+// (for an expiry moved ahead, the expiry if later) + 1s is let in with a
+// credential it narrowed; no random credential is
 // ever let in; no valid credential is refused while the store and Redis
 // are up for that replica; every answered request has its access-log
-// line. It prints each change's time to denial everywhere, /token
+// line. It prints each change's time to denial everywhere (and per
+// change kind and per fault: median, worst), /token
 // latency by condition, and `N passed, M failed`; it exits 1 on a
 // failure. Loopback only; load is bounded (-workers, a pause between
 // requests).

@@ -57,8 +57,9 @@ func report(out io.Writer, e *env, s *schedule, reqs []*request, logs []map[stri
 		len(reqs), elapsed.Round(time.Second), answered, passes, transport)
 
 	// Per change: when it was denied everywhere, and nothing later.
-	fmt.Fprintf(out, "\nchanges (ack = the API's answer; last pass = the latest start of a request it let in, per replica):\n")
+	fmt.Fprintf(out, "\nchanges (ack = the API's answer; judged from the ack, or for expiring from the expiry if later; last pass = the latest start of a request it let in, per replica):\n")
 	acked := 0
+	byKind, byFault := map[string]*kindFigures{}, map[string]*kindFigures{}
 	for _, ch := range s.changes {
 		if !ch.acked {
 			fmt.Fprintf(out, "  #%-3d %-10s %-15s not acknowledged: %v\n", ch.n, ch.what, ch.fault, ch.err)
@@ -69,10 +70,10 @@ func report(out io.Writer, e *env, s *schedule, reqs []*request, logs []map[stri
 		late := 0
 		var firstLate *request
 		for _, q := range reqs {
-			if !q.allowed || !slices.Contains(ch.narrowed, q.cred) || q.start.Before(ch.ack) {
+			if !q.allowed || !slices.Contains(ch.narrowed, q.cred) || q.start.Before(ch.effective) {
 				continue
 			}
-			d := q.start.Sub(ch.ack)
+			d := q.start.Sub(ch.effective)
 			last[q.replica] = max(last[q.replica], d)
 			if d > bound {
 				late++
@@ -87,16 +88,36 @@ func report(out io.Writer, e *env, s *schedule, reqs []*request, logs []map[stri
 			parts = append(parts, fmt.Sprintf("r%d %v", i, d.Round(time.Millisecond)))
 			worst = max(worst, d)
 		}
-		fmt.Fprintf(out, "  #%-3d %-10s %-15s via r%d, acked in %4dms; denied everywhere %v after the ack (%s)\n",
-			ch.n, ch.what, ch.fault, ch.via, ch.ack.Sub(ch.sent).Milliseconds(), worst.Round(time.Millisecond), strings.Join(parts, ", "))
+		from := "the ack"
+		if ch.effective.After(ch.ack) {
+			from = fmt.Sprintf("the expiry (%v after the ack)", ch.effective.Sub(ch.ack).Round(time.Millisecond))
+		}
+		fmt.Fprintf(out, "  #%-3d %-10s %-15s via r%d, acked in %4dms; denied everywhere %v after %s (%s)\n",
+			ch.n, ch.what, ch.fault, ch.via, ch.ack.Sub(ch.sent).Milliseconds(), worst.Round(time.Millisecond), from, strings.Join(parts, ", "))
 		detail := ""
 		if firstLate != nil {
-			detail = fmt.Sprintf(": first %s on r%d started %v after the ack, answered %d", firstLate.kind, firstLate.replica,
-				firstLate.start.Sub(ch.ack).Round(time.Millisecond), firstLate.status)
+			detail = fmt.Sprintf(": first %s on r%d started %v after %s, answered %d", firstLate.kind, firstLate.replica,
+				firstLate.start.Sub(ch.effective).Round(time.Millisecond), from, firstLate.status)
 		}
-		c.check(late == 0, "change #%d (%s during %s): %d requests let in later than ack + %v%s", ch.n, ch.what, ch.fault, late, bound, detail)
+		c.check(late == 0, "change #%d (%s during %s): %d requests let in later than %s + %v%s", ch.n, ch.what, ch.fault, late, from, bound, detail)
+		for _, g := range []struct {
+			by  map[string]*kindFigures
+			key string
+		}{{byKind, ch.what}, {byFault, ch.fault}} {
+			by, key := g.by, g.key
+			k := by[key]
+			if k == nil {
+				k = &kindFigures{}
+				by[key] = k
+			}
+			k.denied = append(k.denied, worst)
+			k.acked = append(k.acked, ch.ack.Sub(ch.sent))
+			k.late += late
+		}
 	}
 	c.check(acked == len(s.changes) && acked > 0, "%d of %d changes acknowledged", acked, len(s.changes))
+	printGroups(out, "by change kind (denied everywhere: after the ack, or for expiring after the expiry)", kinds, byKind)
+	printGroups(out, "by fault during the change", faults, byFault)
 
 	// Random credentials: never.
 	randomIn := 0
@@ -158,6 +179,32 @@ func report(out io.Writer, e *env, s *schedule, reqs []*request, logs []map[stri
 	latency(out, s, reqs)
 	fmt.Fprintf(out, "\n%d passed, %d failed\n", c.passed, c.failed)
 	return c.failed
+}
+
+// kindFigures are the figures of the changes of one kind, or made
+// during one fault, over the run.
+type kindFigures struct {
+	denied, acked []time.Duration // per change: denied everywhere after it took effect; the API's answer
+	late          int             // requests let in later than the bound
+}
+
+// printGroups prints, per group (change kind or fault), how long after
+// the change took effect every replica denied it (median and worst), how
+// fast the API answered, and the requests let in past the bound.
+func printGroups(out io.Writer, title string, order []string, by map[string]*kindFigures) {
+	fmt.Fprintf(out, "\n%s:\n", title)
+	for _, k := range order {
+		f := by[k]
+		if f == nil {
+			fmt.Fprintf(out, "  %-15s none in this run\n", k)
+			continue
+		}
+		slices.Sort(f.denied)
+		slices.Sort(f.acked)
+		fmt.Fprintf(out, "  %-15s n=%-3d denied everywhere: median %v, worst %v; API answered within %v; let in past the bound: %d\n",
+			k, len(f.denied), f.denied[len(f.denied)/2].Round(time.Millisecond), f.denied[len(f.denied)-1].Round(time.Millisecond),
+			f.acked[len(f.acked)-1].Round(time.Millisecond), f.late)
+	}
 }
 
 func errText(err error) string {

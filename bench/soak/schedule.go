@@ -10,11 +10,26 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tollgate/tollgate/api"
 	"github.com/tollgate/tollgate/internal/faultnet"
 )
 
 // The faults, in the order of a shuffled round: every round has each.
 var faults = []string{"none", "redis-kill", "redis-blackhole", "redis-cut", "store-cut", "writer-killed", "writer-stopped", "restart", "replica-stopped"}
+
+// The narrowing changes, drawn in shuffled rounds of their own: every
+// round has each. revoke, expire, expiring, pause and restrict narrow
+// one token of the target account; suspend and de-entitle, the account.
+//
+//	revoke      the token revoked
+//	suspend     the account suspended
+//	de-entitle  the account's subscription set to images it does not pull
+//	expire      the token's expiry moved into the past ("now")
+//	expiring    the token's expiry moved to 2-3s ahead: it runs out with
+//	            nothing written at that moment (checked from the expiry)
+//	pause       the token paused
+//	restrict    the token restricted to images it does not pull
+var kinds = []string{"revoke", "suspend", "de-entitle", "expire", "expiring", "pause", "restrict"}
 
 // window is a time a fault made the store or Redis unusable for some
 // replicas.
@@ -42,16 +57,19 @@ func (w *window) affects(r int) bool {
 
 // change is one narrowing change and when it was acknowledged.
 type change struct {
-	n          int
-	what       string // revoke, suspend, de-entitle
-	fault      string
-	via        int
-	target     *target
-	narrowed   []*cred
-	sent, ack  time.Time
-	acked      bool
-	err        error
-	denyDetail string
+	n        int
+	what     string // one of kinds
+	fault    string
+	via      int
+	target   *target
+	narrowed []*cred
+	// effective is when the change took hold: the ack, or for expiring
+	// the expiry if that came later. Requests are judged from it.
+	sent, ack, effective time.Time
+	expires              time.Time // expiring: the new expiry
+	acked                bool
+	err                  error
+	denyDetail           string
 }
 
 type kill struct {
@@ -69,7 +87,8 @@ type schedule struct {
 	windows []*window
 	changes []*change
 	kills   []kill
-	next    int // next target
+	next    int      // next target
+	kinds   []string // the rest of the current round of change kinds
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -301,15 +320,13 @@ func (s *schedule) change(ctx context.Context, fault string, via int) *change {
 	t := e.targets[s.next]
 	c := &change{n: s.next + 1, fault: fault, via: via, target: t}
 	s.next++
-	switch s.rng.IntN(3) {
-	case 0:
-		c.what = "revoke"
-		c.narrowed = t.creds[:1]
-	case 1:
-		c.what = "suspend"
-		c.narrowed = t.creds
-	default:
-		c.what = "de-entitle"
+	if len(s.kinds) == 0 {
+		s.kinds = append([]string(nil), kinds...)
+		s.rng.Shuffle(len(s.kinds), func(i, j int) { s.kinds[i], s.kinds[j] = s.kinds[j], s.kinds[i] })
+	}
+	c.what, s.kinds = s.kinds[0], s.kinds[1:]
+	c.narrowed = t.creds[:1]
+	if c.what == "suspend" || c.what == "de-entitle" {
 		c.narrowed = t.creds
 	}
 	e.current.Store(t)
@@ -317,21 +334,42 @@ func (s *schedule) change(ctx context.Context, fault string, via int) *change {
 	for _, cr := range c.narrowed {
 		cr.narrowedAt.Store(c.sent.UnixNano())
 	}
+	if c.what == "expiring" {
+		// A whole second 2-3s ahead: the API takes RFC 3339.
+		c.expires = c.sent.Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+	}
+	id := t.creds[0].tokenID
 	for attempt := 0; attempt < len(e.reps); attempt++ {
 		rep := e.reps[(via+attempt)%len(e.reps)]
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var err error
 		switch c.what {
 		case "revoke":
-			_, err = rep.api.RevokeToken(actx, t.creds[0].tokenID)
+			_, err = rep.api.RevokeToken(actx, id)
 		case "suspend":
 			_, err = rep.api.SuspendAccount(actx, t.account)
-		default:
+		case "de-entitle":
 			_, err = rep.api.SetSubscription(actx, t.account, []string{"other/**"}, nil)
+		case "expire":
+			now := "now"
+			_, err = rep.api.EditToken(actx, id, api.EditTokenRequest{ExpiresAt: &now})
+		case "expiring":
+			at := c.expires.UTC().Format(time.RFC3339)
+			_, err = rep.api.EditToken(actx, id, api.EditTokenRequest{ExpiresAt: &at})
+		case "pause":
+			_, err = rep.api.PauseToken(actx, id)
+		case "restrict":
+			_, err = rep.api.EditToken(actx, id, api.EditTokenRequest{RestrictImages: &[]string{"other/**"}})
+		default:
+			err = fmt.Errorf("unknown change %q", c.what)
 		}
 		cancel()
 		if err == nil {
 			c.ack, c.acked, c.via = time.Now(), true, rep.i
+			c.effective = c.ack
+			if c.expires.After(c.ack) {
+				c.effective = c.expires
+			}
 			break
 		}
 		c.err = err
