@@ -60,7 +60,10 @@ func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http
 						continue
 					}
 					br = bufio.NewReaderSize(c, 64<<10)
-					stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+					// This connection's own: c is set to nil when an
+					// exchange fails, and the deadline may come after.
+					conn := c
+					stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 					defer stop()
 				}
 				t0 := time.Now()
