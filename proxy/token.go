@@ -73,7 +73,7 @@ var tokenBodies = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return
 // base64url segments and dots and the time is RFC 3339, so nothing in it
 // needs escaping; any other text goes through json.Marshal.
 func (r *tokenResponse) write(w http.ResponseWriter) {
-	if !jsonSafe(r.Token) || !jsonSafe(r.AccessToken) || !jsonSafe(r.IssuedAt) {
+	if !jsonSafe(r.Token) || (r.AccessToken != r.Token && !jsonSafe(r.AccessToken)) || !jsonSafe(r.IssuedAt) {
 		writeJSON(w, http.StatusOK, r)
 		return
 	}
@@ -103,13 +103,22 @@ var contentTypeJSON = []string{"application/json"}
 // '\\' and the characters it escapes for HTML.
 func jsonSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+		if !jsonSafeByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var jsonSafeByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\\<>&` {
+		t[c] = false
+	}
+	return t
+}()
 
 // token decides a token request and signs the JWT it grants.
 func (reg *Registry) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
