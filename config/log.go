@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 )
 
 // Log formats and levels.
@@ -45,11 +46,13 @@ func (l LogConfig) SlogLevel() slog.Level {
 // debug lines wait.
 func (l LogConfig) NewLogger(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	// slog's handler serializes its writes; plainHandler's are whole
+	// lines too, under a lock of its own.
 	var h slog.Handler
 	if l.Format == LogText {
-		h = slog.NewTextHandler(w, opts)
+		h = plainHandler{std: slog.NewTextHandler(w, opts), w: w, mu: new(sync.Mutex)}
 	} else {
-		h = slog.NewJSONHandler(w, opts)
+		h = plainHandler{std: slog.NewJSONHandler(w, opts), w: w, mu: new(sync.Mutex), json: true}
 	}
 	if f, ok := w.(flusher); ok {
 		h = flushingHandler{Handler: h, f: f}
