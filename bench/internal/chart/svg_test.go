@@ -24,20 +24,7 @@ func TestBarsIsWellFormedSVG(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	d := xml.NewDecoder(strings.NewReader(out))
-	rects := 0
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("not well-formed: %v", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
-			rects++
-		}
-	}
+	rects := countRects(t, out)
 	if rects != 3 || !strings.Contains(out, "21,000 req/s") {
 		t.Fatalf("%d rects in\n%s", rects, out)
 	}
@@ -55,12 +42,23 @@ func TestGroupedIsWellFormedSVG(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	d := xml.NewDecoder(strings.NewReader(out))
+	rects := countRects(t, out)
+	// background + 3 legend swatches + 2×3 bars
+	if rects != 10 || !strings.Contains(out, "30.0 ms") || !strings.Contains(out, "p99") {
+		t.Fatalf("%d rects in\n%s", rects, out)
+	}
+}
+
+// countRects parses an SVG as XML (failing the test when it is not
+// well-formed) and counts its rect elements.
+func countRects(t *testing.T, svg string) int {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(svg))
 	rects := 0
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
-			break
+			return rects
 		}
 		if err != nil {
 			t.Fatalf("not well-formed: %v", err)
@@ -68,9 +66,5 @@ func TestGroupedIsWellFormedSVG(t *testing.T) {
 		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
 			rects++
 		}
-	}
-	// background + 3 legend swatches + 2×3 bars
-	if rects != 10 || !strings.Contains(out, "30.0 ms") || !strings.Contains(out, "p99") {
-		t.Fatalf("%d rects in\n%s", rects, out)
 	}
 }

@@ -45,9 +45,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func Run(ctx context.Context, conns int, d time.Duration, want int, newRequest func() *http.Request) Result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var mu sync.Mutex
-	var all []time.Duration
-	res := Result{}
+	var t tally
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range conns {
@@ -85,20 +83,41 @@ func Run(ctx context.Context, conns int, d time.Duration, want int, newRequest f
 					}
 				}
 			}
-			mu.Lock()
-			all = append(all, lat...)
-			res.Requests += n
-			res.Errors += errs
-			if res.FirstError == "" {
-				res.FirstError = first
-			}
-			mu.Unlock()
+			t.add(lat, n, errs, first)
 		})
 	}
 	wg.Wait()
+	return t.result(start)
+}
+
+// tally gathers what the connections of one run measured.
+type tally struct {
+	mu  sync.Mutex
+	all []time.Duration
+	res Result
+}
+
+// add merges one connection's latencies, request and error counts and
+// first error.
+func (t *tally) add(lat []time.Duration, n, errs int, first string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.all = append(t.all, lat...)
+	t.res.Requests += n
+	t.res.Errors += errs
+	if t.res.FirstError == "" {
+		t.res.FirstError = first
+	}
+}
+
+// result ends the run that began at start.
+func (t *tally) result(start time.Time) Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	res := t.res
 	res.Elapsed = time.Since(start)
-	slices.Sort(all)
-	res.P50, res.P90, res.P99 = pct(all, 50), pct(all, 90), pct(all, 99)
+	slices.Sort(t.all)
+	res.P50, res.P90, res.P99 = pct(t.all, 50), pct(t.all, 90), pct(t.all, 99)
 	return res
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,9 +30,7 @@ func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http
 
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var mu sync.Mutex
-	var all []time.Duration
-	res := Result{}
+	var t tally
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range conns {
@@ -85,21 +82,11 @@ func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http
 			if c != nil {
 				c.Close()
 			}
-			mu.Lock()
-			all = append(all, lat...)
-			res.Requests += n
-			res.Errors += errs
-			if res.FirstError == "" {
-				res.FirstError = first
-			}
-			mu.Unlock()
+			t.add(lat, n, errs, first)
 		})
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
-	slices.Sort(all)
-	res.P50, res.P90, res.P99 = pct(all, 50), pct(all, 90), pct(all, 99)
-	return res
+	return t.result(start)
 }
 
 var errChunked = errors.New("an answer without Content-Length (chunked): RunRaw cannot read it")
