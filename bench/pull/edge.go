@@ -45,6 +45,9 @@ type edgeOptions struct {
 	redis    string
 	tollgate string
 	driver   string // "wrk" or "go"
+	// tokenRate: also measure tollgate's /token at this offered rate
+	// (raw driver, latency from each request's due time).
+	tokenRate float64
 }
 
 func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
@@ -56,6 +59,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.StringVar(&o.postgres, "postgres", "", "also measure /token on PostgreSQL (this DSN) + Redis (-redis)")
 	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for the -postgres run")
 	fs.StringVar(&o.tollgate, "tollgate", "", "use this tollgate binary instead of building ./cmd/tollgate")
+	fs.Float64Var(&o.tokenRate, "token-rate", 20000, "also measure /token latency at this offered rate (tokens/s; 0: skip)")
 	defaultDriver := "go"
 	if load.WrkPath() != "" {
 		defaultDriver = "wrk"
@@ -152,6 +156,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		name   string
 		method string
 		req    func() *http.Request
+		rate   float64 // offered requests/s (raw driver); 0: as fast as answered
 	}
 	measure := func(title string, targets []target) ([]chart.Bar, []chart.Row, error) {
 		fmt.Fprintf(out, "\n%s\n", title)
@@ -159,7 +164,10 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 		var rows []chart.Row
 		for _, t := range targets {
 			var res load.Result
-			if o.driver == "wrk" && t.method == http.MethodGet {
+			if t.rate > 0 {
+				load.RunRaw(ctx, o.conns, o.duration/5, http.StatusOK, t.req()) // the warm-up
+				res = load.RunRawAt(ctx, o.conns, o.duration, t.rate, http.StatusOK, t.req())
+			} else if o.driver == "wrk" && t.method == http.MethodGet {
 				// wrk only tells 2xx/3xx from the rest: one request
 				// first, whose status must be exactly 200.
 				if err := expectStatus(ctx, t.req(), http.StatusOK); err != nil {
@@ -194,8 +202,8 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 
 	scope := "repository:bench/img:pull"
 	tokenTargets := []target{
-		{"tollgate /token (SQLite)", "GET", basicReq("GET", cached.url+"/token?service="+cached.host+"&scope="+scope, "bench", cachedSecret)},
-		{"constant-answer server (ceiling)", "GET", basicReq("GET", controls[controlConstant]+"/token", "", "")},
+		{"tollgate /token (SQLite)", "GET", basicReq("GET", cached.url+"/token?service="+cached.host+"&scope="+scope, "bench", cachedSecret), 0},
+		{"constant-answer server (ceiling)", "GET", basicReq("GET", controls[controlConstant]+"/token", "", ""), 0},
 	}
 	if o.postgres != "" {
 		// A schema of its own, dropped at the end: runs never meet.
@@ -219,7 +227,18 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 			return err
 		}
 		tokenTargets = append(tokenTargets[:1], append([]target{{"tollgate /token (PostgreSQL+Redis)",
-			"GET", basicReq("GET", pg.url+"/token?service="+pg.host+"&scope="+scope, "bench", pgSecret)}}, tokenTargets[1:]...)...)
+			"GET", basicReq("GET", pg.url+"/token?service="+pg.host+"&scope="+scope, "bench", pgSecret), 0}}, tokenTargets[1:]...)...)
+	}
+	if o.tokenRate > 0 {
+		// Latency at a given load, not at saturation: what a fleet
+		// asking for that many tokens a second sees.
+		var at []target
+		for _, t := range tokenTargets {
+			if strings.HasPrefix(t.name, "tollgate") {
+				at = append(at, target{fmt.Sprintf("%s at %s/s", t.name, chart.Number(o.tokenRate)), t.method, t.req, o.tokenRate})
+			}
+		}
+		tokenTargets = append(tokenTargets, at...)
 	}
 	tokenBars, tokenRows, err := measure("GET /token, Basic, one scope (tokens/s)", tokenTargets)
 	if err != nil {
@@ -254,11 +273,11 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	manifest := "/v2/bench/img/manifests/latest"
 	manifestBars, manifestRows, err := measure("HEAD manifest by tag (requests/s)", []target{
-		{"upstream direct (distribution)", "HEAD", basicReq("HEAD", reg.URL+manifest, creds.User, creds.Password, "Accept", accept)},
-		{"bare httputil.ReverseProxy", "HEAD", basicReq("HEAD", controls[controlReverseProxy]+manifest, creds.User, creds.Password, "Accept", accept)},
-		{"TCP relay (splice)", "HEAD", basicReq("HEAD", controls[controlTCP]+manifest, creds.User, creds.Password, "Accept", accept)},
-		{"tollgate, no manifest cache", "HEAD", basicReq("HEAD", uncached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+uncachedJWT)},
-		{"tollgate, manifest cache", "HEAD", basicReq("HEAD", cached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+cachedJWT)},
+		{"upstream direct (distribution)", "HEAD", basicReq("HEAD", reg.URL+manifest, creds.User, creds.Password, "Accept", accept), 0},
+		{"bare httputil.ReverseProxy", "HEAD", basicReq("HEAD", controls[controlReverseProxy]+manifest, creds.User, creds.Password, "Accept", accept), 0},
+		{"TCP relay (splice)", "HEAD", basicReq("HEAD", controls[controlTCP]+manifest, creds.User, creds.Password, "Accept", accept), 0},
+		{"tollgate, no manifest cache", "HEAD", basicReq("HEAD", uncached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+uncachedJWT), 0},
+		{"tollgate, manifest cache", "HEAD", basicReq("HEAD", cached.url+manifest, "", "", "Accept", accept, "Authorization", "Bearer "+cachedJWT), 0},
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,15 @@ import (
 // drive, and takes only answers with a Content-Length (or HEAD answers);
 // a chunked answer counts as an error.
 func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http.Request) Result {
+	return RunRawAt(ctx, conns, d, 0, want, req)
+}
+
+// RunRawAt is RunRaw offering rate requests a second in all (0: as fast
+// as answers come), spread evenly over the connections, as wrk2 does: a
+// request is due at its time whether or not the previous answer was late,
+// and its latency counts from when it was due, so a stall shows in the
+// percentiles instead of lowering the rate the run asks for.
+func RunRawAt(ctx context.Context, conns int, d time.Duration, rate float64, want int, req *http.Request) Result {
 	var raw bytes.Buffer
 	target := req.URL.RequestURI()
 	fmt.Fprintf(&raw, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, target, req.URL.Host)
@@ -33,8 +42,14 @@ func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http
 	var t tally
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range conns {
+	var every time.Duration // between one connection's requests
+	if rate > 0 {
+		every = time.Duration(float64(conns) / rate * float64(time.Second))
+	}
+	for i := range conns {
 		wg.Go(func() {
+			// Connections start staggered over one interval.
+			due := start.Add(every * time.Duration(i) / time.Duration(conns))
 			var lat []time.Duration
 			var n, errs int
 			var first string
@@ -64,6 +79,13 @@ func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http
 					defer stop()
 				}
 				t0 := time.Now()
+				if every > 0 {
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+					t0 = due
+					due = due.Add(every)
+				}
 				status, err := exchange(c, br, wire, head)
 				if ctx.Err() != nil {
 					break // cut by the deadline: not a sample

@@ -71,3 +71,17 @@ func TestRunRaw(t *testing.T) {
 		t.Errorf("chunked: %+v", res)
 	}
 }
+
+// At a fixed offered rate the driver never sends ahead of its schedule
+// (the closed-loop driver would send thousands here).
+func TestRunRawAtKeepsToItsSchedule(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+	const rate, conns = 200.0, 4
+	d := 500 * time.Millisecond
+	res := RunRawAt(context.Background(), conns, d, rate, http.StatusOK, req)
+	if limit := int(rate*d.Seconds()) + conns; res.Requests > limit || res.Requests < 10 || res.Errors != 0 {
+		t.Errorf("%d requests (%d errors) at %v/s for %v: want at most %d", res.Requests, res.Errors, rate, d, limit)
+	}
+}
