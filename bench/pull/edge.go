@@ -59,7 +59,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.StringVar(&o.postgres, "postgres", "", "also measure /token on PostgreSQL (this DSN) + Redis (-redis)")
 	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for the -postgres run")
 	fs.StringVar(&o.tollgate, "tollgate", "", "use this tollgate binary instead of building ./cmd/tollgate")
-	fs.Float64Var(&o.tokenRate, "token-rate", 20000, "also measure /token latency at this offered rate (tokens/s; 0: skip)")
+	fs.Float64Var(&o.tokenRate, "token-rate", 0, "also measure tollgate's /token latency at this offered rate (tokens/s; 0: skip)")
 	defaultDriver := "go"
 	if load.WrkPath() != "" {
 		defaultDriver = "wrk"
