@@ -3,7 +3,10 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -395,6 +398,61 @@ func TestManifestCacheAnswersLikeTheUpstream(t *testing.T) {
 	}
 }
 
+// TestManifestCacheKeysByAccept: a registry may answer a tag by what the
+// client accepts (distribution v3 does not, so TestManifestEntryPerAccept
+// shows the separation): every answer is the upstream's own; the same
+// types in another order or with parameters are the same entry; and
+// however many Accept headers clients send, the cache remembers a
+// bounded number of them.
+func TestManifestCacheKeysByAccept(t *testing.T) {
+	e := newEnv(t, withManifestCache(1<<20, time.Minute))
+	_, secret := e.token(tollgate.TokenCreate{})
+	bearer := "Bearer " + e.bearer(secret, "repository:demo/hello:pull")
+	const path = "/v2/demo/hello/manifests/latest"
+	direct := func(accept string) (int, string, string) {
+		req, _ := http.NewRequest("HEAD", e.up.URL+path, nil)
+		req.SetBasicAuth(e.upCreds.User, e.upCreds.Password)
+		req.Header.Set("Accept", accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Docker-Content-Digest")
+	}
+	check := func(accept string) {
+		t.Helper()
+		resp := e.do("HEAD", path, map[string]string{"Authorization": bearer, "Accept": accept})
+		status, ct, digest := direct(accept)
+		if resp.StatusCode != status || resp.Header.Get("Content-Type") != ct || resp.Header.Get("Docker-Content-Digest") != digest {
+			t.Fatalf("Accept %q: tollgate %d %q %q, the upstream %d %q %q", accept, resp.StatusCode, resp.Header.Get("Content-Type"),
+				resp.Header.Get("Docker-Content-Digest"), status, ct, digest)
+		}
+	}
+	const index, manifest = "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json"
+	for range 2 { // the second round from the cache
+		check(ociAccept)
+		check(manifest)
+		check("application/vnd.docker.distribution.manifest.v2+json")
+	}
+	check(index + ", " + manifest)
+	e.up.ResetRequests()
+	for _, same := range []string{manifest + ";q=0.9," + index, " " + index + " , " + manifest + " ", index + "," + manifest + "," + index} {
+		check(same)
+	}
+	if n := len(e.up.Requests()); n != 3 { // check's own direct HEADs only
+		t.Errorf("%d requests reached the upstream for one entry asked three more ways", n)
+	}
+	for i := range 2 * maxAccepts {
+		check(fmt.Sprintf("%s, application/x-%d", index, i))
+	}
+	e.opts.Upstream.manifests.acceptsMu.RLock()
+	defer e.opts.Upstream.manifests.acceptsMu.RUnlock()
+	if n := len(e.opts.Upstream.manifests.accepts); n > maxAccepts {
+		t.Errorf("%d Accept headers remembered, bound %d", n, maxAccepts)
+	}
+}
+
 // TestManifestCacheNeverStaleBeyondTagTTL: a tag moved upstream is seen
 // through tollgate once the tag TTL has passed, never later.
 func TestManifestCacheNeverStaleBeyondTagTTL(t *testing.T) {
@@ -531,4 +589,40 @@ func TestFirstChallengeCarriesNoError(t *testing.T) {
 	wantChallenge(t, e.do("GET", "/v2/", map[string]string{"Authorization": "Bearer " + bearer}), "", "invalid_token")
 	wantChallenge(t, e.do("GET", "/v2/demo/hello/manifests/latest", map[string]string{"Authorization": "Bearer " + bearer}), "repository:demo/hello:pull", "invalid_token")
 	wantChallenge(t, e.do("GET", "/v2/", map[string]string{"Authorization": "Basic " + basicAuth("tollgate", secret)}), "", "invalid_token")
+}
+
+// TestManifestEntryPerAccept: what the upstream answered for one Accept
+// header never answers another, for a tag or a digest.
+func TestManifestEntryPerAccept(t *testing.T) {
+	c := newManifestCache(1<<20, time.Minute, nil)
+	const body = `{"schemaVersion":2}`
+	sum := sha256.Sum256([]byte(body))
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	ask := func(method, ref, accept string) *http.Request {
+		r := httptest.NewRequest(method, "/v2/demo/hello/manifests/"+ref, nil)
+		r.Header.Set("Accept", accept)
+		return r
+	}
+	for _, ref := range []string{"latest", digest} {
+		req := ask("GET", ref, "application/vnd.oci.image.manifest.v1+json")
+		resp := &http.Response{StatusCode: 200, Request: req, ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body)),
+			Header: http.Header{"Docker-Content-Digest": {digest}, "Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}}
+		c.fill(resp, "demo/hello", ref, c.acceptKey(req))
+		for _, method := range []string{"GET", "HEAD"} {
+			for accept, want := range map[string]bool{
+				"application/vnd.oci.image.manifest.v1+json":                                          true,
+				"application/vnd.docker.distribution.manifest.v2+json":                                false,
+				"application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json": false,
+			} {
+				r := ask(method, ref, accept)
+				w := httptest.NewRecorder()
+				if got := c.serve(w, r, "demo/hello", ref, c.acceptKey(r)); got != want {
+					t.Errorf("%s %s with Accept %q: answered from the cache %v, want %v", method, ref, accept, got, want)
+				}
+				if want && (w.Header().Get("Docker-Content-Digest") != digest || w.Header().Get("Content-Length") != strconv.Itoa(len(body))) {
+					t.Errorf("%s %s: headers %v", method, ref, w.Header())
+				}
+			}
+		}
+	}
 }

@@ -34,10 +34,22 @@ type manifestCache struct {
 	now    func() time.Time
 
 	mu    sync.Mutex
-	lru   *list.List               // of *manifestEntry, most recent first
-	byKey map[string]*list.Element // "d\x00repo\x00digest\x00accept" and "t\x00repo\x00tag\x00accept"
+	lru   *list.List                    // of *manifestEntry, most recent first
+	byKey map[manifestKey]*list.Element // by digest ('d') and by tag ('t')
 	bytes int
 	stats ManifestCacheStats
+
+	// accepts remembers normalized Accept headers (acceptKey): clients
+	// send the same few, and normalizing costs allocations.
+	acceptsMu sync.RWMutex
+	accepts   map[string]string
+}
+
+// manifestKey names one cache entry: by digest (kind 'd') or by tag
+// ('t'), in one upstream repository, for one set of accepted media types.
+type manifestKey struct {
+	kind              byte
+	repo, ref, accept string
 }
 
 // ManifestCacheStats counts what the manifest cache did.
@@ -48,17 +60,40 @@ type ManifestCacheStats struct {
 }
 
 type manifestEntry struct {
-	key       string
+	key       manifestKey
 	digest    string
 	mediaType string
 	size      int64
 	etag      string
 	body      []byte    // nil for a tag entry
 	expires   time.Time // zero for a digest entry
+	// header is what the answer carries, built once: serve shares its
+	// value slices (each of capacity 1, so an Add elsewhere copies).
+	header []headerField
+}
+
+type headerField struct {
+	key   string // canonical
+	value []string
 }
 
 func (e *manifestEntry) cost() int {
-	return 128 + len(e.key) + len(e.body) + len(e.mediaType) + len(e.etag) + len(e.digest)
+	k := e.key
+	return 256 + len(k.repo) + len(k.ref) + len(k.accept) + len(e.body) + 2*(len(e.mediaType)+len(e.etag)+len(e.digest))
+}
+
+// answerHeader builds e.header from its fields.
+func (e *manifestEntry) answerHeader() {
+	one := func(v string) []string { return []string{v}[:1:1] }
+	e.header = []headerField{
+		{"Content-Type", one(e.mediaType)},
+		{"Content-Length", one(strconv.FormatInt(e.size, 10))},
+		{"Docker-Content-Digest", one(e.digest)},
+		{"Docker-Distribution-Api-Version", one("registry/2.0")},
+	}
+	if e.etag != "" {
+		e.header = append(e.header, headerField{"Etag", one(e.etag)})
+	}
 }
 
 // maxCachedManifest bounds one manifest kept (distribution's own limit is 4 MiB).
@@ -68,7 +103,33 @@ func newManifestCache(maxBytes int, tagTTL time.Duration, now func() time.Time) 
 	if now == nil {
 		now = time.Now
 	}
-	return &manifestCache{tagTTL: tagTTL, max: maxBytes, now: now, lru: list.New(), byKey: map[string]*list.Element{}}
+	return &manifestCache{tagTTL: tagTTL, max: maxBytes, now: now, lru: list.New(), byKey: map[manifestKey]*list.Element{}, accepts: map[string]string{}}
+}
+
+// maxAccepts bounds the normalized Accept headers remembered; past it
+// they are normalized anew on every request.
+const maxAccepts = 64
+
+// acceptKey normalizes r's Accept header (acceptKey), remembering the
+// answer for a header sent as one line.
+func (c *manifestCache) acceptKey(r *http.Request) string {
+	vs := r.Header["Accept"]
+	if len(vs) != 1 {
+		return acceptKey(r)
+	}
+	c.acceptsMu.RLock()
+	k, ok := c.accepts[vs[0]]
+	c.acceptsMu.RUnlock()
+	if ok {
+		return k
+	}
+	k = acceptKey(r)
+	c.acceptsMu.Lock()
+	if len(c.accepts) < maxAccepts {
+		c.accepts[vs[0]] = k
+	}
+	c.acceptsMu.Unlock()
+	return k
 }
 
 // acceptKey normalizes the Accept header: media types, sorted, without
@@ -97,19 +158,15 @@ func cacheable(r *http.Request) bool {
 
 func isDigest(ref string) bool { return strings.Contains(ref, ":") }
 
-func manifestKey(kind byte, repo, ref, accept string) string {
-	return string(kind) + "\x00" + repo + "\x00" + ref + "\x00" + accept
-}
-
-// serve answers r from the cache if it can, and reports whether it did.
-func (c *manifestCache) serve(w http.ResponseWriter, r *http.Request, repo, ref string) bool {
-	accept := acceptKey(r)
+// serve answers r, whose normalized Accept header is accept, from the
+// cache if it can, and reports whether it did.
+func (c *manifestCache) serve(w http.ResponseWriter, r *http.Request, repo, ref, accept string) bool {
 	now := c.now()
 	c.mu.Lock()
 	digest := ref
 	var e *manifestEntry
 	if !isDigest(ref) {
-		t := c.get(manifestKey('t', repo, ref, accept))
+		t := c.get(manifestKey{'t', repo, ref, accept})
 		if t != nil && now.Before(t.expires) {
 			digest, e = t.digest, t
 		} else {
@@ -117,7 +174,7 @@ func (c *manifestCache) serve(w http.ResponseWriter, r *http.Request, repo, ref 
 		}
 	}
 	if digest != "" && (r.Method == http.MethodGet || e == nil) {
-		e = c.get(manifestKey('d', repo, digest, accept))
+		e = c.get(manifestKey{'d', repo, digest, accept})
 	}
 	if e == nil || (r.Method == http.MethodGet && e.body == nil) {
 		c.stats.Misses++
@@ -127,13 +184,9 @@ func (c *manifestCache) serve(w http.ResponseWriter, r *http.Request, repo, ref 
 	c.stats.Hits++
 	c.mu.Unlock()
 	h := w.Header()
-	h.Set("Content-Type", e.mediaType)
-	h.Set("Content-Length", strconv.FormatInt(e.size, 10))
-	h.Set("Docker-Content-Digest", e.digest)
-	if e.etag != "" {
-		h.Set("Etag", e.etag)
+	for _, f := range e.header {
+		h[f.key] = f.value
 	}
-	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		w.Write(e.body)
@@ -142,7 +195,7 @@ func (c *manifestCache) serve(w http.ResponseWriter, r *http.Request, repo, ref 
 }
 
 // get finds key and marks it used. Called with mu held.
-func (c *manifestCache) get(key string) *manifestEntry {
+func (c *manifestCache) get(key manifestKey) *manifestEntry {
 	el, ok := c.byKey[key]
 	if !ok {
 		return nil
@@ -161,6 +214,7 @@ func (c *manifestCache) fill(resp *http.Response, repo, ref, accept string) {
 		return
 	}
 	base := manifestEntry{digest: digest, mediaType: resp.Header.Get("Content-Type"), size: size, etag: resp.Header.Get("Etag")}
+	base.answerHeader()
 	if resp.Request.Method == http.MethodGet {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, size+1))
 		resp.Body.Close()
@@ -170,12 +224,12 @@ func (c *manifestCache) fill(resp *http.Response, repo, ref, accept string) {
 			return
 		}
 		d := base
-		d.key, d.body = manifestKey('d', repo, digest, accept), body
+		d.key, d.body = manifestKey{'d', repo, digest, accept}, body
 		c.put(&d)
 	}
 	if !isDigest(ref) && c.tagTTL > 0 {
 		t := base
-		t.key, t.expires = manifestKey('t', repo, ref, accept), c.now().Add(c.tagTTL)
+		t.key, t.expires = manifestKey{'t', repo, ref, accept}, c.now().Add(c.tagTTL)
 		c.put(&t)
 	}
 }

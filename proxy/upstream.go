@@ -74,9 +74,10 @@ type ctxKey struct{}
 type target struct {
 	path, query string
 	rt          route
-	// unknown is the answer for a repository the upstream does not have:
-	// the same refusal as for one the caller may not pull.
-	unknown error
+	// unknown builds the answer for a repository the upstream does not
+	// have: the same refusal as for one the caller may not pull. Built
+	// only when needed: most requests never need it.
+	unknown func() error
 	// accept is set when the answer may fill the manifest cache.
 	accept *string
 }
@@ -174,30 +175,35 @@ func (u *Upstream) upstreamPath(rt route) string {
 }
 
 // forward streams the request for an authorized route to the upstream.
-// unknown is the answer for a repository the upstream does not have.
-func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, rt route, unknown error) {
-	q := url.Values{}
-	in := r.URL.Query()
-	switch rt.kind {
-	case routeTags:
-		for _, k := range []string{"n", "last"} {
-			if v := in.Get(k); v != "" {
-				q.Set(k, v)
-			}
-		}
-	case routeReferrers:
-		if v := in.Get("artifactType"); v != "" {
-			q.Set("artifactType", v)
-		}
-	}
-	t := &target{path: u.upstreamPath(rt), query: q.Encode(), rt: rt, unknown: unknown}
+// unknown builds the answer for a repository the upstream does not have.
+func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, rt route, unknown func() error) {
+	var accept *string
 	if rt.kind == routeManifest && u.manifests != nil && cacheable(r) {
-		if u.manifests.serve(w, r, u.mapped(rt.name), rt.ref) {
+		a := u.manifests.acceptKey(r)
+		if u.manifests.serve(w, r, u.mapped(rt.name), rt.ref, a) {
 			return
 		}
-		accept := acceptKey(r)
-		t.accept = &accept
+		accept = &a
 	}
+	var query string
+	if r.URL.RawQuery != "" && (rt.kind == routeTags || rt.kind == routeReferrers) {
+		q := url.Values{}
+		in := r.URL.Query()
+		switch rt.kind {
+		case routeTags:
+			for _, k := range []string{"n", "last"} {
+				if v := in.Get(k); v != "" {
+					q.Set(k, v)
+				}
+			}
+		case routeReferrers:
+			if v := in.Get("artifactType"); v != "" {
+				q.Set("artifactType", v)
+			}
+		}
+		query = q.Encode()
+	}
+	t := &target{path: u.upstreamPath(rt), query: query, rt: rt, unknown: unknown, accept: accept}
 	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
 }
 
@@ -367,7 +373,7 @@ func (u *Upstream) rewriteLink(link, public string) string {
 func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	t := r.Context().Value(ctxKey{}).(*target)
 	if errors.Is(err, errNameUnknown) {
-		u.resp.fail(w, r, styleOCI, t.unknown)
+		u.resp.fail(w, r, styleOCI, t.unknown())
 		return
 	}
 	e := &refusal{code: errcode.ErrorCodeUnavailable, status: http.StatusBadGateway, message: "upstream registry unavailable", err: err}

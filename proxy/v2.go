@@ -242,7 +242,9 @@ func (reg *Registry) serveV2(w http.ResponseWriter, r *http.Request) {
 		defer done() // also when the stream is cut (http.ErrAbortHandler)
 		w, tracked := reg.f.track(w, r, c.token, imageEvent(rt))
 		defer tracked()
-		reg.upstream.forward(w, r, rt, reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required")))
+		reg.upstream.forward(w, r, rt, func() error {
+			return reg.challenge(rt, authz.ErrInsufficientScope, refuse(errcode.ErrorCodeUnauthorized, "", "authentication required"))
+		})
 		return
 	}
 	var body any = struct{}{}

@@ -37,7 +37,10 @@ const (
 	// token answer: the ceiling of an HTTP server on these CPUs.
 	controlConstant = "constant"
 
-	controlEnv         = "BENCHPULL_CONTROL"
+	controlEnv = "BENCHPULL_CONTROL"
+	// driverEnv makes this program the HEAD load driver process
+	// (load.ServeEpollJob), as wrk is one for GET.
+	driverEnv          = "BENCHPULL_DRIVER"
 	controlListenEnv   = "BENCHPULL_CONTROL_LISTEN"
 	controlUpstreamEnv = "BENCHPULL_CONTROL_UPSTREAM"
 )

@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tollgate/tollgate/bench/internal/load"
 	"github.com/tollgate/tollgate/bench/internal/proc"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
 )
@@ -50,6 +51,13 @@ const (
 )
 
 func main() {
+	if os.Getenv(driverEnv) != "" {
+		if err := load.ServeEpollJob(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-pull load driver:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if mode := os.Getenv(controlEnv); mode != "" {
 		if err := serveControl(mode, os.Getenv(controlListenEnv), os.Getenv(controlUpstreamEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-pull control proxy:", err)

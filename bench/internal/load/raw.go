@@ -29,13 +29,7 @@ func RunRaw(ctx context.Context, conns int, d time.Duration, want int, req *http
 // and its latency counts from when it was due, so a stall shows in the
 // percentiles instead of lowering the rate the run asks for.
 func RunRawAt(ctx context.Context, conns int, d time.Duration, rate float64, want int, req *http.Request) Result {
-	var raw bytes.Buffer
-	target := req.URL.RequestURI()
-	fmt.Fprintf(&raw, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, target, req.URL.Host)
-	req.Header.Write(&raw)
-	raw.WriteString("\r\n")
-	wire := raw.Bytes()
-	head := req.Method == http.MethodHead
+	wire, head := rawRequest(req)
 
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -109,6 +103,15 @@ func RunRawAt(ctx context.Context, conns int, d time.Duration, rate float64, wan
 	}
 	wg.Wait()
 	return t.result(start)
+}
+
+// rawRequest is req on the wire, and whether it is a HEAD.
+func rawRequest(req *http.Request) ([]byte, bool) {
+	var raw bytes.Buffer
+	fmt.Fprintf(&raw, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, req.URL.RequestURI(), req.URL.Host)
+	req.Header.Write(&raw)
+	raw.WriteString("\r\n")
+	return raw.Bytes(), req.Method == http.MethodHead
 }
 
 var errChunked = errors.New("an answer without Content-Length (chunked): RunRaw cannot read it")

@@ -2,19 +2,54 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// The raw driver reads whole answers on kept-alive connections: HEAD
-// answers that announce a body (what wrk cannot read), GET bodies, and it
-// counts wrong statuses and unreadable answers as errors.
+// The raw drivers read whole answers on kept-alive connections: HEAD
+// answers that announce a body (what wrk cannot read), GET bodies, and
+// they count wrong statuses and unreadable answers as errors.
 func TestRunRaw(t *testing.T) {
+	t.Run("goroutines", func(t *testing.T) { testRawDriver(t, RunRaw) })
+	t.Run("epoll", func(t *testing.T) {
+		testRawDriver(t, func(ctx context.Context, conns int, d time.Duration, want int, req *http.Request) Result {
+			return RunEpoll(ctx, 2, conns, d, want, req)
+		})
+	})
+	t.Run("epoll process", func(t *testing.T) {
+		testRawDriver(t, func(ctx context.Context, conns int, d time.Duration, want int, req *http.Request) Result {
+			cmd := exec.CommandContext(ctx, os.Args[0])
+			cmd.Env = append(os.Environ(), "LOAD_TEST_EPOLL_JOB=1")
+			res, err := RunEpollProcess(ctx, cmd, 2, conns, d, want, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		})
+	})
+}
+
+// TestMain is also the driver process of TestRunRaw/epoll_process.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOAD_TEST_EPOLL_JOB") != "" {
+		if err := ServeEpollJob(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testRawDriver(t *testing.T, run func(ctx context.Context, conns int, d time.Duration, want int, req *http.Request) Result) {
 	var heads, conns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -48,7 +83,7 @@ func TestRunRaw(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	res := RunRaw(ctx, 4, 500*time.Millisecond, http.StatusOK, req(http.MethodHead, "/manifest"))
+	res := run(ctx, 4, 500*time.Millisecond, http.StatusOK, req(http.MethodHead, "/manifest"))
 	if res.Requests < 10 || res.Errors != 0 || res.P99 < res.P50 || res.P50 <= 0 {
 		t.Errorf("HEAD: %+v", res)
 	}
@@ -58,15 +93,15 @@ func TestRunRaw(t *testing.T) {
 	if c := conns.Load(); c != 4 {
 		t.Errorf("%d connections for 4 kept alive", c)
 	}
-	res = RunRaw(ctx, 2, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/manifest"))
+	res = run(ctx, 2, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/manifest"))
 	if res.Requests < 10 || res.Errors != 0 {
 		t.Errorf("GET with a body: %+v", res)
 	}
-	res = RunRaw(ctx, 2, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/refused"))
+	res = run(ctx, 2, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/refused"))
 	if res.Requests == 0 || res.Errors != res.Requests || res.FirstError != "status 403" {
 		t.Errorf("refused: %+v", res)
 	}
-	res = RunRaw(ctx, 1, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/chunked"))
+	res = run(ctx, 1, 300*time.Millisecond, http.StatusOK, req(http.MethodGet, "/chunked"))
 	if res.Requests == 0 || res.Errors != res.Requests {
 		t.Errorf("chunked: %+v", res)
 	}
