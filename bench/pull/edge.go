@@ -59,12 +59,12 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.StringVar(&o.postgres, "postgres", "", "also measure /token on PostgreSQL (this DSN) + Redis (-redis)")
 	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for the -postgres run")
 	fs.StringVar(&o.tollgate, "tollgate", "", "use this tollgate binary instead of building ./cmd/tollgate")
-	fs.Float64Var(&o.tokenRate, "token-rate", 0, "also measure tollgate's /token latency at this offered rate (tokens/s; 0: skip)")
+	fs.Float64Var(&o.tokenRate, "token-rate", 20000, "also measure tollgate's /token latency at this offered rate, the goal's (tokens/s; 0: skip)")
 	defaultDriver := "go"
 	if load.WrkPath() != "" {
 		defaultDriver = "wrk"
 	}
-	fs.StringVar(&o.driver, "driver", defaultDriver, "load driver: wrk (GET with wrk -t2, HEAD with this program's raw HTTP/1.1 driver, which wrk cannot replace; the default when wrk is installed) or go (net/http clients, wrk's load shape)")
+	fs.StringVar(&o.driver, "driver", defaultDriver, "load driver: wrk (GET with wrk -t2, HEAD with this program's epoll driver in a process of its own, built as wrk is, since wrk cannot read HEAD answers; the default when wrk is installed) or go (net/http clients, wrk's load shape)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func runEdge(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
 	fmt.Fprintf(out, "bench edge: %d CPUs (GOMAXPROCS %d), %s/%s, %s; load driver %s, %d connections, %v per target; nothing pinned: load driver and targets share these CPUs\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), map[string]string{"wrk": "wrk (GET), raw HTTP/1.1 (HEAD)", "go": "net/http"}[o.driver], o.conns, o.duration)
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), map[string]string{"wrk": "wrk (GET), epoll driver process (HEAD)", "go": "net/http"}[o.driver], o.conns, o.duration)
 	if rev, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		fmt.Fprintf(out, "commit %s\n", strings.TrimSpace(string(rev)))
 	}
