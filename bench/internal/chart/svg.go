@@ -21,10 +21,13 @@ type Bar struct {
 // Bars writes a horizontal bar chart: one row per bar, the value printed
 // at its end in unit.
 func Bars(w io.Writer, title, unit string, bars []Bar) error {
+	var labels, ends []string
+	for _, b := range bars {
+		labels = append(labels, b.Label)
+		ends = append(ends, Number(b.Value)+" "+unit+" "+b.Note)
+	}
+	width, left, right := layout(labels, ends, 13)
 	const (
-		width   = 720
-		left    = 230
-		right   = 150
 		rowH    = 30
 		top     = 48
 		barH    = 20
@@ -53,6 +56,28 @@ func Bars(w io.Writer, title, unit string, bars []Bar) error {
 	s.WriteString("</svg>\n")
 	_, err := io.WriteString(w, s.String())
 	return err
+}
+
+// layout sizes a chart so that its labels (13 px, right-aligned before
+// the bars) and the texts at the bars' ends (endSize px) fit: the bars get
+// at least 360 px and the chart is at least 720 wide.
+func layout(labels, ends []string, endSize float64) (width, left, right int) {
+	longest := func(ss []string, size float64) int {
+		w := 0.0
+		for _, s := range ss {
+			w = math.Max(w, textWidth(s, size))
+		}
+		return int(math.Ceil(w))
+	}
+	left = max(120, longest(labels, 13)+20)
+	right = longest(ends, endSize) + 16
+	return max(720, left+360+right), left, right
+}
+
+// textWidth estimates how wide s is in a sans-serif font of size px, on
+// the wide side (the charts carry no font of their own).
+func textWidth(s string, size float64) float64 {
+	return float64(len([]rune(s))) * size * 0.6
 }
 
 // Number formats v with a thousands separator and sensible precision.
@@ -87,13 +112,18 @@ var seriesColors = []string{"#9ecae1", "#4292c6", "#08519c", "#08306b"}
 // Grouped writes a horizontal chart with one group of bars per row, one
 // bar per series (e.g. latency percentiles), with a legend.
 func Grouped(w io.Writer, title, unit string, series []string, rows []Row) error {
+	var labels, ends []string
+	for _, r := range rows {
+		labels = append(labels, r.Label)
+		for _, v := range r.Values {
+			ends = append(ends, Number(v)+" "+unit)
+		}
+	}
+	width, left, right := layout(labels, ends, 11)
 	const (
-		width = 720
-		left  = 230
-		right = 110
-		barH  = 12
-		gap   = 10
-		top   = 62
+		barH = 12
+		gap  = 10
+		top  = 62
 	)
 	maxV := 0.0
 	for _, r := range rows {

@@ -3,6 +3,7 @@ package chart
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -65,6 +66,66 @@ func countRects(t *testing.T, svg string) int {
 		}
 		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
 			rects++
+		}
+	}
+}
+
+// TestLongLabelsFit: a long target name before its bar and a long value
+// after it stay inside the chart, in both kinds of chart.
+func TestLongLabelsFit(t *testing.T) {
+	long := "tollgate /token (PostgreSQL+Redis) at 20,000/s"
+	var bars, grouped bytes.Buffer
+	if err := Bars(&bars, "tokens", "tokens/s", []Bar{{Label: long, Value: 63097, Note: "p99 10.4 ms"}, {Label: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Grouped(&grouped, "latency", "ms", []string{"p50", "p99"}, []Row{{Label: long, Values: []float64{0.4, 10.4}}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, svg := range map[string]string{"Bars": bars.String(), "Grouped": grouped.String()} {
+		d := xml.NewDecoder(strings.NewReader(svg))
+		width := 0.0
+		var text *xml.StartElement
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch tok := tok.(type) {
+			case xml.StartElement:
+				attr := map[string]string{}
+				for _, a := range tok.Attr {
+					attr[a.Name.Local] = a.Value
+				}
+				if tok.Name.Local == "svg" {
+					fmt.Sscanf(attr["viewBox"], "0 0 %g", &width)
+				}
+				if tok.Name.Local == "text" {
+					el := tok.Copy()
+					text = &el
+				}
+			case xml.CharData:
+				if text == nil {
+					continue
+				}
+				attr := map[string]string{"font-size": "13"}
+				for _, a := range text.Attr {
+					attr[a.Name.Local] = a.Value
+				}
+				var x, size float64
+				fmt.Sscan(attr["x"], &x)
+				fmt.Sscan(attr["font-size"], &size)
+				w := textWidth(string(tok), size)
+				if attr["text-anchor"] == "end" && x-w < 0 || attr["text-anchor"] == "" && x+w > width {
+					t.Errorf("%s: %q at x=%v (%v wide) leaves the %v-wide chart", name, string(tok), x, w, width)
+				}
+				text = nil
+			}
+		}
+		if width == 0 {
+			t.Fatalf("%s: no viewBox", name)
 		}
 	}
 }
