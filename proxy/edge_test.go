@@ -446,6 +446,7 @@ func TestManifestCacheKeysByAccept(t *testing.T) {
 	for i := range 2 * maxAccepts {
 		check(fmt.Sprintf("%s, application/x-%d", index, i))
 	}
+	check(index + ", " + strings.Repeat("application/x-long,", maxAcceptLen/10))
 	e.opts.Upstream.manifests.acceptsMu.RLock()
 	defer e.opts.Upstream.manifests.acceptsMu.RUnlock()
 	if n := len(e.opts.Upstream.manifests.accepts); n > maxAccepts {

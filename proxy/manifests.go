@@ -106,15 +106,19 @@ func newManifestCache(maxBytes int, tagTTL time.Duration, now func() time.Time) 
 	return &manifestCache{tagTTL: tagTTL, max: maxBytes, now: now, lru: list.New(), byKey: map[manifestKey]*list.Element{}, accepts: map[string]string{}}
 }
 
-// maxAccepts bounds the normalized Accept headers remembered; past it
-// they are normalized anew on every request.
-const maxAccepts = 64
+// maxAccepts bounds the normalized Accept headers remembered, and
+// maxAcceptLen the length of one; past them a header is normalized anew
+// on every request.
+const (
+	maxAccepts   = 64
+	maxAcceptLen = 1024
+)
 
 // acceptKey normalizes r's Accept header (acceptKey), remembering the
 // answer for a header sent as one line.
 func (c *manifestCache) acceptKey(r *http.Request) string {
 	vs := r.Header["Accept"]
-	if len(vs) != 1 {
+	if len(vs) != 1 || len(vs[0]) > maxAcceptLen {
 		return acceptKey(r)
 	}
 	c.acceptsMu.RLock()
