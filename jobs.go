@@ -6,7 +6,8 @@ import (
 )
 
 // Background jobs that must run once per interval however many replicas
-// there are (the auto-pause sweep, the ephemeral-credential sweep). Every
+// there are (the auto-pause sweep, the ephemeral-credential sweep, the
+// expiry-notification sweep). Every
 // replica looks now and then; the one that claims the job through the
 // store runs it, the others skip it. A claim is a conditional upsert of
 // the job's row that moves its next run time forward, so of the replicas
@@ -27,6 +28,10 @@ const (
 	// JobSweepEphemeral deletes ended ephemeral credentials
 	// (Service.SweepEphemeral).
 	JobSweepEphemeral = "sweep_ephemeral"
+	// JobExpirySweep writes the token.expiring and token.expired events
+	// that are due (Service.SweepExpiry). Its once-only event keys stay
+	// the safety net should two replicas ever sweep at once.
+	JobExpirySweep = "expiry_sweep"
 )
 
 // JobTx is how replicas agree on who runs a background job.

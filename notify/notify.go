@@ -2,17 +2,19 @@
 // tollgate.Delivery, written by Service in the transaction of each
 // change): webhooks, signed with HMAC-SHA256, and e-mail through SMTP.
 //
-// Every replica runs a Deliverer. Each tick it (1) sweeps for events that
-// are due by the clock rather than by a write (token.expiring,
-// token.expired, token.previous_secret_expired; their once-only keys and
-// row locks make three replicas sweeping together write each once), then
-// (2) claims due deliveries with a lease (FOR UPDATE SKIP LOCKED on
-// PostgreSQL; SQLite's single writer does the same), sends each and
-// writes the outcome. A replica killed mid-delivery leaves a lease that
-// runs out; another replica sends the delivery again with the same
-// idempotency key (the event id), so receivers that dedupe on it see
-// every event once. Failures are retried with exponential back-off
-// (30 s doubling, at most 1 h apart) for RetryFor (24 h), then given up.
+// Every replica runs a Deliverer. Each tick it (1) sweeps for
+// token.previous_secret_expired events, due by the clock rather than by a
+// write (row locks make three replicas sweeping together write each once),
+// then (2) claims due deliveries with a lease (FOR UPDATE SKIP LOCKED on
+// PostgreSQL; SQLite's single writer does the same), sends each and writes
+// the outcome. A replica killed mid-delivery leaves a lease that runs out;
+// another replica sends the delivery again with the same idempotency key
+// (the event id), so receivers that dedupe on it see every event once.
+// Failures are retried with exponential back-off (30 s doubling, at most
+// 1 h apart) for RetryFor (24 h), then given up. token.expiring and
+// token.expired are written by Service.SweepExpiry, which the server runs
+// on one replica per interval (tollgate.JobExpirySweep) rather than here
+// on every replica's every tick.
 //
 // Webhook requests: POST, body the event JSON (tollgate.Payload, or
 // {"text": ...} for the slack format), headers
@@ -54,11 +56,10 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time
 
-	Interval   time.Duration   // between ticks (default 30s)
-	Lease      time.Duration   // how long a claim holds (default 2m)
-	RetryFor   time.Duration   // how long to retry (default 24h)
-	Thresholds []time.Duration // token.expiring (default 30, 7, 1 days)
-	Batch      int             // deliveries claimed per round (default 20)
+	Interval time.Duration // between ticks (default 30s)
+	Lease    time.Duration // how long a claim holds (default 2m)
+	RetryFor time.Duration // how long to retry (default 24h)
+	Batch    int           // deliveries claimed per round (default 20)
 	// HTTP sends webhooks; nil builds one with a 10 s timeout that
 	// refuses private addresses unless AllowPrivate.
 	HTTP         *http.Client
@@ -145,14 +146,11 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
-// Tick sweeps for due events, then sends every due delivery it can
-// claim. It says how many deliveries it attempted.
+// Tick sweeps for ended previous secrets, then sends every due delivery
+// it can claim. It says how many deliveries it attempted.
 func (d *Deliverer) Tick(ctx context.Context) (int, error) {
 	var errs []error
 	if _, err := d.svc.SweepPreviousSecrets(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := d.svc.SweepExpiry(ctx, d.o.Thresholds); err != nil {
 		errs = append(errs, err)
 	}
 	n := 0

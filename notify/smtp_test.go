@@ -126,6 +126,7 @@ func TestExpiryEmailThroughARealSMTPServerWithStartTLSAndAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	mail := &notify.SMTP{Addr: srv.addr, From: "tollgate@registry.example.com", Username: smtpUser, Password: smtpPassword, TLS: srv.tls}
+	sweepExpiry(t, s)
 	if _, err := deliverer(t, s, c, mail).Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +154,7 @@ func TestExpiryEmailThroughARealSMTPServerWithStartTLSAndAuth(t *testing.T) {
 	// Wrong credentials: the delivery fails with the server's reply code.
 	c.Add(7 * 24 * time.Hour) // expired: another e-mail is due
 	bad := &notify.SMTP{Addr: srv.addr, From: "tollgate@registry.example.com", Username: smtpUser, Password: "wrong-password", TLS: srv.tls}
+	sweepExpiry(t, s)
 	if _, err := deliverer(t, s, c, bad).Tick(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -120,3 +120,100 @@ func TestAutoPauseRunsOnOneReplica(t *testing.T) {
 		}
 	}
 }
+
+// TestExpirySweepRunsOnOneReplica runs three replicas on one PostgreSQL,
+// each with its deliverer ticking every 200ms. The deliverers no longer
+// sweep for expiry warnings: a token expiring in three days gets none
+// while only they run. Then all three look for due background jobs at
+// the same moment, five times in a row: of the fifteen looks exactly one
+// ran the expiry sweep (tollgate_background_jobs_total summed over the
+// replicas, the other fourteen not due), and the token's 7-day
+// token.expiring reaches the webhook once.
+func TestExpirySweepRunsOnOneReplica(t *testing.T) {
+	ms := startReplicasWith(t, 3, func(c *config.Config) {
+		c.Notify.AllowPrivateWebhooks = true // the receiver is on loopback
+		c.Notify.Interval = config.Duration(200 * time.Millisecond)
+	})
+	ctx := context.Background()
+	svc := ms[0].Service
+	if _, _, _, err := svc.CreateAccount(ctx, "operator", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := svc.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: "acme", Name: "ci",
+		Expiry: tollgate.Expiry{At: time.Now().Add(3 * 24 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hookReceiver{t: t, keys: map[string]int{}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	_, secret, err := svc.CreateWebhook(ctx, "operator", tollgate.WebhookCreate{Account: "acme", URL: srv.URL + "/hook", Events: []string{tollgate.EventTokenExpiring}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.secret = secret.Reveal() // the receiver checks signatures with it
+	h.mu.Unlock()
+
+	expiring := func() []*tollgate.Delivery {
+		t.Helper()
+		ds, err := svc.ListDeliveries(ctx, "acme", 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []*tollgate.Delivery
+		for _, d := range ds {
+			if d.Event.Type == tollgate.EventTokenExpiring {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	time.Sleep(time.Second) // five ticks of every replica's deliverer
+	if ds := expiring(); len(ds) != 0 {
+		t.Fatalf("the deliverers wrote %d token.expiring events; the sweep is a background job now", len(ds))
+	}
+
+	for range 5 {
+		var wg sync.WaitGroup
+		for _, m := range ms {
+			wg.Go(func() { m.runJobs(ctx) })
+		}
+		wg.Wait()
+	}
+	var ran, failed, notDue float64
+	for _, m := range ms {
+		rec := httptest.NewRecorder()
+		m.metricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body := rec.Body.String()
+		r, _ := metricValue(body, `tollgate_background_jobs_total{outcome="ran",task="`+tollgate.JobExpirySweep+`"}`)
+		f, _ := metricValue(body, `tollgate_background_jobs_total{outcome="failed",task="`+tollgate.JobExpirySweep+`"}`)
+		n, _ := metricValue(body, `tollgate_background_jobs_total{outcome="not_due",task="`+tollgate.JobExpirySweep+`"}`)
+		ran, failed, notDue = ran+r, failed+f, notDue+n
+	}
+	if ran != 1 || failed != 0 || notDue != 14 {
+		t.Errorf("expiry sweep over the replicas' fifteen looks: ran %v, failed %v, not due %v; want 1, 0, 14", ran, failed, notDue)
+	}
+
+	waitDelivered(t, svc, "acme")
+	var mine []string
+	for _, d := range expiring() {
+		p, err := d.Event.Decode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Token.ID == tok.ID {
+			mine = append(mine, p.Threshold+" "+string(d.Status))
+		}
+	}
+	if len(mine) != 1 || mine[0] != "7d "+string(tollgate.DeliveryDelivered) {
+		t.Fatalf("token.expiring deliveries for the token = %q, want one 7d, delivered", mine)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, n := range h.keys {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times", key, n)
+		}
+	}
+}

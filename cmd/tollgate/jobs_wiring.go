@@ -38,6 +38,9 @@ func (m *Main) backgroundJobs() []backgroundJob {
 		{tollgate.JobSweepEphemeral, func(ctx context.Context) (int, error) {
 			return m.Service.SweepEphemeral(ctx, m.Config.OIDC.EphemeralRetention.Duration())
 		}, "ended ephemeral credentials deleted", "credentials"},
+		{tollgate.JobExpirySweep, func(ctx context.Context) (int, error) {
+			return m.Service.SweepExpiry(ctx, m.Config.Notify.Thresholds())
+		}, "expiry notifications written", "events"},
 	}
 }
 

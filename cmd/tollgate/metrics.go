@@ -108,7 +108,7 @@ type JobsCollector struct {
 }
 
 var backgroundJobs = prometheus.NewDesc("tollgate_background_jobs_total",
-	"Rounds of a background job (task: auto_pause, sweep_ephemeral) on this replica by outcome (ran: this replica won the claim and ran it; failed: the claim or the run failed; not_due: another replica ran it within the interval).",
+	"Rounds of a background job (task: auto_pause, sweep_ephemeral, expiry_sweep) on this replica by outcome (ran: this replica won the claim and ran it; failed: the claim or the run failed; not_due: another replica ran it within the interval).",
 	[]string{"task", "outcome"}, nil)
 
 func (c JobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- backgroundJobs }

@@ -81,7 +81,7 @@ func (m *Main) startNotify(ctx context.Context) error {
 	}
 	d, err := notify.New(notify.Options{
 		Service: m.Service, Logger: m.Logger, Interval: n.Interval.Duration(), RetryFor: n.RetryFor.Duration(), Lease: n.Lease.Duration(),
-		Thresholds: n.Thresholds(), AllowPrivate: n.AllowPrivateWebhooks, SMTP: mail, ConsoleURL: consoleURL,
+		AllowPrivate: n.AllowPrivateWebhooks, SMTP: mail, ConsoleURL: consoleURL,
 	})
 	if err != nil {
 		return err
