@@ -347,12 +347,41 @@ func (s *Service) SweepExpiry(ctx context.Context, thresholds []time.Duration) (
 	}
 	ths := slices.Clone(thresholds)
 	slices.Sort(ths)
+	now := s.now()
+	var after ExpiryCursor
 	n := 0
-	err := s.Store.Update(ctx, func(tx Tx) error {
-		now := s.now()
-		toks, err := tx.TokensExpiringBy(ctx, now.Add(-expiredLookback), now.Add(ths[len(ths)-1]), 1000)
+	for {
+		page, more, err := s.sweepExpiryPage(ctx, ths, now, &after)
+		n += page
+		if err != nil || !more {
+			return n, err
+		}
+	}
+}
+
+// defaultExpiryPage is how many tokens one transaction of SweepExpiry
+// reads (Service.ExpiryPage).
+const defaultExpiryPage = 500
+
+// sweepExpiryPage sweeps the tokens after *after, one page of them in one
+// transaction, moves *after past them, and says how many events it wrote
+// and whether there may be more.
+func (s *Service) sweepExpiryPage(ctx context.Context, ths []time.Duration, now time.Time, after *ExpiryCursor) (n int, more bool, err error) {
+	size := s.ExpiryPage
+	if size <= 0 {
+		size = defaultExpiryPage
+	}
+	next := *after
+	err = s.Store.Update(ctx, func(tx Tx) error {
+		n = 0 // a retried transaction counts anew
+		toks, err := tx.TokensExpiringBy(ctx, now.Add(-expiredLookback), now.Add(ths[len(ths)-1]), *after, size)
 		if err != nil {
 			return err
+		}
+		more = len(toks) == size
+		if len(toks) > 0 {
+			last := toks[len(toks)-1]
+			next = ExpiryCursor{At: *last.ExpiresAt, ID: last.ID}
 		}
 		accts := map[string]*Account{}
 		for _, t := range toks {
@@ -389,7 +418,10 @@ func (s *Service) SweepExpiry(ctx context.Context, thresholds []time.Duration) (
 		}
 		return nil
 	})
-	return n, err
+	if err == nil {
+		*after = next
+	}
+	return n, more, err
 }
 
 // countEvent emits and says 1 if the event was new.

@@ -156,10 +156,11 @@ type RotationTx interface {
 	// transaction ends). At most limit of them.
 	PreviousSecretsEnded(ctx context.Context, now time.Time, limit int) ([]*Token, error)
 	// TokensExpiringBy returns the tokens, of every account, that are not
-	// revoked and whose expiry is at or before by, oldest expiry first,
-	// at most limit of them; since (if not zero) leaves out those that
-	// expired before it.
-	TokensExpiringBy(ctx context.Context, since, by time.Time, limit int) ([]*Token, error)
+	// revoked and whose expiry is at or before by, in order of expiry then
+	// ID, at most limit of them, starting after the token after names
+	// (the zero cursor: from the first); since (if not zero) leaves out
+	// those that expired before it.
+	TokensExpiringBy(ctx context.Context, since, by time.Time, after ExpiryCursor, limit int) ([]*Token, error)
 }
 
 // RotateToken gives the token a new secret and returns it, once, as
@@ -277,4 +278,12 @@ func (s *Service) SweepPreviousSecrets(ctx context.Context) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// ExpiryCursor is where a page of TokensExpiringBy starts: after the
+// token with this expiry and ID. Many tokens share an expiry (all those
+// created with --expires 2027-01-01), so the ID breaks the tie.
+type ExpiryCursor struct {
+	At time.Time
+	ID string
 }

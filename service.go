@@ -25,6 +25,9 @@ type Service struct {
 	// store's invalidation log in the write's transaction, and caches
 	// catch up on the log whatever happens to this call.
 	Changed func(ctx context.Context, inv Invalidation)
+	// ExpiryPage is how many tokens one transaction of SweepExpiry reads
+	// (0: 500); it pages through all of them.
+	ExpiryPage int
 }
 
 // Invalidation names what a committed write changed: an entry of the

@@ -20,13 +20,14 @@ import (
 // jobCheckInterval is how often a replica looks for a due job.
 const jobCheckInterval = time.Minute
 
-// jobEvery is how often each background job runs, on one replica.
+// jobEvery is how often the sweeps that clean up run, on one replica.
 const jobEvery = 10 * time.Minute
 
 // backgroundJob is one sweep: it returns how many things it changed.
 type backgroundJob struct {
-	name string
-	run  func(ctx context.Context) (int, error)
+	name  string
+	every time.Duration // how often it runs, on one replica
+	run   func(ctx context.Context) (int, error)
 	// done is the log message when the run changed something, unit the
 	// name of the count.
 	done, unit string
@@ -34,11 +35,12 @@ type backgroundJob struct {
 
 func (m *Main) backgroundJobs() []backgroundJob {
 	return []backgroundJob{
-		{tollgate.JobAutoPause, m.Service.AutoPause, "auto-pause: tokens unused past their account's limit paused", "tokens"},
-		{tollgate.JobSweepEphemeral, func(ctx context.Context) (int, error) {
+		{tollgate.JobAutoPause, jobEvery, m.Service.AutoPause, "auto-pause: tokens unused past their account's limit paused", "tokens"},
+		{tollgate.JobSweepEphemeral, jobEvery, func(ctx context.Context) (int, error) {
 			return m.Service.SweepEphemeral(ctx, m.Config.OIDC.EphemeralRetention.Duration())
 		}, "ended ephemeral credentials deleted", "credentials"},
-		{tollgate.JobExpirySweep, func(ctx context.Context) (int, error) {
+		// Every look: a warning is news, and a late one surprises.
+		{tollgate.JobExpirySweep, jobCheckInterval, func(ctx context.Context) (int, error) {
 			return m.Service.SweepExpiry(ctx, m.Config.Notify.Thresholds())
 		}, "expiry notifications written", "events"},
 	}
@@ -90,7 +92,7 @@ func (m *Main) runJobs(ctx context.Context) []string {
 	var ran []string
 	for _, j := range m.backgroundJobs() {
 		st := m.jobs.stats[j.name]
-		ok, err := m.Service.ClaimJob(ctx, j.name, jobEvery)
+		ok, err := m.Service.ClaimJob(ctx, j.name, j.every)
 		if err != nil {
 			st.failed.Add(1)
 			m.Logger.Warn("background job: claim failed", "job", j.name, "err", err)

@@ -78,7 +78,7 @@ func (t *tx) PreviousSecretsEnded(ctx context.Context, now time.Time, limit int)
 	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.id = ANY($1) ORDER BY t.prev_valid_until, t.id`, ids)
 }
 
-func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, limit int) ([]*tollgate.Token, error) {
+func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, after tollgate.ExpiryCursor, limit int) ([]*tollgate.Token, error) {
 	var lo any
 	if !since.IsZero() {
 		lo = utc(since)
@@ -86,7 +86,8 @@ func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, limit in
 	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`
 		WHERE t.revoked_at IS NULL AND t.trust_policy_id IS NULL AND t.expires_at IS NOT NULL
 			AND ($1::timestamptz IS NULL OR t.expires_at >= $1) AND t.expires_at <= $2
-		ORDER BY t.expires_at, t.seq LIMIT $3`, lo, utc(by), limit)
+			AND ($4::text = '' OR (t.expires_at, t.id) > ($5::timestamptz, $4::text))
+		ORDER BY t.expires_at, t.id LIMIT $3`, lo, utc(by), limit, after.ID, utc(after.At))
 }
 
 func (t *tx) ids(ctx context.Context, query string, args ...any) ([]string, error) {

@@ -78,14 +78,15 @@ func (t *tx) PreviousSecretsEnded(ctx context.Context, now time.Time, limit int)
 	return toks, nil
 }
 
-func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, limit int) ([]*tollgate.Token, error) {
+func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, after tollgate.ExpiryCursor, limit int) ([]*tollgate.Token, error) {
 	lo := int64(-1 << 62)
 	if !since.IsZero() {
 		lo = micros(since)
 	}
 	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`
 		WHERE t.revoked_at IS NULL AND t.trust_policy_id IS NULL AND t.expires_at IS NOT NULL AND t.expires_at >= ? AND t.expires_at <= ?
-		ORDER BY t.expires_at, t.rowid LIMIT ?`, lo, micros(by), limit)
+			AND (? = '' OR (t.expires_at, t.id) > (?, ?))
+		ORDER BY t.expires_at, t.id LIMIT ?`, lo, micros(by), after.ID, micros(after.At), after.ID, limit)
 }
 
 func (t *tx) tokens(ctx context.Context, query string, args ...any) ([]*tollgate.Token, error) {

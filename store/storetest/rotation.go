@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ func testRotation(t *testing.T, newStore NewStore) {
 		{"GraceNowStopsTheOldSecretAtOnceAndIsRecordedOnce", rotGraceNow},
 		{"PreviousSecretExpiredRecordedOnceAcrossConcurrentSweeps", rotSweepOnce},
 		{"ExpiringEventsFireOncePerThresholdAcrossConcurrentSweeps", rotExpiringOnce},
+		{"ExpirySweepPagesThroughTokensThatShareAnExpiry", rotExpiryPages},
 		{"DeliveryNeverClaimedTwiceWhileLeasedButNeverLost", rotClaimExclusive},
 		{"UsageOfPreviousSecretKeptApart", rotUsage},
 		{"RotatedEventWrittenInTheSameTransaction", rotEventRollsBack},
@@ -324,6 +326,67 @@ func rotExpiringOnce(t *testing.T, newStore NewStore) {
 	}
 	if len(got) != 4 || rotCount(got, tollgate.EventTokenExpiring) != 3 {
 		t.Fatalf("deliveries = %v, want 3 token.expiring and 1 token.expired for %s", got, tok.ID)
+	}
+}
+
+// rotExpiryPages: the sweep reads tokens a page at a time, and a page
+// boundary inside a run of tokens with the same expiry (all those created
+// with --expires 2027-01-01) neither skips nor repeats one.
+func rotExpiryPages(t *testing.T, newStore NewStore) {
+	s, c, a, _, _ := rotSetup(t, newStore)
+	ctx := t.Context()
+	same := c.Now().Add(3 * 24 * time.Hour).Truncate(time.Second)
+	expiries := []time.Time{c.Now().Add(2 * 24 * time.Hour), same, same, same, same, same, c.Now().Add(5 * 24 * time.Hour)}
+	want := map[string]bool{}
+	for i, at := range expiries {
+		tok, _, err := s.CreateToken(ctx, "operator", tollgate.TokenCreate{Account: a.Name, Name: fmt.Sprintf("t%d", i), Expiry: tollgate.Expiry{At: at}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[tok.ID] = true
+	}
+	// The store's pages, two tokens each, in order of expiry then ID.
+	var got []*tollgate.Token
+	var after tollgate.ExpiryCursor
+	for range 10 {
+		var page []*tollgate.Token
+		err := s.Store.View(ctx, func(tx tollgate.Tx) (err error) {
+			page, err = tx.TokensExpiringBy(ctx, c.Now(), c.Now().Add(30*24*time.Hour), after, 2)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, page...)
+		if len(page) < 2 {
+			break
+		}
+		last := page[len(page)-1]
+		after = tollgate.ExpiryCursor{At: *last.ExpiresAt, ID: last.ID}
+	}
+	seen := map[string]bool{}
+	for i, tok := range got {
+		if seen[tok.ID] || !want[tok.ID] {
+			t.Fatalf("token %s read twice or not one of the seven", tok.ID)
+		}
+		seen[tok.ID] = true
+		if i > 0 {
+			p := got[i-1]
+			if tok.ExpiresAt.Before(*p.ExpiresAt) || tok.ExpiresAt.Equal(*p.ExpiresAt) && tok.ID < p.ID {
+				t.Fatalf("page order: %s (%s) after %s (%s)", tok.ID, tok.ExpiresAt, p.ID, p.ExpiresAt)
+			}
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("the pages read %d of the %d tokens", len(seen), len(want))
+	}
+	// The sweep, three tokens a transaction: one warning each, once.
+	s.ExpiryPage = 3
+	if n, err := s.SweepExpiry(ctx, nil); err != nil || n != len(want) {
+		t.Fatalf("sweep: %d events, %v; want %d", n, err, len(want))
+	}
+	if n, err := s.SweepExpiry(ctx, nil); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d events, %v; want 0", n, err)
 	}
 }
 

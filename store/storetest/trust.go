@@ -135,7 +135,7 @@ func testTrust(t *testing.T, newStore NewStore) {
 		// Not an expiry to warn anyone about.
 		var expiring []*tollgate.Token
 		must[struct{}](t)(struct{}{}, s.Store.View(ctx, func(tx tollgate.Tx) (err error) {
-			expiring, err = tx.TokensExpiringBy(ctx, c.Now(), c.Now().Add(24*time.Hour), 100)
+			expiring, err = tx.TokensExpiringBy(ctx, c.Now(), c.Now().Add(24*time.Hour), tollgate.ExpiryCursor{}, 100)
 			return err
 		}))
 		if len(expiring) != 0 {
