@@ -1,5 +1,6 @@
 // Package testenv gives tests the real services of the machine
-// (PostgreSQL, Redis) or skips them when a service is not there.
+// (PostgreSQL, Redis) or skips them when a service is not there, and the
+// one settable Clock tests inject instead of sleeping.
 //
 // A missing service skips the test, unless TOLLGATE_TEST_REQUIRE_SERVICES=1
 // (as CI sets it), in which case the test fails: CI must never pass by
