@@ -10,6 +10,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // Rotation (two live secrets) and the notification outbox, through the
@@ -38,7 +39,7 @@ func testRotation(t *testing.T, newStore NewStore) {
 	}
 }
 
-func rotSetup(t *testing.T, newStore NewStore) (*tollgate.Service, *clock, *tollgate.Account, *tollgate.Token, tollgate.Secret) {
+func rotSetup(t *testing.T, newStore NewStore) (*tollgate.Service, *testenv.Clock, *tollgate.Account, *tollgate.Token, tollgate.Secret) {
 	t.Helper()
 	s, c := newService(t, newStore)
 	a, tok, secret, err := s.CreateAccount(t.Context(), "operator", "acme")

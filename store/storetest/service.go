@@ -11,20 +11,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
-
-// clock is a settable clock for Service.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // NewKeys returns random lookup and sealing keys.
 func NewKeys(t testing.TB) *tollgate.Keys {
@@ -39,8 +27,8 @@ func NewKeys(t testing.TB) *tollgate.Keys {
 	return k
 }
 
-func newService(t *testing.T, newStore NewStore) (*tollgate.Service, *clock) {
-	c := &clock{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+func newService(t *testing.T, newStore NewStore) (*tollgate.Service, *testenv.Clock) {
+	c := testenv.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	s := tollgate.NewService(newStore(t), NewKeys(t))
 	s.Now = c.Now
 	return s, c

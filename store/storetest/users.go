@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // Console users and sessions: the Tx primitives and the Users rules on
@@ -292,7 +293,7 @@ func (h usrHasher) Verify(enc, pw string) (bool, error) {
 
 func usrService(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	setup := func(t *testing.T) (*tollgate.Users, *tollgate.Service, *clock) {
+	setup := func(t *testing.T) (*tollgate.Users, *tollgate.Service, *testenv.Clock) {
 		svc, c := newService(t, newStore)
 		if _, _, _, err := svc.CreateAccount(ctx, "operator", "acme"); err != nil {
 			t.Fatal(err)
