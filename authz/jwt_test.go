@@ -20,6 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 const (
@@ -31,25 +32,9 @@ const (
 
 var testStart = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
-// testClock is an injected clock; tests move it instead of sleeping.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *testClock { return &testClock{t: testStart} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
+// newClock returns an injected clock at testStart; tests move it instead
+// of sleeping.
+func newClock() *testenv.Clock { return testenv.NewClock(testStart) }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
@@ -60,7 +45,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-func newSigner(t testing.TB, key *ecdsa.PrivateKey, clk *testClock) *Signer {
+func newSigner(t testing.TB, key *ecdsa.PrivateKey, clk *testenv.Clock) *Signer {
 	t.Helper()
 	s, err := NewSigner(key, testIssuer, testLifetime, clk.Now)
 	if err != nil {
@@ -69,7 +54,7 @@ func newSigner(t testing.TB, key *ecdsa.PrivateKey, clk *testClock) *Signer {
 	return s
 }
 
-func newVerifier(clk *testClock, keys ...*ecdsa.PrivateKey) *Verifier {
+func newVerifier(clk *testenv.Clock, keys ...*ecdsa.PrivateKey) *Verifier {
 	var pubs []*ecdsa.PublicKey
 	for _, k := range keys {
 		pubs = append(pubs, &k.PublicKey)
