@@ -5,32 +5,23 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/dev/oidcissuer"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/oidc"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
 )
-
-// clock is a settable clock shared by the service and the verifier.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
 
 type fixture struct {
 	svc    *tollgate.Service
 	issuer *oidcissuer.Issuer
 	ver    *oidc.Verifier
 	ex     *oidc.Exchanger
-	clock  *clock
+	clock  *testenv.Clock // shared by the service and the verifier
 	policy *tollgate.TrustPolicy
 }
 
@@ -53,7 +44,7 @@ func newFixture(t testing.TB, o oidc.Options) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	c := &clock{now: time.Now().UTC().Truncate(time.Second)}
+	c := testenv.NewClock(time.Now().UTC().Truncate(time.Second))
 	svc := tollgate.NewService(db, storetest.NewKeys(t))
 	svc.Now = c.Now
 	if _, _, _, err := svc.CreateAccount(t.Context(), "operator", "acme"); err != nil {
