@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/api"
 	"github.com/tollgate/tollgate/internal/obs"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/sqlite"
 )
 
@@ -33,24 +34,7 @@ type env struct {
 	srv   *httptest.Server
 	op    *api.Client
 	logs  *syncBuffer
-	clock *clock
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	clock *testenv.Clock
 }
 
 type syncBuffer struct {
@@ -102,7 +86,7 @@ func newEnv(t *testing.T, wrap ...func(tollgate.Store) tollgate.Store) *env {
 		store = w(store)
 	}
 	svc := tollgate.NewService(store, keys)
-	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := testenv.NewClock(time.Now().UTC().Truncate(time.Second))
 	svc.Now = clk.Now
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

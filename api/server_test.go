@@ -240,7 +240,7 @@ func TestTokens(t *testing.T) {
 	if err != nil || edited.Status != "expired" {
 		t.Fatalf("expire now = %+v, %v", edited, err)
 	}
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	if l, err := e.op.ListTokens(ctx, "acme", "expired"); err != nil || len(l.Tokens) != 1 || l.Tokens[0].ID != tok.ID {
 		t.Fatalf("expired tokens = %+v, %v", l, err)
 	}
