@@ -23,21 +23,10 @@ import (
 	"github.com/tollgate/tollgate/console"
 	"github.com/tollgate/tollgate/internal/obs"
 	"github.com/tollgate/tollgate/internal/password"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -56,7 +45,7 @@ type env struct {
 	svc   *tollgate.Service
 	users *tollgate.Users
 	srv   *httptest.Server
-	clock *clock
+	clock *testenv.Clock
 	logs  *syncBuffer
 }
 
@@ -82,7 +71,7 @@ func newEnvWith(t *testing.T, publicURL string, set func(*console.Console)) *env
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	svc := tollgate.NewService(db, keys)
 	svc.Now = clk.Now
 	users := &tollgate.Users{Store: db, Keys: keys, Hasher: password.Fast, Now: clk.Now}
