@@ -19,19 +19,12 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/notify"
 	"github.com/tollgate/tollgate/store/sqlite"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
-func newService(t *testing.T) (*tollgate.Service, *clock) {
+func newService(t *testing.T) (*tollgate.Service, *testenv.Clock) {
 	t.Helper()
 	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
@@ -45,7 +38,7 @@ func newService(t *testing.T) (*tollgate.Service, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	s := tollgate.NewService(db, keys)
 	s.Now = c.Now
 	return s, c
@@ -89,7 +82,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.types = append(r.types, p.Type)
 }
 
-func setup(t *testing.T, fail int) (*tollgate.Service, *clock, *receiver, *tollgate.Token) {
+func setup(t *testing.T, fail int) (*tollgate.Service, *testenv.Clock, *receiver, *tollgate.Token) {
 	t.Helper()
 	s, c := newService(t)
 	ctx := t.Context()
@@ -108,7 +101,7 @@ func setup(t *testing.T, fail int) (*tollgate.Service, *clock, *receiver, *tollg
 	return s, c, r, tok
 }
 
-func deliverer(t *testing.T, s *tollgate.Service, c *clock, smtp *notify.SMTP) *notify.Deliverer {
+func deliverer(t *testing.T, s *tollgate.Service, c *testenv.Clock, smtp *notify.SMTP) *notify.Deliverer {
 	t.Helper()
 	d, err := notify.New(notify.Options{Service: s, Now: c.Now, AllowPrivate: true, SMTP: smtp, ConsoleURL: "https://registry.example.com/console"})
 	if err != nil {
