@@ -61,55 +61,10 @@ func postgresStore(t testing.TB, dsn string) tollgate.Store {
 	return db
 }
 
-// clock is an injectable clock that moves only when told. Pass Now and
-// After together (Options) and the cache's retry pacing moves with it.
-type clock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []waiter
-}
-
-type waiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now().UTC()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// After returns a channel that receives once Add has moved the clock d
-// past now.
-func (c *clock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
-		}
-		w.ch <- c.now
-	}
-	c.waiters = kept
-}
+// newClock returns an injectable clock at the current time that moves
+// only when told. Pass Now and After together (Options) and the cache's
+// retry pacing moves with it.
+func newClock() *testenv.Clock { return testenv.NewClock(time.Now().UTC()) }
 
 // redisClient returns a client for addr with short timeouts, as
 // config.RedisOptions builds them.
