@@ -13,15 +13,6 @@ import (
 	"github.com/tollgate/tollgate/store/storetest"
 )
 
-// clock is the replicas' shared injected clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
-
 // replicas are n Services on one PostgreSQL schema, each with a store
 // handle (a connection pool) of its own, as n `tollgate serve` processes
 // have: started together, stopped (handles closed) and started again.
@@ -29,7 +20,7 @@ type replicas struct {
 	t     *testing.T
 	dsn   string
 	keys  *tollgate.Keys
-	clock *clock
+	clock *testenv.Clock // shared by the replicas
 	dbs   []*postgres.DB
 	svcs  []*tollgate.Service
 }
@@ -37,7 +28,7 @@ type replicas struct {
 func startReplicas(t *testing.T, n int) *replicas {
 	t.Helper()
 	r := &replicas{t: t, dsn: testenv.PostgresDSN(t), keys: storetest.NewKeys(t),
-		clock: &clock{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)},
+		clock: testenv.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)),
 		dbs:   make([]*postgres.DB, n), svcs: make([]*tollgate.Service, n)}
 	r.start()
 	t.Cleanup(r.stop)
