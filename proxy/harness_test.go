@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,11 @@ import (
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
 	"github.com/tollgate/tollgate/internal/ratelimit"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
 	"github.com/tollgate/tollgate/tokencache"
 )
-
-// clock is the settable clock shared by the service, signer, verifier and
-// proxy of one test environment.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // env is tollgate's image front door in front of a real in-process
 // distribution registry, with a real SQLite store.
@@ -49,8 +35,8 @@ type env struct {
 	edge          *Edge
 	verifier      *authz.Verifier
 	srv           *httptest.Server
-	host          string // tollgate's host:port
-	clock         *clock
+	host          string         // tollgate's host:port
+	clock         *testenv.Clock // shared by the service, signer, verifier and proxy
 	key           *ecdsa.PrivateKey
 	hello         upstream.Image // demo/hello:latest (multi-arch)
 	other         upstream.Image // demo/other:v1
@@ -114,7 +100,7 @@ func withBearerUpstream() envOption {
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, acctName: "acme"}
+	e := &env{t: t, clock: testenv.NewClock(time.Now().UTC().Truncate(time.Second)), acctName: "acme"}
 
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {

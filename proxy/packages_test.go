@@ -21,6 +21,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/sqlite"
 	"github.com/tollgate/tollgate/store/storetest"
 )
@@ -31,7 +32,7 @@ import (
 type pkgEnv struct {
 	t      testing.TB
 	svc    *tollgate.Service
-	clock  *clock
+	clock  *testenv.Clock
 	root   string // upstream files: apt/NAME/..., apk/NAME/...
 	up     *httptest.Server
 	cdn    *httptest.Server // another host the upstream redirects to
@@ -109,7 +110,7 @@ type pkgEnvOption func(*PackagesOptions)
 func newPkgEnv(t testing.TB, opts ...pkgEnvOption) *pkgEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &pkgEnv{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, root: t.TempDir(), logs: &syncBuffer{}, usage: &usageLog{}}
+	e := &pkgEnv{t: t, clock: testenv.NewClock(time.Now().UTC().Truncate(time.Second)), root: t.TempDir(), logs: &syncBuffer{}, usage: &usageLog{}}
 	e.upCreds = [2]string{"tollgate-upstream", "upstream-secret-pw"}
 	e.upAccept = e.upCreds
 
