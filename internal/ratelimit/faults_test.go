@@ -98,7 +98,7 @@ func TestBlackholedRedisIsNotATaxOnEveryRequest(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	hook := &countingHook{}
 	rdb.AddHook(hook)
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, KeyPrefix: "tgtest-rl-blackhole:", Now: c.Now})
 	ctx := context.Background()
 

@@ -14,15 +14,7 @@ import (
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-func exercise(t *testing.T, a, b *Limiter, c *clock) {
+func exercise(t *testing.T, a, b *Limiter, c *testenv.Clock) {
 	t.Helper()
 	ctx := context.Background()
 	for i := range 5 {
@@ -49,7 +41,7 @@ func exercise(t *testing.T, a, b *Limiter, c *clock) {
 }
 
 func TestLocalBucket(t *testing.T) {
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{PerMinute: 60, Burst: 5, Now: c.Now})
 	exercise(t, l, l, c)
 	if New(Options{PerMinute: 0}) != nil {
@@ -68,7 +60,7 @@ func TestSharedThroughRedis(t *testing.T) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	prefix := "tgtest-" + hex.EncodeToString(b) + ":"
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	// Two replicas: failures counted by one block the address on the other.
 	r1 := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, KeyPrefix: prefix, Now: c.Now})
 	r2 := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, KeyPrefix: prefix, Now: c.Now})
@@ -78,13 +70,13 @@ func TestSharedThroughRedis(t *testing.T) {
 func TestRedisDownFallsBackToLocal(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, Now: c.Now})
 	exercise(t, l, l, c)
 }
 
 func TestMemoryIsBounded(t *testing.T) {
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{PerMinute: 60, Burst: 5, Now: c.Now})
 	for i := range maxBuckets + 1000 {
 		l.Fail(context.Background(), string(rune(i)))
@@ -96,7 +88,7 @@ func TestMemoryIsBounded(t *testing.T) {
 
 // exerciseTake: Take counts before the (slow) check it guards, so that
 // attempts racing each other cannot all pass; Refund and Reset give back.
-func exerciseTake(t *testing.T, a, b *Limiter, c *clock) {
+func exerciseTake(t *testing.T, a, b *Limiter, c *testenv.Clock) {
 	t.Helper()
 	ctx := context.Background()
 	const key = "console-email:victim@example.com"
@@ -142,7 +134,7 @@ func exerciseTake(t *testing.T, a, b *Limiter, c *clock) {
 }
 
 func TestTakeLocal(t *testing.T) {
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{PerMinute: 60, Burst: 5, Now: c.Now})
 	exerciseTake(t, l, l, c)
 }
@@ -154,7 +146,7 @@ func TestTakeSharedThroughRedis(t *testing.T) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	prefix := "tgtest-" + hex.EncodeToString(b) + ":"
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	r1 := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, KeyPrefix: prefix, Now: c.Now})
 	r2 := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, KeyPrefix: prefix, Now: c.Now})
 	exerciseTake(t, r1, r2, c)
@@ -163,7 +155,7 @@ func TestTakeSharedThroughRedis(t *testing.T) {
 func TestTakeRedisDownFallsBackToLocal(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{PerMinute: 60, Burst: 5, Redis: rdb, Now: c.Now})
 	exerciseTake(t, l, l, c)
 }
@@ -172,7 +164,7 @@ func TestTakeRedisDownFallsBackToLocal(t *testing.T) {
 // (addresses) fills the map; the sweep dropped any bucket, the blocked
 // e-mail's among them, which unblocked it.
 func TestFloodCannotEvictABlockedBucket(t *testing.T) {
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{Every: 3 * time.Minute, Burst: 5, Now: c.Now})
 	ctx := context.Background()
 	for range 5 {
@@ -190,7 +182,7 @@ func TestFloodCannotEvictABlockedBucket(t *testing.T) {
 }
 
 func TestEverySetsSlowRates(t *testing.T) {
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testenv.NewClock(time.Unix(1_800_000_000, 0))
 	l := New(Options{Every: 3 * time.Minute, Burst: 1, Now: c.Now})
 	ctx := context.Background()
 	l.Take(ctx, "k")
