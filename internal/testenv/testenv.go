@@ -1,6 +1,7 @@
 // Package testenv gives tests the real services of the machine
-// (PostgreSQL, Redis) or skips them when a service is not there, and the
-// one settable Clock tests inject instead of sleeping.
+// (PostgreSQL, Redis) or skips them when a service is not there, the
+// one settable Clock tests inject instead of sleeping, and the one Buffer
+// that captures logs and process output while a test reads them.
 //
 // A missing service skips the test, unless TOLLGATE_TEST_REQUIRE_SERVICES=1
 // (as CI sets it), in which case the test fails: CI must never pass by
