@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,25 +32,8 @@ type env struct {
 	svc   *tollgate.Service
 	srv   *httptest.Server
 	op    *api.Client
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 	clock *testenv.Clock
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func randomKey(t *testing.T) []byte {
@@ -88,7 +70,7 @@ func newEnv(t *testing.T, wrap ...func(tollgate.Store) tollgate.Store) *env {
 	svc := tollgate.NewService(store, keys)
 	clk := testenv.NewClock(time.Now().UTC().Truncate(time.Second))
 	svc.Now = clk.Now
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := &api.Server{
 		Service:         svc,
