@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,25 +26,13 @@ import (
 	"github.com/tollgate/tollgate/store/storetest"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type env struct {
 	t     *testing.T
 	svc   *tollgate.Service
 	users *tollgate.Users
 	srv   *httptest.Server
 	clock *testenv.Clock
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 }
 
 const goodPassword = "correct horse battery staple"
@@ -75,7 +61,7 @@ func newEnvWith(t *testing.T, publicURL string, set func(*console.Console)) *env
 	svc := tollgate.NewService(db, keys)
 	svc.Now = clk.Now
 	users := &tollgate.Users{Store: db, Keys: keys, Hasher: password.Fast, Now: clk.Now}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := &console.Console{Service: svc, Users: users, PublicURL: publicURL, Logger: logger}
 	if set != nil {
