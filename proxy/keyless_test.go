@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/dev/oidcissuer"
 	"github.com/tollgate/tollgate/internal/ratelimit"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/oidc"
 )
 
@@ -293,7 +294,7 @@ func TestForgedOIDCTokensAreLimitedLikeGuesses(t *testing.T) {
 // (nor its signature) nor the ephemeral credential appears in the logs,
 // at debug level, whether the exchange succeeds or is refused.
 func TestOIDCTokensAndCredentialsNeverReachTheLogs(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	k := newKeylessLogged(t, logs)
 	good, bad := k.idToken("acme/app"), k.idToken("acme/other")
 	_, _, body := k.exchange(exchangeForm(good))

@@ -38,7 +38,7 @@ type pkgEnv struct {
 	cdn    *httptest.Server // another host the upstream redirects to
 	srv    *httptest.Server // tollgate
 	edge   *Edge
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 	usage  *usageLog
 	aptKey string // keyring path
 	apkKey *pkgrepo.ApkKey
@@ -57,19 +57,6 @@ type seenRequest struct {
 	Method, Path, Auth string
 	Header             http.Header
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type usageLog struct {
 	mu   sync.Mutex
@@ -110,7 +97,7 @@ type pkgEnvOption func(*PackagesOptions)
 func newPkgEnv(t testing.TB, opts ...pkgEnvOption) *pkgEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &pkgEnv{t: t, clock: testenv.NewClock(time.Now().UTC().Truncate(time.Second)), root: t.TempDir(), logs: &syncBuffer{}, usage: &usageLog{}}
+	e := &pkgEnv{t: t, clock: testenv.NewClock(time.Now().UTC().Truncate(time.Second)), root: t.TempDir(), logs: &testenv.Buffer{}, usage: &usageLog{}}
 	e.upCreds = [2]string{"tollgate-upstream", "upstream-secret-pw"}
 	e.upAccept = e.upCreds
 
