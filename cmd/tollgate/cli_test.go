@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,19 +17,6 @@ import (
 	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/store/storetest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // cli runs tollgate command lines against one server.
 type cli struct {
@@ -80,7 +66,7 @@ func (c *cli) json(v any, args ...string) {
 	}
 }
 
-func startDev(t *testing.T, data string, logs *syncBuffer) *devServer {
+func startDev(t *testing.T, data string, logs *testenv.Buffer) *devServer {
 	t.Helper()
 	d := &devServer{Data: data, Listen: "127.0.0.1:0", Out: &bytes.Buffer{}}
 	d.logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -93,7 +79,7 @@ func startDev(t *testing.T, data string, logs *syncBuffer) *devServer {
 
 func TestDevLifecycleThroughCLI(t *testing.T) {
 	data := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	d := startDev(t, data, logs)
 
 	// dev.env holds what a newcomer needs.
@@ -355,7 +341,7 @@ keys:
 	if code := run(context.Background(), []string{"migrate", "--config", cfgPath}, nil, &out, &out, lookup); code != 0 {
 		t.Fatalf("migrate: %s", out.String())
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	m := &Main{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)

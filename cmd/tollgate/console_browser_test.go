@@ -159,7 +159,7 @@ var dockerLoginRE = regexp.MustCompile(`^echo '(tg_[0-9A-Za-z]+)' \| docker logi
 
 func TestBrowserConsole(t *testing.T) {
 	p := newPage(t)
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	svc := d.Main.Service
 	ctx := context.Background()
 	base := d.Env["TOLLGATE_URL"]

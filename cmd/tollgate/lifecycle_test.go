@@ -57,7 +57,7 @@ keys:
 // status, its stderr and how long it took.
 func serveExit(t *testing.T, ctx context.Context, args []string, lookup env) (int, string, time.Duration) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	start := time.Now()
 	done := make(chan int, 1)
 	go func() {
@@ -287,7 +287,7 @@ func startBlobPull(t *testing.T, e *opsEnv) *http.Response {
 
 // accessLine returns the access log line of the request to path, waiting
 // for it a little (a cut request is logged as its handler unwinds).
-func accessLine(t *testing.T, logs *syncBuffer, path string) map[string]any {
+func accessLine(t *testing.T, logs *testenv.Buffer, path string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -118,7 +118,7 @@ keys: {dir: %s}
 notify: {interval: 200ms, lease: 3s, allow_private_webhooks: true}
 `, addr, addr, filepath.Join(dir, "dsn"), keys)), 0o600)
 		cmd := exec.Command(bin, "serve", "--config", cfg)
-		cmd.Stderr = &syncBuffer{}
+		cmd.Stderr = &testenv.Buffer{}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // opsEnv is one server (SQLite, no Redis) with an upstream, its ops
@@ -31,7 +32,7 @@ import (
 type opsEnv struct {
 	m    *Main
 	up   *upstream.Registry
-	logs *syncBuffer
+	logs *testenv.Buffer
 	host string
 }
 
@@ -64,7 +65,7 @@ func newOpsEnv(t *testing.T, mod func(*config.Config)) *opsEnv {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e := &opsEnv{up: up, logs: &syncBuffer{}, host: ln.Addr().String()}
+	e := &opsEnv{up: up, logs: &testenv.Buffer{}, host: ln.Addr().String()}
 	e.m = &Main{Config: cfg, Listener: ln, OpsListener: opsLn, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	if err := e.m.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -333,7 +334,7 @@ keys: {dir: %s}
 upstream: {url: %s}
 ops: {shutdown_timeout: 60s}
 `, addr, addr, filepath.Join(dir, "t.db"), keys, up.URL)), 0o600)
-	var stderr syncBuffer
+	var stderr testenv.Buffer
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/internal/dev/pkgrepo"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // TestDevServesPackages: `tollgate dev` seeds signed apt and apk
@@ -15,7 +16,7 @@ import (
 // others, and writes the settings a client needs to dev.env.
 func TestDevServesPackages(t *testing.T) {
 	data := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	d := startDev(t, data, logs)
 	env := d.Env
 	for _, k := range []string{"TOLLGATE_APT_URL", "TOLLGATE_APT_SUITE", "TOLLGATE_APT_COMPONENT", "TOLLGATE_APT_PACKAGE", "TOLLGATE_APT_KEYRING",

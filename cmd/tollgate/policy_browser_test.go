@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // signInDemo sets the demo console user's password through the one-time
@@ -54,7 +55,7 @@ func pullFrom(host, secret, ip string) error {
 // cap. With TOLLGATE_SCREENSHOTS=DIR: policy-*.png.
 func TestBrowserPolicy(t *testing.T) {
 	p := newPage(t)
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	svc := d.Main.Service
 	ctx := context.Background()
 	base := d.Env["TOLLGATE_URL"]

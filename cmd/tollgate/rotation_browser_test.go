@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // signInDemo sets the demo admin's password through the link `tollgate
@@ -62,7 +63,7 @@ func (f *flakyReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // rotation-card.png, webhooks.png, webhooks-phone.png.
 func TestBrowserRotationAndWebhooks(t *testing.T) {
 	p := newPage(t)
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	svc := d.Main.Service
 	ctx := context.Background()
 	host := strings.TrimPrefix(d.Env["TOLLGATE_URL"], "http://")

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 
 	"github.com/tollgate/tollgate/internal/dev/oidcissuer"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // TestBrowserTrustPolicies drives the console's Trust policies page in
@@ -22,7 +23,7 @@ import (
 // TOLLGATE_SCREENSHOTS=DIR: trust-policies.png.
 func TestBrowserTrustPolicies(t *testing.T) {
 	p := newPage(t)
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	base := d.Env["TOLLGATE_URL"]
 	host := strings.TrimPrefix(base, "http://")
 	is, err := oidcissuer.Start()

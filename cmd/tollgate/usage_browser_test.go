@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // TestBrowserUsage: pulls through `tollgate dev`, then the console's
@@ -20,7 +21,7 @@ import (
 // written to DIR/usage.png and DIR/usage-phone.png.
 func TestBrowserUsage(t *testing.T) {
 	p := newPage(t)
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	base := d.Env["TOLLGATE_URL"]
 	host := strings.TrimPrefix(base, "http://")
 	tok := d.Env["TOLLGATE_DEMO_TOKEN"]

@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/api"
 	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/internal/dev/upstream"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/usage"
 )
 
@@ -30,7 +31,7 @@ import (
 // index through `tollgate dev`, then reads the counts back through the
 // CLI (table, json, csv) and the API.
 func TestPullInsightEndToEnd(t *testing.T) {
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	env := d.Env
 	tok := env["TOLLGATE_DEMO_TOKEN"]
 	host := strings.TrimPrefix(env["TOLLGATE_URL"], "http://")

@@ -3,10 +3,12 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 func TestUserAddPrintsSetPasswordLink(t *testing.T) {
-	d := startDev(t, t.TempDir(), &syncBuffer{})
+	d := startDev(t, t.TempDir(), &testenv.Buffer{})
 	if !strings.HasPrefix(d.Env["TOLLGATE_CONSOLE_SET_PASSWORD_URL"], d.Env["TOLLGATE_URL"]+"/console/set-password?t=tgp_") ||
 		d.Env["TOLLGATE_CONSOLE_EMAIL"] != demoConsoleEmail || d.Env["TOLLGATE_CONSOLE_URL"] != d.Env["TOLLGATE_URL"]+"/console/" {
 		t.Fatalf("dev.env console settings: %v", d.Env)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // hookReceiver is a webhook endpoint that checks each signature with the
@@ -52,7 +53,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func devCLI(t *testing.T) (*cli, *devServer) {
 	t.Helper()
 	data := t.TempDir()
-	d := startDev(t, data, &syncBuffer{})
+	d := startDev(t, data, &testenv.Buffer{})
 	raw, err := os.ReadFile(filepath.Join(data, "dev.env"))
 	if err != nil {
 		t.Fatal(err)
