@@ -1,7 +1,6 @@
 package notify_test
 
 import (
-	"bufio"
 	"bytes"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,30 +70,6 @@ func waitListening(t *testing.T, addr string) {
 	}
 }
 
-// lineBuffer collects a process's output (written in pieces).
-type lineBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lineBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// get returns the complete lines written so far.
-func (l *lineBuffer) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
-}
-
 // TestDocumentedReceiverVerifiesSignaturesAndHandlesEachEventOnce runs
 // the Python receiver of docs/webhooks.md, as printed there, against real
 // deliveries: every signature verifies, a forged one is refused, and an
@@ -118,7 +92,7 @@ func TestDocumentedReceiverVerifiesSignaturesAndHandlesEachEventOnce(t *testing.
 	if err := os.WriteFile(script, []byte(docSnippet(t, "python")), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out := &lineBuffer{}
+	out := &testenv.Buffer{}
 	cmd := exec.Command(python, script, strconv.Itoa(port))
 	cmd.Env = append(os.Environ(), "TOLLGATE_WEBHOOK_SECRET="+secret.Reveal())
 	cmd.Stdout, cmd.Stderr = out, out
@@ -156,7 +130,7 @@ func TestDocumentedReceiverVerifiesSignaturesAndHandlesEachEventOnce(t *testing.
 	}
 	for _, del := range ds {
 		if del.Status != tollgate.DeliveryDelivered || del.LastCode != http.StatusNoContent {
-			t.Fatalf("delivery %d (%s): %s %d %s; receiver said %q", del.ID, del.Event.Type, del.Status, del.LastCode, del.LastError, out.get())
+			t.Fatalf("delivery %d (%s): %s %d %s; receiver said %q", del.ID, del.Event.Type, del.Status, del.LastCode, del.LastError, out.Lines())
 		}
 	}
 	if err := s.Redeliver(ctx, "operator", a.Name, ds[0].ID); err != nil {
@@ -179,7 +153,7 @@ func TestDocumentedReceiverVerifiesSignaturesAndHandlesEachEventOnce(t *testing.
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("forged request: %d, want 401", resp.StatusCode)
 	}
-	got := out.get()
+	got := out.Lines()
 	want := []string{tollgate.EventTokenCreated, tollgate.EventTokenRotated, tollgate.EventTokenRevoked}
 	if len(got) != len(want) {
 		t.Fatalf("receiver handled %q, want %v once each", got, want)

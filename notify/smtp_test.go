@@ -29,7 +29,7 @@ import (
 type realSMTP struct {
 	addr string
 	tls  *tls.Config // trusts the server's certificate
-	out  *lineBuffer
+	out  *testenv.Buffer
 }
 
 const smtpUser, smtpPassword = "tollgate", "s3cret-smtp-password"
@@ -64,7 +64,7 @@ func startRealSMTP(t *testing.T) *realSMTP {
 	pool.AddCert(cert)
 
 	port := freePort(t)
-	s := &realSMTP{addr: "127.0.0.1:" + strconv.Itoa(port), tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, out: &lineBuffer{}}
+	s := &realSMTP{addr: "127.0.0.1:" + strconv.Itoa(port), tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, out: &testenv.Buffer{}}
 	script, _ := filepath.Abs(filepath.Join("testdata", "smtpd.py"))
 	cmd := exec.Command(python, script, strconv.Itoa(port), certFile, keyFile, smtpUser, smtpPassword)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
@@ -87,7 +87,7 @@ type mailLine struct {
 func (s *realSMTP) messages(t *testing.T) []mailLine {
 	t.Helper()
 	var out []mailLine
-	for _, l := range s.out.get() {
+	for _, l := range s.out.Lines() {
 		if !strings.HasPrefix(l, "{") {
 			continue
 		}
@@ -132,7 +132,7 @@ func TestExpiryEmailThroughARealSMTPServerWithStartTLSAndAuth(t *testing.T) {
 	}
 	msgs := srv.messages(t)
 	if len(msgs) != 2 {
-		t.Fatalf("%d messages, want 2 (the admins); smtpd said %q", len(msgs), srv.out.get())
+		t.Fatalf("%d messages, want 2 (the admins); smtpd said %q", len(msgs), srv.out.Lines())
 	}
 	var to []string
 	for _, m := range msgs {
