@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/internal/faultnet"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // TestRedisDown kills Redis under a running cache: lookups go on from L1
@@ -21,8 +22,8 @@ func TestRedisDown(t *testing.T) {
 	rdb := redisClient(t, srv.addr)
 	f := newFixture(t, sqliteStore(t))
 	clk := newClock()
-	var logs logBuffer
-	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, After: clk.After, Logger: logs.logger()})
+	var logs testenv.Buffer
+	c := newCache(t, Options{Store: f.store, Redis: rdb, Now: clk.Now, After: clk.After, Logger: debugLogger(&logs)})
 	run(t, c)
 	waitFor(t, 5*time.Second, "subscription", func() bool { return c.Stats().Subscribed })
 
@@ -48,7 +49,7 @@ func TestRedisDown(t *testing.T) {
 	if s.RedisErrors == 0 || s.RedisUp || s.Subscribed {
 		t.Errorf("stats with Redis down: %+v", s)
 	}
-	if n := logs.count("tokencache: redis unavailable"); n != 1 {
+	if n := strings.Count(logs.String(), "tokencache: redis unavailable"); n != 1 {
 		t.Errorf("%d log lines about Redis being down, want 1:\n%s", n, logs.String())
 	}
 
@@ -60,7 +61,7 @@ func TestRedisDown(t *testing.T) {
 		return s.Subscribed && s.RedisUp
 	})
 	t.Logf("Redis in use again %v after its restart", time.Since(restarted).Round(time.Millisecond))
-	if n := logs.count("tokencache: redis available again"); n != 1 {
+	if n := strings.Count(logs.String(), "tokencache: redis available again"); n != 1 {
 		t.Errorf("%d log lines about Redis being back, want 1:\n%s", n, logs.String())
 	}
 	assertNoSecret(t, logs.String(), f)
@@ -83,8 +84,8 @@ func TestStoreDown(t *testing.T) {
 	dsn, proxy := proxiedPostgres(t)
 	f := newFixture(t, postgresStore(t, dsn))
 	clk := newClock()
-	var logs logBuffer
-	c := newCache(t, Options{Store: f.store, Now: clk.Now, Logger: logs.logger()})
+	var logs testenv.Buffer
+	c := newCache(t, Options{Store: f.store, Now: clk.Now, Logger: debugLogger(&logs)})
 	ctx := context.Background()
 
 	mustToken(t, c, f.hash())
@@ -135,7 +136,7 @@ func TestStoreDown(t *testing.T) {
 		_, _, err = c.TokenByID(ctx, f.tok.ID)
 		wantCode(t, err, tollgate.EUNAVAILABLE)
 	})
-	if n := logs.count("tokencache: store unavailable"); n != 1 {
+	if n := strings.Count(logs.String(), "tokencache: store unavailable"); n != 1 {
 		t.Errorf("%d log lines about the store, want 1:\n%s", n, logs.String())
 	}
 	assertNoSecret(t, logs.String(), f)
