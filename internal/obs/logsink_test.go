@@ -6,11 +6,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // countingBuf counts the writes that reach it.
 type countingBuf struct {
-	syncBuf
+	testenv.Buffer
 	mu     sync.Mutex
 	writes int
 }
@@ -19,7 +21,7 @@ func (c *countingBuf) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	c.writes++
 	c.mu.Unlock()
-	return c.syncBuf.Write(p)
+	return c.Buffer.Write(p)
 }
 
 func (c *countingBuf) Writes() int { c.mu.Lock(); defer c.mu.Unlock(); return c.writes }

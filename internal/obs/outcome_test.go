@@ -1,7 +1,6 @@
 package obs
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log"
@@ -9,18 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/testenv"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestEveryRequestIsLogged: a handler that aborts, panics or sends less
 // than it declared still gets its access line, with the bytes it sent and
@@ -47,7 +39,7 @@ func TestEveryRequestIsLogged(t *testing.T) {
 		{"Panic", func(w http.ResponseWriter, r *http.Request) { panic("bug") }, OutcomePanic, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuf
+			var logs testenv.Buffer
 			o := &Observer{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: NewMetrics()}
 			srv := httptest.NewUnstartedServer(o.Wrap(tc.h))
 			srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the panics net/http reports
