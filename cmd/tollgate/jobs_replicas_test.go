@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -214,6 +216,34 @@ func TestExpirySweepRunsOnOneReplica(t *testing.T) {
 	for key, n := range h.keys {
 		if n != 1 {
 			t.Errorf("event %s delivered %d times", key, n)
+		}
+	}
+}
+
+// TestJobsRunEveryIntervalThoughLooksJitter: a replica's looks come a
+// little earlier or later in their minute each time; a look a
+// millisecond earlier in its minute than the one that ran a job must
+// still find it due once its interval is up, or the job slips a whole
+// look (the expiry sweep would run every other minute).
+func TestJobsRunEveryIntervalThoughLooksJitter(t *testing.T) {
+	m := startReplicas(t, 1)[0]
+	clk := testenv.NewClock(time.Now().Add(time.Hour)) // past any look the replica made itself
+	m.Service.Now = clk.Now
+	ctx := context.Background()
+	clk.Add(5 * time.Millisecond)
+	if ran := m.runJobs(ctx); len(ran) != len(m.backgroundJobs()) {
+		t.Fatalf("first look ran %q, want every job", ran)
+	}
+	start := clk.Now()
+	for minute := 1; minute <= 10; minute++ {
+		// Each look a millisecond earlier in its minute than the last.
+		clk.Set(start.Add(time.Duration(minute)*jobCheckInterval - time.Duration(minute)*time.Millisecond))
+		ran := m.runJobs(ctx)
+		if !slices.Contains(ran, tollgate.JobExpirySweep) {
+			t.Errorf("look %d: the expiry sweep (every %v) did not run: %q", minute, jobCheckInterval, ran)
+		}
+		if want := minute == 10; slices.Contains(ran, tollgate.JobAutoPause) != want {
+			t.Errorf("look %d: auto-pause (every %v) ran %v, want %v", minute, jobEvery, !want, want)
 		}
 	}
 }

@@ -20,6 +20,13 @@ import (
 // jobCheckInterval is how often a replica looks for a due job.
 const jobCheckInterval = time.Minute
 
+// claimSlack is taken off a job's interval when it is claimed: a look
+// comes a little earlier or later in its minute each time (the jobs
+// before it in the round take their time), and without the slack a look
+// a millisecond earlier than the last one would find the job not due and
+// push it a whole look later.
+const claimSlack = jobCheckInterval / 2
+
 // jobEvery is how often the sweeps that clean up run, on one replica.
 const jobEvery = 10 * time.Minute
 
@@ -92,7 +99,7 @@ func (m *Main) runJobs(ctx context.Context) []string {
 	var ran []string
 	for _, j := range m.backgroundJobs() {
 		st := m.jobs.stats[j.name]
-		ok, err := m.Service.ClaimJob(ctx, j.name, j.every)
+		ok, err := m.Service.ClaimJob(ctx, j.name, j.every-claimSlack)
 		if err != nil {
 			st.failed.Add(1)
 			m.Logger.Warn("background job: claim failed", "job", j.name, "err", err)
