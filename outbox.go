@@ -371,9 +371,9 @@ func (s *Service) sweepExpiryPage(ctx context.Context, ths []time.Duration, now 
 	if size <= 0 {
 		size = defaultExpiryPage
 	}
-	next := *after
+	var next ExpiryCursor
 	err = s.Store.Update(ctx, func(tx Tx) error {
-		n = 0 // a retried transaction counts anew
+		n, next = 0, *after // a retried transaction starts anew
 		toks, err := tx.TokensExpiringBy(ctx, now.Add(-expiredLookback), now.Add(ths[len(ths)-1]), *after, size)
 		if err != nil {
 			return err

@@ -157,9 +157,10 @@ type RotationTx interface {
 	PreviousSecretsEnded(ctx context.Context, now time.Time, limit int) ([]*Token, error)
 	// TokensExpiringBy returns the tokens, of every account, that are not
 	// revoked and whose expiry is at or before by, in order of expiry then
-	// ID, at most limit of them, starting after the token after names
-	// (the zero cursor: from the first); since (if not zero) leaves out
-	// those that expired before it.
+	// ID (byte order, whatever the database's collation), at most limit
+	// of them, starting after the token after names (the zero cursor:
+	// from the first); since (if not zero) leaves out those that expired
+	// before it.
 	TokensExpiringBy(ctx context.Context, since, by time.Time, after ExpiryCursor, limit int) ([]*Token, error)
 }
 

@@ -86,8 +86,8 @@ func (t *tx) TokensExpiringBy(ctx context.Context, since, by time.Time, after to
 	return t.tokens(ctx, `SELECT `+tokenColumns+tokenFrom+`
 		WHERE t.revoked_at IS NULL AND t.trust_policy_id IS NULL AND t.expires_at IS NOT NULL
 			AND ($1::timestamptz IS NULL OR t.expires_at >= $1) AND t.expires_at <= $2
-			AND ($4::text = '' OR (t.expires_at, t.id) > ($5::timestamptz, $4::text))
-		ORDER BY t.expires_at, t.id LIMIT $3`, lo, utc(by), limit, after.ID, utc(after.At))
+			AND ($4::text = '' OR (t.expires_at, t.id COLLATE "C") > ($5::timestamptz, $4::text COLLATE "C"))
+		ORDER BY t.expires_at, t.id COLLATE "C" LIMIT $3`, lo, utc(by), limit, after.ID, utc(after.At))
 }
 
 func (t *tx) ids(ctx context.Context, query string, args ...any) ([]string, error) {
