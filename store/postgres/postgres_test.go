@@ -314,3 +314,12 @@ func BenchmarkRecordPulls(b *testing.B) {
 	b.Cleanup(func() { db.Close() })
 	storetest.BenchmarkRecordPulls(b, db)
 }
+
+func BenchmarkSweepExpiry(b *testing.B) {
+	db, err := postgres.Open(b.Context(), testenv.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	storetest.BenchmarkSweepExpiry(b, db)
+}

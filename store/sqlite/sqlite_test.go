@@ -267,3 +267,12 @@ func BenchmarkRecordPulls(b *testing.B) {
 	b.Cleanup(func() { db.Close() })
 	storetest.BenchmarkRecordPulls(b, db)
 }
+
+func BenchmarkSweepExpiry(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	storetest.BenchmarkSweepExpiry(b, db)
+}
