@@ -102,6 +102,11 @@ func epollLoop(ctx context.Context, addr *net.TCPAddr, conns int, end time.Time,
 		}
 		return nil
 	}
+	drop := func(c *epollConn) {
+		syscall.EpollCtl(ep, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		syscall.Close(c.fd)
+		delete(byFD, c.fd)
+	}
 	open := func() error {
 		fd, err := dialNonblocking(addr)
 		if err != nil {
@@ -114,12 +119,11 @@ func epollLoop(ctx context.Context, addr *net.TCPAddr, conns int, end time.Time,
 			return err
 		}
 		byFD[fd] = c
-		return send(c)
-	}
-	drop := func(c *epollConn) {
-		syscall.EpollCtl(ep, syscall.EPOLL_CTL_DEL, c.fd, nil)
-		syscall.Close(c.fd)
-		delete(byFD, c.fd)
+		if err := send(c); err != nil {
+			drop(c)
+			return err
+		}
+		return nil
 	}
 	for range conns {
 		if err := open(); err != nil {
@@ -264,10 +268,15 @@ func dialNonblocking(addr *net.TCPAddr) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	for {
-		err = syscall.Connect(fd, sa)
-		if err != syscall.EINTR {
+	// A connect cut by a signal goes on in the background (a second
+	// call says EALREADY): start again on a new socket.
+	for tries := 0; ; tries++ {
+		if err = syscall.Connect(fd, sa); err != syscall.EINTR || tries == 3 {
 			break
+		}
+		syscall.Close(fd)
+		if fd, err = syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0); err != nil {
+			return -1, err
 		}
 	}
 	if err == nil {
