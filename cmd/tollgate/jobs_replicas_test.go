@@ -228,17 +228,18 @@ func TestExpirySweepRunsOnOneReplica(t *testing.T) {
 func TestJobsRunEveryIntervalThoughLooksJitter(t *testing.T) {
 	m := startReplicas(t, 1)[0]
 	clk := testenv.NewClock(time.Now().Add(time.Hour)) // past any look the replica made itself
-	m.Service.Now = clk.Now
+	svc := *m.Service                                  // the replica's store, this test's clock
+	svc.Now = clk.Now
 	ctx := context.Background()
 	clk.Add(5 * time.Millisecond)
-	if ran := m.runJobs(ctx); len(ran) != len(m.backgroundJobs()) {
+	if ran := m.runJobsWith(ctx, &svc); len(ran) != len(m.backgroundJobs(&svc)) {
 		t.Fatalf("first look ran %q, want every job", ran)
 	}
 	start := clk.Now()
 	for minute := 1; minute <= 10; minute++ {
 		// Each look a millisecond earlier in its minute than the last.
 		clk.Set(start.Add(time.Duration(minute)*jobCheckInterval - time.Duration(minute)*time.Millisecond))
-		ran := m.runJobs(ctx)
+		ran := m.runJobsWith(ctx, &svc)
 		if !slices.Contains(ran, tollgate.JobExpirySweep) {
 			t.Errorf("look %d: the expiry sweep (every %v) did not run: %q", minute, jobCheckInterval, ran)
 		}

@@ -40,15 +40,16 @@ type backgroundJob struct {
 	done, unit string
 }
 
-func (m *Main) backgroundJobs() []backgroundJob {
+// backgroundJobs are the jobs, run through svc.
+func (m *Main) backgroundJobs(svc *tollgate.Service) []backgroundJob {
 	return []backgroundJob{
-		{tollgate.JobAutoPause, jobEvery, m.Service.AutoPause, "auto-pause: tokens unused past their account's limit paused", "tokens"},
+		{tollgate.JobAutoPause, jobEvery, svc.AutoPause, "auto-pause: tokens unused past their account's limit paused", "tokens"},
 		{tollgate.JobSweepEphemeral, jobEvery, func(ctx context.Context) (int, error) {
-			return m.Service.SweepEphemeral(ctx, m.Config.OIDC.EphemeralRetention.Duration())
+			return svc.SweepEphemeral(ctx, m.Config.OIDC.EphemeralRetention.Duration())
 		}, "ended ephemeral credentials deleted", "credentials"},
 		// Every look: a warning is news, and a late one surprises.
 		{tollgate.JobExpirySweep, jobCheckInterval, func(ctx context.Context) (int, error) {
-			return m.Service.SweepExpiry(ctx, m.Config.Notify.Thresholds())
+			return svc.SweepExpiry(ctx, m.Config.Notify.Thresholds())
 		}, "expiry notifications written", "events"},
 	}
 }
@@ -66,7 +67,7 @@ type jobWiring struct {
 // look is one jobCheckInterval after start.
 func (m *Main) startJobs() {
 	stats := map[string]*jobStats{}
-	for _, j := range m.backgroundJobs() {
+	for _, j := range m.backgroundJobs(m.Service) {
 		stats[j.name] = &jobStats{}
 	}
 	m.Metrics.Register(JobsCollector{Stats: func() map[string]JobStats {
@@ -96,10 +97,15 @@ func (m *Main) startJobs() {
 // runJobs is one look: it claims each due job and runs the ones this
 // replica won, and returns their names.
 func (m *Main) runJobs(ctx context.Context) []string {
+	return m.runJobsWith(ctx, m.Service)
+}
+
+// runJobsWith is runJobs through svc (a test's, with its own clock).
+func (m *Main) runJobsWith(ctx context.Context, svc *tollgate.Service) []string {
 	var ran []string
-	for _, j := range m.backgroundJobs() {
+	for _, j := range m.backgroundJobs(svc) {
 		st := m.jobs.stats[j.name]
-		ok, err := m.Service.ClaimJob(ctx, j.name, j.every-claimSlack)
+		ok, err := svc.ClaimJob(ctx, j.name, j.every-claimSlack)
 		if err != nil {
 			st.failed.Add(1)
 			m.Logger.Warn("background job: claim failed", "job", j.name, "err", err)
